@@ -1,0 +1,382 @@
+"""Apply on a replica: records become SQLite transactions on the replica file.
+
+Pages are written with ``INSERT INTO sqlite_dbpage`` inside an ordinary transaction, so the
+replica stays in WAL mode, readers of any SQLite library see each batch whole or not at all,
+and a crash mid-apply rolls back like any SQLite transaction. Rules learnt the hard way
+(../shared/DESIGN.md):
+
+* page 1 is written last (earlier, the next statement re-reads the schema from a new page 1
+  while other pages are old: "malformed database schema");
+* a shrinking database is truncated in the same transaction (a NULL page deletes it and all
+  after it);
+* the applying connection is never used for reads served to anyone.
+
+Every batch is checked before a byte is written: txids follow the position, the first record's
+pre-apply checksum equals the replica's checksum, and the checksum the pages produce equals each
+record's post-apply checksum. Otherwise nothing is applied and :class:`DivergenceError` is
+raised. Writes to the replica file by anyone else are detected through ``PRAGMA data_version``
+and confirmed by a rescan (another process's checkpoint also bumps it, harmlessly).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import faults
+from .checksum import PageHashes, format_checksum, page_hash, zero_page
+from .errors import (
+    DivergenceError,
+    LocalWriteError,
+    ReplicaError,
+    SnapshotError,
+    SnapshotRequiredError,
+    SQLiteUnsupportedError,
+)
+from .position import Position, PositionFile
+from .record import RecordKind, TxRecord
+from .sqlite import Connection, connect, has_dbpage, pragma_int
+
+log = logging.getLogger("litecluster.apply")
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    durable: bool = True
+    """fsync the position file and commit with synchronous=FULL. False trades a re-snapshot after
+    a power loss for fewer fsyncs; process crashes are safe either way."""
+    busy_timeout_ms: int = 5000
+
+
+class Replica:
+    """One replica database file and its position."""
+
+    def __init__(
+        self, db_path: str | os.PathLike[str], config: ReplicaConfig | None = None
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.config = config or ReplicaConfig()
+        self._lock = threading.RLock()
+        self.conn: Connection = connect(self.db_path, busy_timeout_ms=self.config.busy_timeout_ms)
+        if not has_dbpage(self.conn):
+            raise SQLiteUnsupportedError(
+                "this SQLite build has no sqlite_dbpage table", hint="use sqlean-py"
+            )
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if self.config.durable else 'NORMAL'}")
+        self.posfile = PositionFile(str(self.db_path) + ".lcpos", fsync=self.config.durable)
+        self.page_size = pragma_int(self.conn, "page_size")
+        self.hashes = PageHashes(self.page_size)
+        self._position = Position()
+        self.diverged: DivergenceError | None = None
+        self.applied_records = 0
+        self._recover()
+        self._data_version = pragma_int(self.conn, "data_version")
+
+    # ---- open ------------------------------------------------------------------------------
+
+    def _scan(self) -> PageHashes:
+        self.conn.execute("BEGIN")
+        try:
+            return PageHashes.scan(self.conn, self.page_size)
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    def _recover(self) -> None:
+        state = self.posfile.state
+        empty = pragma_int(self.conn, "page_count") == 0
+        if empty:
+            self.hashes = PageHashes(self.page_size)
+        if state is None:
+            if not empty:
+                self.hashes = self._scan()
+            self._position = Position(0, 0, self.hashes.checksum)
+            return
+        # The per-page hashes are needed to apply incrementally anyway, so the recorded position
+        # is always checked against the file: offline edits and crashes mid-batch both show here.
+        self.hashes = self._scan() if not empty else PageHashes(self.page_size)
+        found = self.hashes.checksum
+        if state.pending is not None and found == state.pending.checksum:
+            self._position = state.pending
+            self.posfile.write(state.pending, self.page_size)
+            log.info(
+                "replica.recovered db=%s position=%s (batch committed before the crash)",
+                self.db_path,
+                state.pending,
+            )
+        elif found == state.committed.checksum:
+            self._position = state.committed
+            if state.pending is not None:
+                self.posfile.write(state.committed, self.page_size)
+                log.info(
+                    "replica.recovered db=%s position=%s (batch rolled back)",
+                    self.db_path,
+                    state.committed,
+                )
+        else:
+            self._position = Position(0, 0, found)
+            self.diverged = LocalWriteError(
+                "replica file does not match its recorded position",
+                file=str(self.db_path),
+                recorded=str(state.committed),
+                found=format_checksum(found),
+            )
+            log.error(
+                "replica.diverged db=%s recorded=%s found=%s",
+                self.db_path,
+                state.committed,
+                format_checksum(found),
+            )
+
+    @property
+    def position(self) -> Position:
+        with self._lock:
+            return self._position
+
+    # ---- apply -----------------------------------------------------------------------------
+
+    def _check_local_writes(self) -> None:
+        version = pragma_int(self.conn, "data_version")
+        if version == self._data_version:
+            return
+        found = self._scan()
+        if found.checksum == self.hashes.checksum:
+            self._data_version = version  # another process checkpointed; contents unchanged
+            return
+        self.diverged = LocalWriteError(
+            "someone else wrote to the replica database",
+            file=str(self.db_path),
+            position=str(self._position),
+            found=format_checksum(found.checksum),
+        )
+        self._position = Position(0, 0, found.checksum)
+        self.hashes = found
+        raise self.diverged
+
+    def apply(self, records: Sequence[TxRecord]) -> Position:
+        """Apply consecutive records in one SQLite transaction; all or nothing."""
+        if not records:
+            return self.position
+        with self._lock:
+            if self.diverged is not None:
+                raise self.diverged
+            reset_at = next((i for i, r in enumerate(records) if r.kind == RecordKind.RESET), None)
+            if reset_at is not None:
+                if reset_at:
+                    self.apply(records[:reset_at])
+                raise SnapshotRequiredError(
+                    "the primary's log restarts here; a snapshot is needed",
+                    txid=records[reset_at].txid,
+                    db=str(self.db_path),
+                )
+            self._check_local_writes()
+            self._apply_locked(records)
+            return self._position
+
+    def _divergence(self, why: str, rec: TxRecord, expected: int, found: int) -> DivergenceError:
+        return DivergenceError(
+            why, db=str(self.db_path), txid=rec.txid,
+            expected=format_checksum(expected), found=format_checksum(found),
+        )  # fmt: skip
+
+    def _apply_locked(self, records: Sequence[TxRecord]) -> None:
+        pos = self._position
+        first = records[0]
+        empty = not self.hashes.page_count and pragma_int(self.conn, "page_count") == 0
+        if first.page_size != self.page_size and empty:
+            self._set_page_size(first.page_size)
+        if first.page_size != self.page_size:
+            raise ReplicaError("record page size differs from the replica's", txid=first.txid,
+                               record_page_size=first.page_size, replica_page_size=self.page_size)  # fmt: skip
+        txn = self.hashes.begin()
+        final: dict[int, bytes] = {}
+        for i, rec in enumerate(records):
+            if rec.txid != pos.txid + 1 + i:
+                raise SnapshotRequiredError(
+                    "record does not follow the replica's position",
+                    db=str(self.db_path), position=str(pos), txid=rec.txid,
+                )  # fmt: skip
+            if rec.epoch < pos.epoch:
+                raise ReplicaError(
+                    "record from an older epoch",
+                    txid=rec.txid,
+                    epoch=rec.epoch,
+                    replica_epoch=pos.epoch,
+                )
+            if rec.pre_checksum != txn.checksum:
+                raise self._divergence(
+                    "pre-apply checksum mismatch", rec, rec.pre_checksum, txn.checksum
+                )
+            if rec.db_size < txn.size:
+                for pgno in [p for p in final if p > rec.db_size]:
+                    del final[pgno]
+            txn.resize(rec.db_size, written=(p for p, _ in rec.pages))
+            for pgno, data in rec.pages:
+                if not 1 <= pgno <= rec.db_size or len(data) != rec.page_size:
+                    raise ReplicaError("malformed page in record", txid=rec.txid, pgno=pgno)
+                txn.set_page(pgno, page_hash(pgno, data))
+                final[pgno] = data
+            if txn.checksum != rec.post_checksum:
+                raise self._divergence(
+                    "post-apply checksum mismatch", rec, rec.post_checksum, txn.checksum
+                )
+        last = records[-1]
+        target = Position(last.epoch, last.txid, last.post_checksum)
+        self._write_pages(txn.min_size, txn.size, final, target)
+        txn.commit()
+        self._position = target
+        self.applied_records += len(records)
+        self.posfile.write(target, self.page_size)
+
+    def _write_pages(
+        self, min_size: int, size: int, pages: dict[int, bytes], target: Position
+    ) -> None:
+        """One SQLite transaction: truncate, write pages with page 1 last, commit."""
+        self.posfile.write(self._position, self.page_size, pending=target)
+        current = pragma_int(self.conn, "page_count")
+        if current == 0:
+            self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            current = pragma_int(self.conn, "page_count")
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if min_size < current:
+                self.conn.execute(
+                    "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (min_size + 1,)
+                )
+            zero = zero_page(self.page_size)
+            fill = [(p, zero) for p in range(min_size + 1, size + 1) if p not in pages]
+            rows = sorted(pages.items(), key=lambda kv: (kv[0] == 1, kv[0]))
+            if fill:
+                rows = fill + rows
+            self.conn.executemany("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", rows)
+            faults.crashpoint("apply.before_commit")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            self.posfile.write(self._position, self.page_size)
+            raise
+        faults.crashpoint("apply.after_commit")
+        self._data_version = pragma_int(self.conn, "data_version")
+
+    def _set_page_size(self, page_size: int) -> None:
+        self.conn.execute(f"PRAGMA page_size={int(page_size)}")
+        self.page_size = pragma_int(self.conn, "page_size")
+        if self.page_size != page_size:
+            raise ReplicaError(
+                "could not set the replica's page size", wanted=page_size, got=self.page_size
+            )
+        self.hashes.page_size = page_size
+
+    # ---- snapshots -------------------------------------------------------------------------
+
+    def replace(
+        self,
+        position: Position,
+        page_size: int,
+        page_count: int,
+        pages: Iterable[tuple[int, bytes]],
+        progress: ProgressFn | None = None,
+    ) -> Position:
+        """Replace the whole database with ``pages`` in ONE transaction (snapshot install).
+
+        Readers see the old database or the new one. The pages must hash to
+        ``position.checksum``; otherwise the transaction is rolled back and nothing changes.
+        """
+        with self._lock:
+            current = pragma_int(self.conn, "page_count")
+            if current and page_size != self.page_size:
+                raise SnapshotError(
+                    "snapshot page size differs from the replica file's",
+                    snapshot_page_size=page_size, replica_page_size=self.page_size,
+                    hint="remove the replica file (and its -wal, -shm, .lcpos) and install again",
+                )  # fmt: skip
+            self.posfile.write(self._position, self.page_size, pending=position)
+            if current == 0:
+                self._set_page_size(page_size)
+                self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                current = pragma_int(self.conn, "page_count")
+            hashes = PageHashes(page_size)
+            page1: bytes | None = None
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if page_count < current:
+                    self.conn.execute(
+                        "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (page_count + 1,)
+                    )
+                expect = 1
+                batch: list[tuple[int, bytes]] = []
+                for pgno, data in pages:
+                    if pgno != expect or len(data) != page_size:
+                        raise SnapshotError(
+                            "snapshot pages out of order or malformed", pgno=pgno, expected=expect
+                        )
+                    expect += 1
+                    hashes._append(page_hash(pgno, data))
+                    if pgno == 1:
+                        page1 = data
+                        continue
+                    batch.append((pgno, data))
+                    if len(batch) >= 256:
+                        self.conn.executemany(
+                            "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", batch
+                        )
+                        batch.clear()
+                        if progress:
+                            progress(pgno, page_count)
+                if batch:
+                    self.conn.executemany(
+                        "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", batch
+                    )
+                if expect - 1 != page_count or page1 is None:
+                    raise SnapshotError(
+                        "snapshot ended early", pages=expect - 1, expected=page_count
+                    )
+                if hashes.checksum != position.checksum:
+                    raise DivergenceError(
+                        "snapshot pages do not match the snapshot's checksum",
+                        expected=format_checksum(position.checksum), found=format_checksum(hashes.checksum),
+                    )  # fmt: skip
+                self.conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (1, ?)", (page1,))
+                faults.crashpoint("snapshot.install.before_commit")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                self.posfile.write(self._position, self.page_size)
+                raise
+            if progress:
+                progress(page_count, page_count)
+            self.hashes = hashes
+            self._position = position
+            self.diverged = None
+            self.posfile.write(position, self.page_size)
+            self._data_version = pragma_int(self.conn, "data_version")
+            self.checkpoint()
+            return position
+
+    # ---- maintenance -------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Copy the replica's WAL into its file (readers are never blocked by this)."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def verify(self) -> bool:
+        """Rescan the file and compare with the tracked checksum."""
+        with self._lock:
+            return self._scan().checksum == self.hashes.checksum
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+            self.posfile.close()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,487 @@
+"""Capture on the primary: every committed transaction becomes exactly one txlog record.
+
+How nothing is lost (see docs/architecture.md, "Capture"):
+
+* Capture reads the WAL file directly (:mod:`wal`) and holds a read transaction, the *pin*, on
+  the primary at all times. While any reader holds a WAL read mark, SQLite cannot restart the
+  WAL (overwrite it from the start), and a checkpoint cannot copy frames past the oldest mark
+  into the database. So whatever other processes do, including their own autocheckpoints, the
+  WAL only grows while pinned, and capture reads it at leisure. The pin moves forward after each
+  poll by opening the new pin before releasing the old one.
+* Only capture restarts the WAL, in a bracket: it takes the write lock (``BEGIN IMMEDIATE``,
+  other writers wait on their busy timeout), captures to the end and makes the records durable,
+  copies the WAL into the database (passive checkpoint), and then, holding the write lock again
+  with a fresh read view, commits a no-op rewrite of ``user_version``, which makes SQLite start
+  the WAL over from frame 1. The WAL therefore never holds more than about
+  ``checkpoint_frames`` frames while capture is healthy.
+* Every WAL restart increments the header's checkpoint sequence. A jump of more than one means a
+  generation was written and erased without capture seeing it (only possible when another
+  process forces a checkpoint in the instants between a restart and the next pin). That is
+  never silent: capture rescans the database and appends a RESET record, which tells replicas
+  to re-snapshot.
+
+The same connection rules hold for the node's own writer: ``wal_autocheckpoint=0`` and
+``synchronous=FULL`` (see :meth:`Capture.connect_writer`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from . import faults
+from .checksum import PageHashes, page_hash, zero_page
+from .errors import ConfigError, SQLiteUnsupportedError
+from .position import Position
+from .record import RecordKind, TxRecord
+from .sqlite import Connection, connect, has_dbpage, pragma_int
+from .txlog import TxLog
+from .wal import (
+    WAL_HEADER_SIZE,
+    WalHeader,
+    WalMark,
+    WalTransaction,
+    iter_transactions,
+    parse_header,
+    resume_checksum,
+)
+
+log = logging.getLogger("litecluster.capture")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    epoch: int = 1
+    """Epoch stamped on new records (a static cluster's configured or persisted number)."""
+    checkpoint_frames: int = 1000
+    """Restart the WAL once it holds this many frames (and everything in it is captured)."""
+    poll_interval: float = 0.002
+    """Seconds between polls of the follower thread when nobody calls :meth:`Capture.notify`."""
+    busy_timeout_ms: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.epoch < 1:
+            raise ConfigError("capture epoch must be >= 1", value=self.epoch)
+        if self.checkpoint_frames < 1:
+            raise ConfigError("checkpoint_frames must be >= 1", value=self.checkpoint_frames)
+        if self.poll_interval <= 0:
+            raise ConfigError("poll_interval must be > 0", value=self.poll_interval)
+
+
+def _mark(header: WalHeader, frame: int) -> WalMark:
+    return WalMark(header.salt1, header.salt2, header.ckpt_seq, frame)
+
+
+class Capture:
+    """Turns the committed transactions of one primary database into txlog records."""
+
+    def __init__(
+        self, db_path: str | os.PathLike[str], txlog: TxLog, config: CaptureConfig | None = None
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.wal_path = Path(str(self.db_path) + "-wal")
+        self.txlog = txlog
+        self.config = config or CaptureConfig()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.resets = 0
+        self.checkpoints = 0
+        self._ctl = self._open()
+        if not has_dbpage(self._ctl):
+            raise SQLiteUnsupportedError(
+                "this SQLite build has no sqlite_dbpage table", hint="use sqlean-py"
+            )
+        mode = self._ctl.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+        if str(mode).lower() != "wal":
+            raise SQLiteUnsupportedError(
+                "the primary database cannot be put in WAL mode", file=str(self.db_path), mode=mode
+            )
+        self.page_size = pragma_int(self._ctl, "page_size")
+        self._pins = [self._open(), self._open()]
+        self._pinned: Connection | None = None
+        self._wal_f: BinaryIO | None = None
+        self.hashes = PageHashes(self.page_size)
+        self.txid = 0
+        self.wal = WalMark()
+        self._wal_checksum = (0, 0)
+        self._recover()
+
+    def _open(self) -> Connection:
+        conn = connect(self.db_path, busy_timeout_ms=self.config.busy_timeout_ms)
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
+    def connect_writer(self) -> Connection:
+        """A connection for the node's own writer: no autocheckpoint, commits fsynced."""
+        conn = self._open()
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    @property
+    def position(self) -> Position:
+        with self._lock:
+            return Position(self.config.epoch, self.txid, self.hashes.checksum)
+
+    # ---- WAL access and pinning ------------------------------------------------------------
+
+    def _wal_file(self) -> BinaryIO | None:
+        if self._wal_f is None:
+            try:
+                # Unbuffered: a buffered reader could serve bytes of frames since overwritten.
+                self._wal_f = open(self.wal_path, "rb", buffering=0)  # noqa: SIM115
+            except FileNotFoundError:
+                return None
+        return self._wal_f
+
+    def _header(self) -> WalHeader | None:
+        f = self._wal_file()
+        if f is None:
+            return None
+        return parse_header(os.pread(f.fileno(), WAL_HEADER_SIZE, 0))
+
+    def _pin(self) -> None:
+        """Move the pin to the current end of the WAL (new pin first, then release the old)."""
+        new = self._pins[0] if self._pinned is not self._pins[0] else self._pins[1]
+        new.execute("BEGIN")
+        new.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+        if self._pinned is not None:
+            self._pinned.execute("ROLLBACK")
+        self._pinned = new
+
+    def _unpin(self) -> None:
+        if self._pinned is not None:
+            self._pinned.execute("ROLLBACK")
+            self._pinned = None
+
+    # ---- recovery ----------------------------------------------------------------------------
+
+    def _scan_locked(self) -> tuple[PageHashes, WalHeader | None, list[WalTransaction]]:
+        """Under the write lock: hashes of the current database and the WAL's committed txns."""
+        hashes = PageHashes.scan(self._ctl, self.page_size)
+        header = self._header()
+        f = self._wal_file()
+        txs: list[WalTransaction] = []
+        if header is not None and f is not None:
+            txs = list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
+        return hashes, header, txs
+
+    def _recover(self) -> None:
+        last = self.txlog.last()
+        self._ctl.execute("BEGIN IMMEDIATE")
+        try:
+            hashes, header, txs = self._scan_locked()
+            end = txs[-1].commit_frame if txs else 0
+            if last is None:
+                # A new log: the database as it is now is position 0 (replicas start from a snapshot).
+                self.txid = self.txlog.last_txid
+                self.hashes = hashes
+                self._set_wal(header, end)
+                log.info(
+                    "capture.start db=%s txid=%d checksum=%016x",
+                    self.db_path,
+                    self.txid,
+                    hashes.checksum,
+                )
+                return
+            self.txid = last.txid
+            pending = self._uncaptured(last, header, txs)
+            before = self._state_before(hashes, pending, last, header)
+            if before is not None and before.checksum == last.post_checksum:
+                self.hashes = before
+                self._set_wal(header, pending[0].first_frame - 1 if pending else end)
+                records = [self._record(tx) for tx in pending]
+                if records:
+                    self.txlog.append_sync(records)
+                    self._set_wal(header, self.wal.frame)
+                    log.info(
+                        "capture.recovered db=%s records=%d txid=%d",
+                        self.db_path,
+                        len(records),
+                        self.txid,
+                    )
+                if self.hashes.checksum != hashes.checksum:
+                    self._reset(hashes, header, end, "recovered state does not match the database")
+            else:
+                self._reset(hashes, header, end, "database changed while capture was not running")
+        finally:
+            self._ctl.execute("ROLLBACK")
+        self._pin()
+
+    def _uncaptured(
+        self, last: TxRecord, header: WalHeader | None, txs: list[WalTransaction]
+    ) -> list[WalTransaction]:
+        if header is None:
+            return []
+        if (header.salt1, header.salt2) == (last.wal.salt1, last.wal.salt2):
+            return [tx for tx in txs if tx.first_frame > last.wal.frame]
+        return txs
+
+    def _state_before(
+        self,
+        now: PageHashes,
+        pending: list[WalTransaction],
+        last: TxRecord,
+        header: WalHeader | None,
+    ) -> PageHashes | None:
+        """Hashes of the database before ``pending`` (the WAL transactions not yet captured).
+
+        Pages the pending transactions touched are read as they were: from earlier frames of
+        the same WAL generation, else from the database file (which capture never lets a
+        checkpoint fill past what it captured). The caller checks the result against the last
+        record's checksum, so a wrong guess is detected, never trusted.
+        """
+        if not pending:
+            return now
+        assert header is not None
+        first = pending[0].first_frame
+        touched = set().union(*(tx.pages for tx in pending))
+        size_before = last.db_size
+        touched.update(range(now.page_count + 1, size_before + 1))  # pages the txns truncated
+        older: dict[int, bytes] = {}
+        f = self._wal_file()
+        if first > 1 and f is not None:
+            for tx in iter_transactions(f, header, 0, (header.checksum1, header.checksum2)):
+                if tx.first_frame >= first:
+                    break
+                older.update((p, d) for p, d in tx.pages.items() if p in touched)
+        before = now.copy()
+        txn = before.begin()
+        txn.resize(size_before)
+        with open(self.db_path, "rb") as db:
+            for pgno in sorted(p for p in touched if p <= size_before):
+                data = older.get(pgno)
+                if data is None:
+                    data = os.pread(db.fileno(), self.page_size, (pgno - 1) * self.page_size)
+                    data = data.ljust(self.page_size, b"\0") if data else zero_page(self.page_size)
+                txn.set_page(pgno, page_hash(pgno, data))
+        txn.commit()
+        return before
+
+    def _set_wal(self, header: WalHeader | None, frame: int) -> None:
+        if header is None:
+            self.wal = WalMark()
+            self._wal_checksum = (0, 0)
+            return
+        self.wal = _mark(header, frame)
+        f = self._wal_file()
+        assert f is not None
+        ck = resume_checksum(f, header, frame)
+        assert ck is not None
+        self._wal_checksum = ck
+
+    def _reset(
+        self, hashes: PageHashes, header: WalHeader | None, frame: int, why: str
+    ) -> TxRecord:
+        """Append a RESET record: the log cannot describe how the database got to ``hashes``."""
+        self.resets += 1
+        log.error(
+            "capture.reset db=%s txid=%d reason=%r hint=replicas re-snapshot",
+            self.db_path,
+            self.txid + 1,
+            why,
+        )
+        rec = TxRecord(
+            epoch=self.config.epoch, txid=self.txid + 1, page_size=self.page_size,
+            db_size=hashes.page_count, pre_checksum=self.hashes.checksum, post_checksum=hashes.checksum,
+            timestamp_ns=time.time_ns(), pages=(), kind=RecordKind.RESET,
+            wal=_mark(header, frame) if header else WalMark(),
+        )  # fmt: skip
+        self.txlog.append_sync([rec])
+        self.txid = rec.txid
+        self.hashes = hashes
+        self._set_wal(header, frame)
+        return rec
+
+    # ---- capture -------------------------------------------------------------------------------
+
+    def _record(self, tx: WalTransaction) -> TxRecord:
+        txn = self.hashes.begin()
+        pre = txn.checksum
+        txn.resize(tx.db_size, written=tx.pages.keys())
+        pages = tuple(sorted(tx.pages.items()))
+        for pgno, data in pages:
+            txn.set_page(pgno, page_hash(pgno, data))
+        txn.commit()
+        self.txid += 1
+        self.wal = tx.end
+        return TxRecord(
+            epoch=self.config.epoch, txid=self.txid, page_size=self.page_size, db_size=tx.db_size,
+            pre_checksum=pre, post_checksum=self.hashes.checksum, timestamp_ns=time.time_ns(),
+            pages=pages, wal=tx.end,
+        )  # fmt: skip
+
+    def _poll_locked(self) -> list[TxRecord]:
+        header = self._header()
+        f = self._wal_file()
+        if header is None or f is None:
+            return []
+        records: list[TxRecord] = []
+        if (header.salt1, header.salt2) != (self.wal.salt1, self.wal.salt2):
+            expected = (self.wal.ckpt_seq + 1) & 0xFFFFFFFF
+            if (self.wal.salt1 or self.wal.salt2) and header.ckpt_seq != expected:
+                return [self._gap(header)]
+            self.wal = _mark(header, 0)
+            self._wal_checksum = (header.checksum1, header.checksum2)
+        for tx in iter_transactions(f, header, self.wal.frame, self._wal_checksum):
+            records.append(self._record(tx))
+            self._wal_checksum = tx.checksum
+        if records:
+            for rec in records:
+                self.txlog.append(rec)
+            faults.crashpoint("capture.before_sync")
+            self.txlog.sync()
+        return records
+
+    def _gap(self, header: WalHeader) -> TxRecord:
+        self._unpin()
+        self._ctl.execute("BEGIN IMMEDIATE")
+        try:
+            hashes, header2, txs = self._scan_locked()
+            assert header2 is not None
+            end = txs[-1].commit_frame if txs else 0
+            return self._reset(
+                hashes,
+                header2,
+                end,
+                f"WAL generation(s) missed: {header.ckpt_seq - self.wal.ckpt_seq - 1}",
+            )
+        finally:
+            self._ctl.execute("ROLLBACK")
+            self._pin()
+
+    def poll(self) -> list[TxRecord]:
+        """Capture every transaction committed so far; the returned records are durable."""
+        with self._lock:
+            records = self._poll_locked()
+            if records or self._pinned is None:
+                self._pin()
+            return records
+
+    def checkpoint(self) -> bool:
+        """Capture everything, copy the WAL into the database and restart the WAL.
+
+        Returns True when the WAL was restarted; False when a reader of another process held
+        an old snapshot and the checkpoint could not complete (it is tried again later).
+        """
+        with self._lock:
+            self._ctl.execute("BEGIN IMMEDIATE")
+            try:
+                self._poll_locked()
+                self._unpin()
+                busy, wal_frames, done = (
+                    self._pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+                )
+            finally:
+                self._ctl.execute("ROLLBACK")
+            restarted = False
+            if not busy and wal_frames == done and wal_frames > 0:
+                restarted = self._restart_wal()
+            self._poll_locked()
+            self._pin()
+            if restarted:
+                self.checkpoints += 1
+            return restarted
+
+    def _restart_wal(self) -> bool:
+        """With a fresh read view on a fully copied WAL, commit a no-op so SQLite restarts it."""
+        before = self._header()
+        self._ctl.execute("BEGIN IMMEDIATE")
+        try:
+            version = pragma_int(self._ctl, "user_version")
+            self._ctl.execute(f"PRAGMA user_version={version}")
+            faults.crashpoint("capture.restart.before_commit")
+            self._ctl.execute("COMMIT")
+        except BaseException:
+            self._ctl.execute("ROLLBACK")
+            raise
+        after = self._header()
+        return before is not None and after is not None and after.salt1 != before.salt1
+
+    def maybe_checkpoint(self) -> bool:
+        with self._lock:
+            if self.wal.frame >= self.config.checkpoint_frames:
+                return self.checkpoint()
+            return False
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[tuple[Position, Connection]]:
+        """A read transaction on the primary at a known position, for snapshots.
+
+        Writers are blocked only while capture catches up and the read view opens; the view
+        stays valid (and pins the WAL) for as long as the caller holds it.
+        """
+        conn = self._open()
+        try:
+            with self._lock:
+                self._ctl.execute("BEGIN IMMEDIATE")
+                try:
+                    self._poll_locked()
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+                    pos = Position(self.config.epoch, self.txid, self.hashes.checksum)
+                finally:
+                    self._ctl.execute("ROLLBACK")
+                self._pin()
+            yield pos, conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            conn.close()
+
+    # ---- follower thread ----------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Tell the follower thread a commit happened (it polls on its own otherwise)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Follow the WAL until :meth:`stop`; errors stop the loop and are kept in ``error``."""
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.config.poll_interval)
+                self._wake.clear()
+                self.poll()
+                self.maybe_checkpoint()
+        except BaseException as exc:  # surfaced to the owner through .error
+            self.error = exc
+            log.exception("capture.stopped db=%s", self.db_path)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run, name=f"capture:{self.db_path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            self.poll()
+            self._unpin()
+            for conn in (*self._pins, self._ctl):
+                conn.close()
+            if self._wal_f is not None:
+                self._wal_f.close()
+                self._wal_f = None
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
