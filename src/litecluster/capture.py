@@ -38,10 +38,10 @@ from typing import BinaryIO
 
 from . import faults
 from .checksum import PageHashes, page_hash, zero_page
-from .errors import ConfigError, SQLiteUnsupportedError
+from .errors import CaptureGapError, ConfigError, SQLiteUnsupportedError, WalError
 from .position import Position
 from .record import RecordKind, TxRecord
-from .sqlite import Connection, connect, has_dbpage, pragma_int
+from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
 from .txlog import TxLog
 from .wal import (
     WAL_HEADER_SIZE,
@@ -65,6 +65,11 @@ class CaptureConfig:
     poll_interval: float = 0.002
     """Seconds between polls of the follower thread when nobody calls :meth:`Capture.notify`."""
     busy_timeout_ms: int = 5000
+    """How long recovery and snapshots wait for other writers to let go of the write lock."""
+    checkpoint_busy_ms: int = 100
+    """How long a checkpoint waits for the write lock before giving up until a later poll."""
+    checkpoint_retry: float = 0.5
+    """Seconds to wait before retrying a checkpoint that could not get the write lock."""
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
@@ -90,6 +95,11 @@ class Capture:
         self.txlog = txlog
         self.config = config or CaptureConfig()
         self._lock = threading.RLock()
+        self.writer_lock = threading.RLock()
+        """Held by this process's own writer around each write transaction. Capture takes it
+        before the SQLite write lock, so in-process writers yield to a checkpoint instead of
+        starving it (SQLite's busy handler is not fair). Order: writer_lock, then capture."""
+        self._ckpt_retry_at = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -149,6 +159,25 @@ class Capture:
             return None
         return parse_header(os.pread(f.fileno(), WAL_HEADER_SIZE, 0))
 
+    @contextlib.contextmanager
+    def _write_locked(self, busy_ms: int) -> Iterator[bool]:
+        """Hold this process's writers and SQLite's write lock; yields False if it was busy."""
+        with self.writer_lock, self._lock:
+            self._ctl.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            try:
+                self._ctl.execute("BEGIN IMMEDIATE")
+            except OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                yield False
+                return
+            finally:
+                self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
+            try:
+                yield True
+            finally:
+                self._ctl.execute("ROLLBACK")
+
     def _pin(self) -> None:
         """Move the pin to the current end of the WAL (new pin first, then release the old)."""
         new = self._pins[0] if self._pinned is not self._pins[0] else self._pins[1]
@@ -176,46 +205,49 @@ class Capture:
         return hashes, header, txs
 
     def _recover(self) -> None:
-        last = self.txlog.last()
-        self._ctl.execute("BEGIN IMMEDIATE")
-        try:
-            hashes, header, txs = self._scan_locked()
-            end = txs[-1].commit_frame if txs else 0
-            if last is None:
-                # A new log: the database as it is now is position 0 (replicas start from a snapshot).
-                self.txid = self.txlog.last_txid
-                self.hashes = hashes
-                self._set_wal(header, end)
-                log.info(
-                    "capture.start db=%s txid=%d checksum=%016x",
-                    self.db_path,
-                    self.txid,
-                    hashes.checksum,
+        with self._write_locked(self.config.busy_timeout_ms) as got:
+            if not got:
+                raise WalError(
+                    "could not lock the primary to start capture",
+                    db=str(self.db_path),
+                    hint="another process holds a long write transaction; retry",
                 )
-                return
-            self.txid = last.txid
-            pending = self._uncaptured(last, header, txs)
-            before = self._state_before(hashes, pending, last, header)
-            if before is not None and before.checksum == last.post_checksum:
-                self.hashes = before
-                self._set_wal(header, pending[0].first_frame - 1 if pending else end)
-                records = [self._record(tx) for tx in pending]
-                if records:
-                    self.txlog.append_sync(records)
-                    self._set_wal(header, self.wal.frame)
-                    log.info(
-                        "capture.recovered db=%s records=%d txid=%d",
-                        self.db_path,
-                        len(records),
-                        self.txid,
-                    )
-                if self.hashes.checksum != hashes.checksum:
-                    self._reset(hashes, header, end, "recovered state does not match the database")
-            else:
-                self._reset(hashes, header, end, "database changed while capture was not running")
-        finally:
-            self._ctl.execute("ROLLBACK")
+            self._recover_locked()
         self._pin()
+
+    def _recover_locked(self) -> None:
+        last = self.txlog.last()
+        hashes, header, txs = self._scan_locked()
+        end = txs[-1].commit_frame if txs else 0
+        if last is None:
+            # A new log: the database as it is now is position 0 (replicas start from a snapshot).
+            self.txid = self.txlog.last_txid
+            self.hashes = hashes
+            self._set_wal(header, end)
+            log.info(
+                "capture.start db=%s txid=%d checksum=%016x",
+                self.db_path,
+                self.txid,
+                hashes.checksum,
+            )
+            return
+        self.txid = last.txid
+        pending = self._uncaptured(last, header, txs)
+        before = self._state_before(hashes, pending, last, header)
+        if before.checksum != last.post_checksum:
+            self._reset(hashes, header, end, "database changed while capture was not running")
+            return
+        self.hashes = before
+        self._set_wal(header, pending[0].first_frame - 1 if pending else end)
+        records = [self._record(tx) for tx in pending]
+        if records:
+            self.txlog.append_sync(records)
+            self._set_wal(header, self.wal.frame)
+            log.info(
+                "capture.recovered db=%s records=%d txid=%d", self.db_path, len(records), self.txid
+            )
+        if self.hashes.checksum != hashes.checksum:
+            self._reset(hashes, header, end, "recovered state does not match the database")
 
     def _uncaptured(
         self, last: TxRecord, header: WalHeader | None, txs: list[WalTransaction]
@@ -232,7 +264,7 @@ class Capture:
         pending: list[WalTransaction],
         last: TxRecord,
         header: WalHeader | None,
-    ) -> PageHashes | None:
+    ) -> PageHashes:
         """Hashes of the database before ``pending`` (the WAL transactions not yet captured).
 
         Pages the pending transactions touched are read as they were: from earlier frames of
@@ -344,20 +376,19 @@ class Capture:
 
     def _gap(self, header: WalHeader) -> TxRecord:
         self._unpin()
-        self._ctl.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_locked(self.config.busy_timeout_ms) as got:
+            if not got:
+                raise CaptureGapError(
+                    "WAL generations were missed and the primary could not be locked to rescan it",
+                    db=str(self.db_path),
+                )
             hashes, header2, txs = self._scan_locked()
             assert header2 is not None
             end = txs[-1].commit_frame if txs else 0
-            return self._reset(
-                hashes,
-                header2,
-                end,
-                f"WAL generation(s) missed: {header.ckpt_seq - self.wal.ckpt_seq - 1}",
-            )
-        finally:
-            self._ctl.execute("ROLLBACK")
-            self._pin()
+            missed = (header.ckpt_seq - self.wal.ckpt_seq - 1) & 0xFFFFFFFF
+            rec = self._reset(hashes, header2, end, f"{missed} WAL generation(s) missed")
+        self._pin()
+        return rec
 
     def poll(self) -> list[TxRecord]:
         """Capture every transaction committed so far; the returned records are durable."""
@@ -370,32 +401,42 @@ class Capture:
     def checkpoint(self) -> bool:
         """Capture everything, copy the WAL into the database and restart the WAL.
 
-        Returns True when the WAL was restarted; False when a reader of another process held
-        an old snapshot and the checkpoint could not complete (it is tried again later).
+        Returns True when the WAL was restarted; False when another process held the write lock
+        or an old snapshot so the checkpoint could not complete (it is tried again later).
         """
-        with self._lock:
-            self._ctl.execute("BEGIN IMMEDIATE")
-            try:
-                self._poll_locked()
-                self._unpin()
-                busy, wal_frames, done = (
-                    self._pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                )
-            finally:
-                self._ctl.execute("ROLLBACK")
+        with self.writer_lock, self._lock:
+            busy = wal_frames = done = -1
+            with self._write_locked(self.config.checkpoint_busy_ms) as got:
+                if got:
+                    self._poll_locked()
+                    self._unpin()
+                    busy, wal_frames, done = (
+                        self._pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+                    )
             restarted = False
-            if not busy and wal_frames == done and wal_frames > 0:
+            if busy == 0 and wal_frames == done and wal_frames > 0:
                 restarted = self._restart_wal()
             self._poll_locked()
             self._pin()
             if restarted:
                 self.checkpoints += 1
+            else:
+                self._ckpt_retry_at = time.monotonic() + self.config.checkpoint_retry
+                log.info(
+                    "capture.checkpoint_deferred db=%s wal_frames=%d", self.db_path, self.wal.frame
+                )
             return restarted
 
     def _restart_wal(self) -> bool:
         """With a fresh read view on a fully copied WAL, commit a no-op so SQLite restarts it."""
         before = self._header()
-        self._ctl.execute("BEGIN IMMEDIATE")
+        self._ctl.execute(f"PRAGMA busy_timeout={self.config.checkpoint_busy_ms}")
+        try:
+            self._ctl.execute("BEGIN IMMEDIATE")
+        except OperationalError:
+            return False  # another writer got in first: it restarts the WAL itself
+        finally:
+            self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
         try:
             version = pragma_int(self._ctl, "user_version")
             self._ctl.execute(f"PRAGMA user_version={version}")
@@ -408,10 +449,10 @@ class Capture:
         return before is not None and after is not None and after.salt1 != before.salt1
 
     def maybe_checkpoint(self) -> bool:
-        with self._lock:
-            if self.wal.frame >= self.config.checkpoint_frames:
-                return self.checkpoint()
+        """Checkpoint when the WAL is past its threshold (and no recent attempt failed)."""
+        if self.wal.frame < self.config.checkpoint_frames or time.monotonic() < self._ckpt_retry_at:
             return False
+        return self.checkpoint()
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[tuple[Position, Connection]]:
@@ -422,15 +463,18 @@ class Capture:
         """
         conn = self._open()
         try:
+            with self._write_locked(self.config.busy_timeout_ms) as got:
+                if not got:
+                    raise WalError(
+                        "the primary's write lock was held too long to open a snapshot view",
+                        db=str(self.db_path),
+                        hint="retry; a long write transaction of another process is running",
+                    )
+                self._poll_locked()
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+                pos = Position(self.config.epoch, self.txid, self.hashes.checksum)
             with self._lock:
-                self._ctl.execute("BEGIN IMMEDIATE")
-                try:
-                    self._poll_locked()
-                    conn.execute("BEGIN")
-                    conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
-                    pos = Position(self.config.epoch, self.txid, self.hashes.checksum)
-                finally:
-                    self._ctl.execute("ROLLBACK")
                 self._pin()
             yield pos, conn
         finally:

@@ -1,0 +1,225 @@
+"""The ``litecluster`` command: a thin layer over the library.
+
+Each command builds the library objects and calls one function; library errors become a short
+message with the hint and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .apply import Replica, ReplicaConfig
+from .capture import Capture, CaptureConfig
+from .checksum import format_checksum
+from .demo import DemoConfig, run_demo
+from .errors import LiteclusterError
+from .snapshot import create_snapshot, install_snapshot, read_snapshot_header
+from .txlog import TxLog, repair
+from .verify import database_checksum, verify_against_log, verify_replica
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LiteclusterError as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="litecluster")
+@click.option(
+    "--log-level", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING or ERROR."
+)
+def main(log_level: str) -> None:
+    """Replicated, highly available SQLite."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+@main.command()
+@click.option("--seconds", default=10.0, show_default=True, help="How long the workload runs.")
+@click.option(
+    "--replicas",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="Number of replicas.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Use this directory.",
+)
+@click.option("--keep", is_flag=True, help="Keep the files afterwards and print where they are.")
+@_friendly
+def demo(seconds: float, replicas: int, directory: Path | None, keep: bool) -> None:
+    """Run a primary and replicas locally on a realistic workload, then verify them."""
+    result = run_demo(
+        DemoConfig(seconds=seconds, replicas=replicas, directory=directory, keep=keep), click.echo
+    )
+    if not result.ok:
+        raise click.ClickException("a replica does not match the primary")
+
+
+@main.command()
+@click.argument("database", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_friendly
+def checksum(database: Path) -> None:
+    """Print the replication checksum of DATABASE (page 1 per-copy fields excluded)."""
+    s = database_checksum(database)
+    click.echo(f"{format_checksum(s.checksum)}  {s.page_count} pages x {s.page_size} B  {database}")
+
+
+@main.command()
+@click.option(
+    "--primary",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Primary database.",
+)
+@click.option(
+    "--log",
+    "log_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Primary's txlog.",
+)
+@click.argument("replica", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_friendly
+def verify(primary: Path | None, log_dir: Path | None, replica: Path) -> None:
+    """Check that REPLICA holds exactly the primary's data.
+
+    With --primary, compare the two files page by page (quiesce writes first). With --log,
+    compare the replica with the primary's recorded checksum at the replica's position.
+    """
+    if (primary is None) == (log_dir is None):
+        raise click.UsageError("give exactly one of --primary or --log")
+    if log_dir is not None:
+        ok, message = verify_against_log(replica, log_dir)
+    else:
+        assert primary is not None
+        r = verify_replica(primary, replica)
+        ok = r.equal
+        message = f"primary  {r.primary}\nreplica  {r.replica}\nposition {r.replica_position}"
+        if not ok:
+            message += f"\ndiffering pages (first {len(r.differing_pages)}): {r.differing_pages}"
+    click.echo(message)
+    if not ok:
+        raise click.ClickException("replica does NOT match")
+    click.echo("OK: replica matches")
+
+
+@main.group()
+def txlog() -> None:
+    """Inspect, verify and repair transaction logs."""
+
+
+@txlog.command("inspect")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--last", default=10, show_default=True, help="How many of the newest records to list."
+)
+@_friendly
+def txlog_inspect(directory: Path, last: int) -> None:
+    """Summarise a log and list its newest records (read-only, safe on a live log)."""
+    log = TxLog(directory, readonly=True)
+    s = log.stats()
+    click.echo(f"{s.segments} segments, {s.bytes:,} bytes, txids {s.first_txid}..{s.last_txid}")
+    if s.last_txid and last > 0:
+        click.echo(
+            f"{'txid':>10} {'epoch':>6} {'kind':>6} {'pages':>6} {'db pages':>9}  post checksum"
+        )
+        for rec in log.read(max(s.first_txid, s.last_txid - last + 1)):
+            click.echo(
+                f"{rec.txid:>10} {rec.epoch:>6} {rec.kind.name:>6} {len(rec.pages):>6} {rec.db_size:>9}  "
+                f"{format_checksum(rec.post_checksum)}"
+            )
+    log.close()
+
+
+@txlog.command("verify")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_friendly
+def txlog_verify(directory: Path) -> None:
+    """Read and check every record of a log; report the first damage with file and offset."""
+    log = TxLog(directory, readonly=True)
+    n = sum(1 for _ in log.read(log.first_txid)) if log.last_txid and log.first_txid else 0
+    click.echo(f"OK: {n} records verified (txids {log.first_txid}..{log.last_txid})")
+    log.close()
+
+
+@txlog.command("repair")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.confirmation_option(
+    prompt="Cut the log at its first damaged record (damaged data is kept aside)?"
+)
+@_friendly
+def txlog_repair(directory: Path) -> None:
+    """Cut a damaged log at its first bad record; the rest is moved aside, not deleted."""
+    cut = repair(directory)
+    click.echo("nothing to repair" if cut is None else f"cut {cut[0]} at offset {cut[1]}")
+
+
+@main.group()
+def snapshot() -> None:
+    """Create and install snapshots."""
+
+
+@snapshot.command("create")
+@click.option(
+    "--db", "db", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--log", "log_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@_friendly
+def snapshot_create(db: Path, log_dir: Path, output: Path) -> None:
+    """Snapshot a primary DB (with its txlog, which must not be in use) into OUTPUT."""
+    with TxLog(log_dir) as log, Capture(db, log, CaptureConfig()) as cap:
+        total = cap.hashes.page_count
+        with click.progressbar(length=total, label="snapshot", file=sys.stderr) as bar:
+            last = [0]
+
+            def progress(done: int, _total: int) -> None:
+                bar.update(done - last[0])
+                last[0] = done
+
+            header = create_snapshot(cap, output, progress)
+    click.echo(f"snapshot of {header.page_count} pages at position {header.position} -> {output}")
+
+
+@snapshot.command("install")
+@click.argument("snapshot_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("replica", type=click.Path(dir_okay=False, path_type=Path))
+@_friendly
+def snapshot_install(snapshot_file: Path, replica: Path) -> None:
+    """Install SNAPSHOT_FILE on the replica database REPLICA (atomically for its readers)."""
+    with open(snapshot_file, "rb") as f:
+        header = read_snapshot_header(f)
+    bar_opts: dict[str, Any] = {"length": header.page_count, "label": "install", "file": sys.stderr}
+    with Replica(replica, ReplicaConfig()) as rep, click.progressbar(**bar_opts) as bar:
+        last = [0]
+
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - last[0])
+            last[0] = done
+
+        pos = install_snapshot(rep, snapshot_file, progress)
+    click.echo(f"installed position {pos} on {replica}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,75 @@
+"""A replica that follows a local transaction log (same host, no network).
+
+Used by the demo and benchmarks, and as the model for the network follower of the node: read
+durable records after the replica's position, apply them in batches, wake up when told.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .apply import Replica
+from .errors import LiteclusterError
+from .txlog import TxLog
+
+log = logging.getLogger("litecluster.follow")
+
+
+class LocalFollower:
+    """Keeps ``replica`` applying what ``txlog`` holds, in a background thread."""
+
+    def __init__(
+        self, replica: Replica, txlog: TxLog, *, batch: int = 512, idle_wait: float = 0.002
+    ) -> None:
+        self.replica = replica
+        self.txlog = txlog
+        self.batch = batch
+        self.idle_wait = idle_wait
+        self.error: LiteclusterError | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> int:
+        """Apply up to one batch of pending records; returns how many were applied."""
+        start = self.replica.position.txid + 1
+        records = list(self.txlog.read(start, start + self.batch - 1))
+        if records:
+            self.replica.apply(records)
+        return len(records)
+
+    def catch_up(self) -> int:
+        total = 0
+        while n := self.step():
+            total += n
+        return total
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.step():
+                    continue
+            except LiteclusterError as exc:
+                self.error = exc
+                log.error("follow.stopped db=%s error=%s", self.replica.db_path, exc)
+                return
+            self._wake.wait(self.idle_wait)
+            self._wake.clear()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"follow:{self.replica.db_path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
