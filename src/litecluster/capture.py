@@ -70,6 +70,8 @@ class CaptureConfig:
     """How long a checkpoint waits for the write lock before giving up until a later poll."""
     checkpoint_retry: float = 0.5
     """Seconds to wait before retrying a checkpoint that could not get the write lock."""
+    retention_interval: float = 10.0
+    """Seconds between applications of the txlog's retention limits by the follower thread."""
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
@@ -490,12 +492,16 @@ class Capture:
 
     def run(self) -> None:
         """Follow the WAL until :meth:`stop`; errors stop the loop and are kept in ``error``."""
+        next_retention = time.monotonic() + self.config.retention_interval
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.config.poll_interval)
                 self._wake.clear()
                 self.poll()
                 self.maybe_checkpoint()
+                if time.monotonic() >= next_retention:
+                    self.txlog.enforce_retention()
+                    next_retention = time.monotonic() + self.config.retention_interval
         except BaseException as exc:  # surfaced to the owner through .error
             self.error = exc
             log.exception("capture.stopped db=%s", self.db_path)

@@ -22,6 +22,7 @@ from .checksum import format_checksum
 from .demo import DemoConfig, run_demo
 from .errors import LiteclusterError
 from .snapshot import create_snapshot, install_snapshot, read_snapshot_header
+from .sqlite import DatabaseError
 from .txlog import TxLog, repair
 from .verify import database_checksum, verify_against_log, verify_replica
 
@@ -35,6 +36,12 @@ def _friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except LiteclusterError as err:
             raise click.ClickException(str(err)) from err
+        except DatabaseError as err:
+            raise click.ClickException(f"SQLite: {err}") from err
+        except OSError as err:
+            raise click.ClickException(
+                f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")
+            ) from err
 
     return wrapper  # type: ignore[return-value]
 

@@ -398,7 +398,15 @@ class TxLog:
         for seg in segs:
             if txid > stop:
                 return
-            with open(seg.path, "rb") as f:
+            try:
+                f = open(seg.path, "rb")  # noqa: SIM115 (closed by the with below)
+            except FileNotFoundError:
+                raise TxidNotFoundError(
+                    "txid was removed by retention while being read",
+                    txid=txid,
+                    first_txid=self.first_txid,
+                ) from None
+            with f:
                 while idx < seg.count and txid <= stop:
                     yield self._read_record(f, seg, idx)
                     idx += 1
