@@ -75,15 +75,18 @@ class Replica:
         self._position = Position()
         self.diverged: DivergenceError | None = None
         self.applied_records = 0
-        self._recover()
         self._data_version = pragma_int(self.conn, "data_version")
+        self._recover()
 
     # ---- open ------------------------------------------------------------------------------
 
     def _scan(self) -> PageHashes:
+        """Hash the file in one read transaction; remember the data_version of that view."""
         self.conn.execute("BEGIN")
         try:
-            return PageHashes.scan(self.conn, self.page_size)
+            hashes = PageHashes.scan(self.conn, self.page_size)
+            self._data_version = pragma_int(self.conn, "data_version")
+            return hashes
         finally:
             self.conn.execute("ROLLBACK")
 
@@ -141,10 +144,15 @@ class Replica:
     # ---- apply -----------------------------------------------------------------------------
 
     def _check_local_writes(self) -> None:
+        """Inside the write transaction, where nobody else can commit until it ends.
+
+        ``data_version`` moves only for other connections' commits (and checkpoints), so a value
+        read here, kept until the next apply, cannot absorb someone else's write.
+        """
         version = pragma_int(self.conn, "data_version")
         if version == self._data_version:
             return
-        found = self._scan()
+        found = PageHashes.scan(self.conn, self.page_size)
         if found.checksum == self.hashes.checksum:
             self._data_version = version  # another process checkpointed; contents unchanged
             return
@@ -174,7 +182,6 @@ class Replica:
                     txid=records[reset_at].txid,
                     db=str(self.db_path),
                 )
-            self._check_local_writes()
             self._apply_locked(records)
             return self._position
 
@@ -238,12 +245,12 @@ class Replica:
     ) -> None:
         """One SQLite transaction: truncate, write pages with page 1 last, commit."""
         self.posfile.write(self._position, self.page_size, pending=target)
-        current = pragma_int(self.conn, "page_count")
-        if current == 0:
+        if pragma_int(self.conn, "page_count") == 0:
             self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
-            current = pragma_int(self.conn, "page_count")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self._check_local_writes()
+            current = pragma_int(self.conn, "page_count")
             if min_size < current:
                 self.conn.execute(
                     "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (min_size + 1,)
@@ -261,7 +268,6 @@ class Replica:
             self.posfile.write(self._position, self.page_size)
             raise
         faults.crashpoint("apply.after_commit")
-        self._data_version = pragma_int(self.conn, "data_version")
 
     def _set_page_size(self, page_size: int) -> None:
         self.conn.execute(f"PRAGMA page_size={int(page_size)}")
@@ -304,6 +310,7 @@ class Replica:
             page1: bytes | None = None
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                version = pragma_int(self.conn, "data_version")  # see _check_local_writes
                 if page_count < current:
                     self.conn.execute(
                         "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (page_count + 1,)
@@ -354,7 +361,7 @@ class Replica:
             self._position = position
             self.diverged = None
             self.posfile.write(position, self.page_size)
-            self._data_version = pragma_int(self.conn, "data_version")
+            self._data_version = version
             self.checkpoint()
             return position
 
