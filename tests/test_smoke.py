@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from support import Cluster, checksum
-
 from litecluster.verify import verify_replica
+from support import Cluster, checksum
 
 
 def test_writes_replicate_and_files_match(cluster: Cluster) -> None:

@@ -33,6 +33,7 @@ from .errors import (
     DivergenceError,
     LocalWriteError,
     ReplicaError,
+    SnapshotCorruptError,
     SnapshotError,
     SnapshotRequiredError,
     SQLiteUnsupportedError,
@@ -244,7 +245,8 @@ class Replica:
         self, min_size: int, size: int, pages: dict[int, bytes], target: Position
     ) -> None:
         """One SQLite transaction: truncate, write pages with page 1 last, commit."""
-        self.posfile.write(self._position, self.page_size, pending=target)
+        before = self._position
+        self.posfile.write(before, self.page_size, pending=target)
         if pragma_int(self.conn, "page_count") == 0:
             self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
         self.conn.execute("BEGIN IMMEDIATE")
@@ -265,7 +267,10 @@ class Replica:
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
-            self.posfile.write(self._position, self.page_size)
+            # The recorded position stays the one the file had before this batch, also when
+            # _check_local_writes has just marked the replica diverged: on reopen the file no
+            # longer matches it, so the divergence is found again.
+            self.posfile.write(before, self.page_size)
             raise
         faults.crashpoint("apply.after_commit")
 
@@ -344,7 +349,7 @@ class Replica:
                         "snapshot ended early", pages=expect - 1, expected=page_count
                     )
                 if hashes.checksum != position.checksum:
-                    raise DivergenceError(
+                    raise SnapshotCorruptError(
                         "snapshot pages do not match the snapshot's checksum",
                         expected=format_checksum(position.checksum), found=format_checksum(hashes.checksum),
                     )  # fmt: skip

@@ -140,8 +140,15 @@ def decode(buf: bytes | memoryview, *, where: str = "<buffer>", offset: int = 0)
     pages: tuple[tuple[int, bytes], ...] = ()
     if n_pages:
         expect = n_pages * (4 + page_size)
+        payload = bytes(mv[pos:end])
         try:
-            raw = _decompressor().decompress(bytes(mv[pos:end]), max_output_size=expect)
+            # decompress() sizes its output from the frame header when the header states the
+            # content size, ignoring max_output_size: check the claim before inflating anything.
+            if zstandard.frame_content_size(payload) not in (-1, expect):
+                raise TxlogCorruptError(
+                    "record payload has the wrong size", file=where, offset=offset
+                )
+            raw = _decompressor().decompress(payload, max_output_size=expect)
         except zstandard.ZstdError as exc:
             raise TxlogCorruptError(
                 f"record payload does not decompress: {exc}", file=where, offset=offset

@@ -142,6 +142,10 @@ def iter_snapshot_pages(f: BinaryIO, header: SnapshotHeader) -> Iterator[tuple[i
         if xxhash.xxh3_64_intdigest(comp) != check:
             raise SnapshotCorruptError("chunk checksum mismatch", offset=offset)
         try:
+            # A frame that states its content size is inflated to that size whatever
+            # max_output_size says: refuse a wrong claim before decompressing.
+            if zstandard.frame_content_size(comp) not in (-1, n * (ps + 4)):
+                raise SnapshotCorruptError("chunk has the wrong size", offset=offset)
             raw = dctx.decompress(comp, max_output_size=n * (ps + 4))
         except zstandard.ZstdError as exc:
             raise SnapshotCorruptError(f"chunk does not decompress: {exc}", offset=offset) from exc

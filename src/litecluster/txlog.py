@@ -145,7 +145,18 @@ class TxLog:
                     dir=str(self.dir),
                     hint="only one capture may write a log; open it with readonly=True to read",
                 ) from None
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            # Release the writer lock (and the segment fd) so that a caller may repair the log
+            # and open it again in the same process (repair() does exactly that).
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            raise
         self.durable_txid = self.last_txid
 
     # ---- open and recovery -------------------------------------------------------------
@@ -165,10 +176,12 @@ class TxLog:
                     found_txid=seg.first_txid,
                 )
             self._segments.append(seg)
+        for seg in reversed(self._segments):  # the newest record may sit in an older segment
+            if seg.count:
+                self._last_epoch = self._read_at(seg, seg.count - 1).epoch
+                break
         if self._segments:
             last = self._segments[-1]
-            if last.count:
-                self._last_epoch = self._read_at(last, last.count - 1).epoch
             if not self.readonly:
                 self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
 
@@ -234,7 +247,15 @@ class TxLog:
                         break
                     raise TxlogCorruptError("record is truncated", file=where, offset=offset)
                 rest = f.read(body_len + TRAILER_SIZE)
-                rec = decode(frame + rest, where=where, offset=offset)
+                try:
+                    rec = decode(frame + rest, where=where, offset=offset)
+                except TxlogCorruptError:
+                    # The last record ends in zeros up to the end of the file: its append never
+                    # completed (the file grew before the data reached the disk).
+                    if is_last and not any(rest[-TRAILER_SIZE:]) and not any(f.read()):
+                        self._cut(path, offset, size, "record ends in a zero-filled tail")
+                        break
+                    raise
                 expect = seg.first_txid + seg.count
                 if rec.txid != expect:
                     raise TxlogCorruptError(
@@ -374,7 +395,14 @@ class TxLog:
         with self._lock:
             i, idx = self._locate(txid)
             seg = self._segments[i]
-        return self._read_at(seg, idx)
+        try:
+            return self._read_at(seg, idx)
+        except FileNotFoundError:
+            raise TxidNotFoundError(
+                "txid was removed by retention while being read",
+                txid=txid,
+                first_txid=self.first_txid,
+            ) from None
 
     def last(self) -> TxRecord | None:
         with self._lock:
