@@ -11,7 +11,9 @@ def test_writes_replicate_and_files_match(cluster: Cluster) -> None:
     w = cluster.writer
     w.execute("CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB)")
     for i in range(200):
-        w.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"k{i % 37}", bytes([i % 251]) * (i * 13)))
+        w.execute(
+            "INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"k{i % 37}", bytes([i % 251]) * (i * 13))
+        )
     assert cluster.sync() > 0
     assert rep.position == cluster.capture.position
     assert checksum(rep.db_path) == checksum(cluster.primary_path)
