@@ -7,7 +7,7 @@ How nothing is lost (see docs/architecture.md, "Capture"):
   WAL (overwrite it from the start), and a checkpoint cannot copy frames past the oldest mark
   into the database. So whatever other processes do, including their own autocheckpoints, the
   WAL only grows while pinned, and capture reads it at leisure. The pin moves forward after each
-  poll by opening the new pin before releasing the old one.
+  poll that found commits, by opening the new pin before releasing the old one.
 * Only capture restarts the WAL, in a bracket: it takes the write lock (``BEGIN IMMEDIATE``,
   other writers wait on their busy timeout), captures to the end and makes the records durable,
   copies the WAL into the database (passive checkpoint), and then, holding the write lock again
@@ -397,6 +397,8 @@ class Capture:
         with self._lock:
             records = self._poll_locked()
             if records or self._pinned is None:
+                # Re-pin after new frames: a pin opened on a fully checkpointed WAL holds read
+                # mark 0, which does not block a restart; one opened after new frames does.
                 self._pin()
             return records
 

@@ -7,7 +7,7 @@ The replica keeps its position in a small file beside the database, ``<db>.lcpos
 checksummed slots written alternately (a torn write can only damage the slot being written, and
 the other one still holds the previous state). Before applying a batch, the replica writes an
 *intent* (the position it had and the position it is moving to); after the SQLite commit it
-writes the new position. Recovery rule after a crash: the database checksum, recomputed from
+writes the new position (only the intent is fsynced). Recovery rule after a crash: the database checksum, recomputed from
 the file, must equal either the committed position or the intent's target; it names which one
 holds. Because the checksum identifies the contents, this is exact even when the crash fell
 between the SQLite commit and the position write. Any other checksum means the file was changed
@@ -90,6 +90,12 @@ class PositionFile:
         return best
 
     def write(self, committed: Position, page_size: int, pending: Position | None = None) -> None:
+        """Write the next slot; only an intent (``pending``) is fsynced.
+
+        An intent must be durable before the SQLite transaction it announces, so that after a
+        power loss the file always names both candidate positions. Writes without an intent
+        need no fsync: losing one leaves the previous intent, which still resolves correctly.
+        """
         seq = (self.state.seq if self.state else 0) + 1
         p = pending or Position()
         body = _SLOT.pack(
@@ -98,7 +104,7 @@ class PositionFile:
         )  # fmt: skip
         raw = body + struct.pack(">Q", xxhash.xxh3_64_intdigest(body))
         os.pwrite(self._fd, raw.ljust(_SLOT_SIZE, b"\0"), (seq % 2) * _SLOT_SIZE)
-        if self.fsync:
+        if self.fsync and pending is not None:
             os.fdatasync(self._fd)
         self.state = PositionState(committed, page_size, pending, seq)
 
