@@ -306,11 +306,18 @@ class Replica:
                     snapshot_page_size=page_size, replica_page_size=self.page_size,
                     hint="remove the replica file (and its -wal, -shm, .lcpos) and install again",
                 )  # fmt: skip
-            self.posfile.write(self._position, self.page_size, pending=position)
             if current == 0:
+                # journal_mode=WAL writes page 1 at once. Do it, and record the file as it then
+                # is, BEFORE the intent: otherwise a crash before COMMIT leaves a file matching
+                # neither the committed position (empty) nor the snapshot, which the next open
+                # reports as a foreign write.
                 self._set_page_size(page_size)
                 self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
                 current = pragma_int(self.conn, "page_count")
+                self.hashes = self._scan()
+                self._position = Position(0, 0, self.hashes.checksum)
+                self.posfile.write(self._position, self.page_size)
+            self.posfile.write(self._position, self.page_size, pending=position)
             hashes = PageHashes(page_size)
             page1: bytes | None = None
             self.conn.execute("BEGIN IMMEDIATE")

@@ -8,17 +8,15 @@ How nothing is lost (see docs/architecture.md, "Capture"):
   into the database. So whatever other processes do, including their own autocheckpoints, the
   WAL only grows while pinned, and capture reads it at leisure. The pin moves forward after each
   poll that found commits, by opening the new pin before releasing the old one.
-* Only capture restarts the WAL, in a bracket: it takes the write lock (``BEGIN IMMEDIATE``,
-  other writers wait on their busy timeout), captures to the end and makes the records durable,
-  copies the WAL into the database (passive checkpoint), and then, holding the write lock again
-  with a fresh read view, commits a no-op rewrite of ``user_version``, which makes SQLite start
-  the WAL over from frame 1. The WAL therefore never holds more than about
-  ``checkpoint_frames`` frames while capture is healthy.
-* Every WAL restart increments the header's checkpoint sequence. A jump of more than one means a
-  generation was written and erased without capture seeing it (only possible when another
-  process forces a checkpoint in the instants between a restart and the next pin). That is
-  never silent: capture rescans the database and appends a RESET record, which tells replicas
-  to re-snapshot.
+* Capture restarts the WAL in a bracket: under the write lock it captures to the end, makes
+  the records durable, moves the pin to the end and copies the WAL into the database (passive
+  checkpoint); then it commits a no-op rewrite of ``user_version``, which makes SQLite start
+  the WAL over from frame 1 (see :meth:`Capture.checkpoint` for why at most one restart can
+  happen unseen). The WAL therefore holds about ``checkpoint_frames`` frames while capture is
+  healthy.
+* Every WAL restart increments salt-1 by one. A jump of more than one means a generation was
+  written and erased without capture seeing it. That is never silent: capture rescans the
+  database and appends a RESET record, which tells replicas to re-snapshot.
 
 The same connection rules hold for the node's own writer: ``wal_autocheckpoint=0`` and
 ``synchronous=FULL`` (see :meth:`Capture.connect_writer`).
@@ -29,12 +27,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import xxhash
 
 from . import faults
 from .checksum import PageHashes, page_hash, zero_page
@@ -102,6 +103,7 @@ class Capture:
         before the SQLite write lock, so in-process writers yield to a checkpoint instead of
         starving it (SQLite's busy handler is not fair). Order: writer_lock, then capture."""
         self._ckpt_retry_at = 0.0
+        self._ckpt_failures = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,20 +163,36 @@ class Capture:
             return None
         return parse_header(os.pread(f.fileno(), WAL_HEADER_SIZE, 0))
 
+    def _begin_immediate(self, busy_ms: int) -> bool:
+        """BEGIN IMMEDIATE on the control connection, retrying every 0.2 ms until ``busy_ms``.
+
+        SQLite's own busy handler sleeps 1, 2, 5, ... 100 ms between attempts; against another
+        process that commits in a tight loop (the lock free for microseconds between its
+        transactions) it almost never wins. Frequent short attempts do.
+        """
+        deadline = time.monotonic() + busy_ms / 1000
+        self._ctl.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    self._ctl.execute("BEGIN IMMEDIATE")
+                    return True
+                except OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.0002)
+        finally:
+            self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
+
     @contextlib.contextmanager
     def _write_locked(self, busy_ms: int) -> Iterator[bool]:
         """Hold this process's writers and SQLite's write lock; yields False if it was busy."""
         with self.writer_lock, self._lock:
-            self._ctl.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-            try:
-                self._ctl.execute("BEGIN IMMEDIATE")
-            except OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
+            if not self._begin_immediate(busy_ms):
                 yield False
                 return
-            finally:
-                self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
             try:
                 yield True
             finally:
@@ -222,10 +240,13 @@ class Capture:
         hashes, header, txs = self._scan_locked()
         end = txs[-1].commit_frame if txs else 0
         if last is None:
+            last = self._load_base()
+        if last is None:
             # A new log: the database as it is now is position 0 (replicas start from a snapshot).
             self.txid = self.txlog.last_txid
             self.hashes = hashes
             self._set_wal(header, end)
+            self._save_base(hashes)
             log.info(
                 "capture.start db=%s txid=%d checksum=%016x",
                 self.db_path,
@@ -250,6 +271,51 @@ class Capture:
             )
         if self.hashes.checksum != hashes.checksum:
             self._reset(hashes, header, end, "recovered state does not match the database")
+
+    # Position 0 of a new log must be durable before anything can be captured after it: a crash
+    # before the first record is durable would otherwise fold the transactions committed
+    # meanwhile into a new "position 0" at the next start, and a replica or snapshot already at
+    # position 0 would no longer be in the log's history. The base is kept beside the log.
+
+    _BASE = struct.Struct(">8sQQIIIIIQ")
+
+    def _base_path(self) -> Path:
+        return self.txlog.dir / "BASE"
+
+    def _save_base(self, hashes: PageHashes) -> None:
+        w = self.wal
+        body = self._BASE.pack(
+            b"LCBASE01", self.config.epoch, hashes.checksum, hashes.page_count, w.salt1,
+            w.salt2, w.ckpt_seq, w.frame, self.txid,
+        )  # fmt: skip
+        tmp = self._base_path().with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(body + struct.pack(">Q", xxhash.xxh3_64_intdigest(body)))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self._base_path())
+        fd = os.open(self.txlog.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _load_base(self) -> TxRecord | None:
+        try:
+            raw = self._base_path().read_bytes()
+        except FileNotFoundError:
+            return None
+        body = raw[: self._BASE.size]
+        if len(raw) != self._BASE.size + 8 or raw[self._BASE.size :] != struct.pack(
+            ">Q", xxhash.xxh3_64_intdigest(body)
+        ):
+            raise WalError("the txlog's BASE file is damaged", file=str(self._base_path()))
+        _magic, epoch, checksum, pages, salt1, salt2, seq, frame, txid = self._BASE.unpack(body)
+        return TxRecord(
+            epoch=epoch, txid=txid, page_size=self.page_size, db_size=pages,
+            pre_checksum=checksum, post_checksum=checksum, timestamp_ns=0, pages=(),
+            kind=RecordKind.RESET, wal=WalMark(salt1, salt2, seq, frame),
+        )  # fmt: skip
 
     def _uncaptured(
         self, last: TxRecord, header: WalHeader | None, txs: list[WalTransaction]
@@ -361,8 +427,11 @@ class Capture:
             return []
         records: list[TxRecord] = []
         if (header.salt1, header.salt2) != (self.wal.salt1, self.wal.salt2):
-            expected = (self.wal.ckpt_seq + 1) & 0xFFFFFFFF
-            if (self.wal.salt1 or self.wal.salt2) and header.ckpt_seq != expected:
+            # Every WAL restart sets salt-1 to the previous salt-1 plus one (walRestartHdr), whoever
+            # restarts it. The header's checkpoint sequence is the restarting connection's own
+            # counter (Wal.nCkpt), not a property of the file, so it cannot detect gaps.
+            expected = (self.wal.salt1 + 1) & 0xFFFFFFFF
+            if (self.wal.salt1 or self.wal.salt2) and header.salt1 != expected:
                 return [self._gap(header)]
             self.wal = _mark(header, 0)
             self._wal_checksum = (header.checksum1, header.checksum2)
@@ -387,7 +456,7 @@ class Capture:
             hashes, header2, txs = self._scan_locked()
             assert header2 is not None
             end = txs[-1].commit_frame if txs else 0
-            missed = (header.ckpt_seq - self.wal.ckpt_seq - 1) & 0xFFFFFFFF
+            missed = (header.salt1 - self.wal.salt1 - 1) & 0xFFFFFFFF
             rec = self._reset(hashes, header2, end, f"{missed} WAL generation(s) missed")
         self._pin()
         return rec
@@ -407,38 +476,70 @@ class Capture:
 
         Returns True when the WAL was restarted; False when another process held the write lock
         or an old snapshot so the checkpoint could not complete (it is tried again later).
+
+        Capture stays pinned throughout. Under the write lock it captures to the end, moves the
+        pin there (a read mark at the end does not limit a checkpoint) and copies the WAL into
+        the database. Once everything is copied, a read view opened still under the write lock
+        uses read mark 0: it does not prevent the next writer (capture's no-op or any other
+        process) from restarting the WAL, and it forbids any backfill, so at most one restart
+        can happen before capture reads the new generation.
         """
         with self.writer_lock, self._lock:
-            busy = wal_frames = done = -1
+            before = self._header()
+            complete = False
             with self._write_locked(self.config.checkpoint_busy_ms) as got:
                 if got:
                     self._poll_locked()
-                    self._unpin()
-                    busy, wal_frames, done = (
-                        self._pins[0].execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                    )
-            restarted = False
-            if busy == 0 and wal_frames == done and wal_frames > 0:
-                restarted = self._restart_wal()
+                    self._pin()
+                    other = self._pins[1] if self._pinned is self._pins[0] else self._pins[0]
+                    # Another process's autocheckpoint may hold the checkpoint lock for a few
+                    # milliseconds (PASSIVE never waits for it). Nobody can add frames while we
+                    # hold the write lock, so a short retry here always makes progress.
+                    deadline = time.monotonic() + self.config.checkpoint_busy_ms / 1000
+                    while True:
+                        busy, wal_frames, done = other.execute(
+                            "PRAGMA wal_checkpoint(PASSIVE)"
+                        ).fetchall()[0]
+                        if busy == 0 or time.monotonic() >= deadline:
+                            break
+                        time.sleep(0.001)
+                    complete = busy == 0 and wal_frames == done and wal_frames > 0
+                    if complete:
+                        self._pin()  # read mark 0 (see above)
+            if complete:
+                self._restart_wal()
             self._poll_locked()
             self._pin()
+            after = self._header()
+            restarted = (
+                before is not None
+                and after is not None
+                and (after.salt1, after.salt2) != (before.salt1, before.salt2)
+            )
             if restarted:
                 self.checkpoints += 1
+                self._ckpt_failures = 0
             else:
-                self._ckpt_retry_at = time.monotonic() + self.config.checkpoint_retry
+                # Most failures are transient (a writer of another process held the lock or a
+                # read mark for a moment): retry soon, backing off up to checkpoint_retry for a
+                # reader that holds an old snapshot for long. A fixed long pause lets a busy
+                # writer grow the WAL by its whole throughput in the meantime.
+                delay = min(self.config.checkpoint_retry, 0.005 * 2**self._ckpt_failures)
+                self._ckpt_failures += 1
+                self._ckpt_retry_at = time.monotonic() + delay
                 log.info(
                     "capture.checkpoint_deferred db=%s wal_frames=%d", self.db_path, self.wal.frame
                 )
             return restarted
 
-    def _restart_wal(self) -> bool:
-        """With a fresh read view on a fully copied WAL, commit a no-op so SQLite restarts it."""
-        before = self._header()
-        self._ctl.execute(f"PRAGMA busy_timeout={self.config.checkpoint_busy_ms}")
+    def _restart_wal(self) -> None:
+        """Commit a no-op so SQLite restarts the fully copied WAL (unless another writer is
+        about to do it: then it restarts the WAL itself, and capture does not wait)."""
+        self._ctl.execute("PRAGMA busy_timeout=0")
         try:
             self._ctl.execute("BEGIN IMMEDIATE")
         except OperationalError:
-            return False  # another writer got in first: it restarts the WAL itself
+            return
         finally:
             self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
         try:
@@ -449,8 +550,6 @@ class Capture:
         except BaseException:
             self._ctl.execute("ROLLBACK")
             raise
-        after = self._header()
-        return before is not None and after is not None and after.salt1 != before.salt1
 
     def maybe_checkpoint(self) -> bool:
         """Checkpoint when the WAL is past its threshold (and no recent attempt failed)."""
