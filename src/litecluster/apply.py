@@ -273,6 +273,17 @@ class Replica:
             self.posfile.write(before, self.page_size)
             raise
         faults.crashpoint("apply.after_commit")
+        self._forget_cache()
+
+    def _forget_cache(self) -> None:
+        """Drop the applying connection's cached pages after writing through sqlite_dbpage.
+
+        Pages written with sqlite_dbpage bypass the b-tree layer, so b-tree pages this
+        connection parsed earlier keep their old decoded contents; the next schema reload then
+        reads a mix ("malformed database schema ... already exists"). Releasing the unused page
+        cache makes every page be read and parsed afresh.
+        """
+        self.conn.execute("PRAGMA shrink_memory").fetchall()
 
     def _set_page_size(self, page_size: int) -> None:
         self.conn.execute(f"PRAGMA page_size={int(page_size)}")

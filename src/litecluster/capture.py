@@ -407,8 +407,10 @@ class Capture:
     def _record(self, tx: WalTransaction) -> TxRecord:
         txn = self.hashes.begin()
         pre = txn.checksum
-        txn.resize(tx.db_size, written=tx.pages.keys())
-        pages = tuple(sorted(tx.pages.items()))
+        # A transaction can write a page and then truncate the database below it (autovacuum,
+        # incremental_vacuum): its frame is in the WAL but the page is not in the database.
+        pages = tuple(sorted((p, d) for p, d in tx.pages.items() if p <= tx.db_size))
+        txn.resize(tx.db_size, written=(p for p, _ in pages))
         for pgno, data in pages:
             txn.set_page(pgno, page_hash(pgno, data))
         txn.commit()
