@@ -55,6 +55,12 @@ class ReplicaConfig:
     busy_timeout_ms: int = 5000
 
 
+def lock_byte_page(page_size: int) -> int:
+    """The page holding SQLite's lock bytes (offset 1 GiB): never written, refused by
+    sqlite_dbpage. Both sides hash it as SQLite reports it, so skipping it keeps checksums."""
+    return 0x40000000 // page_size + 1
+
+
 class Replica:
     """One replica database file and its position."""
 
@@ -262,6 +268,9 @@ class Replica:
             rows = sorted(pages.items(), key=lambda kv: (kv[0] == 1, kv[0]))
             if fill:
                 rows = fill + rows
+            lock_page = lock_byte_page(self.page_size)
+            if size >= lock_page:
+                rows = [r for r in rows if r[0] != lock_page]
             self.conn.executemany("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", rows)
             faults.crashpoint("apply.before_commit")
             self.conn.execute("COMMIT")
@@ -339,6 +348,7 @@ class Replica:
                         "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (page_count + 1,)
                     )
                 expect = 1
+                lock_page = lock_byte_page(page_size)
                 batch: list[tuple[int, bytes]] = []
                 for pgno, data in pages:
                     if pgno != expect or len(data) != page_size:
@@ -350,6 +360,8 @@ class Replica:
                     if pgno == 1:
                         page1 = data
                         continue
+                    if pgno == lock_page:
+                        continue  # SQLite never stores data there and refuses to write it
                     batch.append((pgno, data))
                     if len(batch) >= 256:
                         self.conn.executemany(

@@ -346,19 +346,26 @@ class TxLog:
             self._last_epoch = rec.epoch
 
     def sync(self) -> int:
-        """Make every appended record durable; returns the durable txid."""
+        """Make every appended record durable; returns the durable txid.
+
+        The fsync runs outside the log's lock so readers of durable records are not held up by
+        it. Appends and syncs come from the log's single writer (capture), so the descriptor
+        cannot be replaced while it is being synced.
+        """
         with self._lock:
             last = self.last_txid
             if last == self.durable_txid:
                 return last
-            if self._fd is not None and self.config.fsync:
-                os.fdatasync(self._fd)
-                if self._dir_dirty:
-                    _fsync_dir(self.dir)
+            fd, dir_dirty = self._fd, self._dir_dirty
             self._dir_dirty = False
-            faults.crashpoint("txlog.sync.after")
-            self.durable_txid = last
-            return last
+        if fd is not None and self.config.fsync:
+            os.fdatasync(fd)
+            if dir_dirty:
+                _fsync_dir(self.dir)
+        faults.crashpoint("txlog.sync.after")
+        with self._lock:
+            self.durable_txid = max(self.durable_txid, last)
+            return self.durable_txid
 
     def append_sync(self, records: list[TxRecord]) -> int:
         for rec in records:
