@@ -1,0 +1,231 @@
+"""Shared pieces of the engine benchmarks: the workload, database setup, statistics, machine facts.
+
+Every SQLite file here is opened through :func:`litecluster.sqlite.connect` (sqlean). The stdlib
+``sqlite3`` module must never be imported in a benchmark process: two SQLite libraries in one
+process break each other's POSIX locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from litecluster.sqlite import SQLITE_VERSION, connect, pragma_int
+
+PAGE_SIZE = 4096
+
+UPSERT = (
+    "INSERT INTO kv(k, v, seq) VALUES (?, ?, ?) "
+    "ON CONFLICT(k) DO UPDATE SET v = excluded.v, seq = excluded.seq"
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One-row upserts of ``value_bytes`` random bytes on ``keys`` preloaded keys."""
+
+    txns: int
+    keys: int = 10_000
+    value_bytes: int = 200
+    seed: int = 1
+
+    def generate(self) -> tuple[list[int], list[bytes]]:
+        """The key and the value of each transaction (deterministic for a given seed)."""
+        rng = random.Random(self.seed)
+        keys = [rng.randrange(self.keys) for _ in range(self.txns)]
+        values = [rng.randbytes(self.value_bytes) for _ in range(self.txns)]
+        return keys, values
+
+
+def remove_db(path: Path) -> None:
+    """Delete a database file and everything SQLite and litecluster keep beside it."""
+    for suffix in ("", "-wal", "-shm", "-journal", ".lcpos"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(str(path) + suffix)
+
+
+def create_kv_db(path: Path, wl: Workload) -> None:
+    """A WAL database holding the ``kv`` table with every key preloaded (seq = -1)."""
+    remove_db(path)
+    conn = connect(path)
+    try:
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.execute(
+            "CREATE TABLE kv(k INTEGER PRIMARY KEY, v BLOB NOT NULL, seq INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x + 1 < ?) "
+            "INSERT INTO kv(k, v, seq) SELECT x, randomblob(?), -1 FROM c",
+            (wl.keys, wl.value_bytes),
+        )
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
+
+
+def create_big_db(path: Path, size_mb: int, wl: Workload, blob_kib: int = 256) -> int:
+    """A database of at least ``size_mb`` MB (10**6 bytes): the ``kv`` table plus random blobs.
+
+    Built with the journal off in transactions of about 64 MiB (fast), then put in WAL mode.
+    Returns the file size in bytes.
+    """
+    remove_db(path)
+    conn = connect(path)
+    try:
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode=OFF").fetchall()
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(
+            "CREATE TABLE kv(k INTEGER PRIMARY KEY, v BLOB NOT NULL, seq INTEGER NOT NULL)"
+        )
+        conn.execute("CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB NOT NULL)")
+        conn.execute("BEGIN")
+        conn.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x + 1 < ?) "
+            "INSERT INTO kv(k, v, seq) SELECT x, randomblob(?), -1 FROM c",
+            (wl.keys, wl.value_bytes),
+        )
+        conn.execute("COMMIT")
+        blob_bytes = blob_kib * 1024
+        target = size_mb * 10**6
+        per_txn = max(1, (64 * 1024) // blob_kib)  # about 64 MiB per transaction
+        while (have := pragma_int(conn, "page_count") * PAGE_SIZE) < target:
+            # Each blob takes a little more than its size (overflow page headers).
+            n = min(per_txn, max(1, (target - have) // (blob_bytes + blob_bytes // 512)))
+            conn.execute("BEGIN")
+            conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+                "INSERT INTO blobs(b) SELECT randomblob(?) FROM c",
+                (n, blob_bytes),
+            )
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    finally:
+        conn.close()
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return path.stat().st_size
+
+
+def copy_db(src: Path, dst: Path) -> None:
+    """Copy a closed, checkpointed database (and its .lcpos file, if any) to ``dst``."""
+    remove_db(dst)
+    shutil.copyfile(src, dst)
+    pos = Path(str(src) + ".lcpos")
+    if pos.exists():
+        shutil.copyfile(pos, str(dst) + ".lcpos")
+
+
+# ---- statistics --------------------------------------------------------------------------------
+
+
+def percentiles_ms(values_ns: Sequence[int] | np.ndarray, ps: Iterable[float]) -> list[float]:
+    arr = np.asarray(values_ns, dtype=np.float64) / 1e6
+    if arr.size == 0:
+        return [float("nan") for _ in ps]
+    return [float(np.percentile(arr, p)) for p in ps]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and range of one figure over the repeats of a scenario."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Spread | None:
+        vals = [float(v) for v in values if v is not None]
+        if not vals:
+            return None
+        return cls(statistics.median(vals), min(vals), max(vals), len(vals))
+
+
+def fmt_num(value: float, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits and thousands separators."""
+    if value != value:  # NaN
+        return "n/a"
+    if value == 0:
+        return "0"
+    mag = abs(value)
+    if mag >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    decimals = digits - 1
+    while decimals > 0 and mag >= 10 ** (digits - 1 - decimals):
+        decimals -= 1
+    return f"{value:,.{decimals}f}"
+
+
+def fmt_spread(s: Spread | None, digits: int = 3) -> str:
+    if s is None:
+        return "n/a"
+    if s.n == 1:
+        return fmt_num(s.median, digits)
+    return f"{fmt_num(s.median, digits)} ({fmt_num(s.low, digits)}\N{EN DASH}{fmt_num(s.high, digits)})"
+
+
+# ---- the machine -------------------------------------------------------------------------------
+
+
+def fsync_probe(directory: Path, n: int = 200) -> list[float]:
+    """p50/p90/p99 (ms) of ``fdatasync`` after a 4 KiB append to a file in ``directory``."""
+    path = directory / "fsync-probe.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    times: list[int] = []
+    try:
+        for _ in range(n):
+            os.write(fd, bytes(4096))
+            t0 = time.perf_counter_ns()
+            os.fdatasync(fd)
+            times.append(time.perf_counter_ns() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return percentiles_ms(times, (50.0, 90.0, 99.0))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_facts() -> dict[str, str]:
+    import psutil
+
+    mem = psutil.virtual_memory().total / 2**30
+    return {
+        "CPU": cpu_model(),
+        "Cores": f"{os.cpu_count()} logical ({psutil.cpu_count(logical=False)} physical)",
+        "Memory": f"{mem:.1f} GiB",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "SQLite": f"{SQLITE_VERSION} (sqlean-py)",
+        "Date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "Load average at start (1, 5, 15 min)": load_average(),
+    }
