@@ -53,6 +53,7 @@ from .wal import (
     parse_header,
     resume_checksum,
 )
+from .worker import BackgroundLoop
 
 log = logging.getLogger("litecluster.capture")
 
@@ -87,7 +88,7 @@ def _mark(header: WalHeader, frame: int) -> WalMark:
     return WalMark(header.salt1, header.salt2, header.ckpt_seq, frame)
 
 
-class Capture:
+class Capture(BackgroundLoop):
     """Turns the committed transactions of one primary database into txlog records."""
 
     def __init__(
@@ -104,9 +105,8 @@ class Capture:
         starving it (SQLite's busy handler is not fair). Order: writer_lock, then capture."""
         self._ckpt_retry_at = 0.0
         self._ckpt_failures = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self.thread_name = f"capture:{self.db_path.name}"
         self.error: BaseException | None = None
         self.resets = 0
         self.checkpoints = 0
@@ -589,10 +589,6 @@ class Capture:
 
     # ---- follower thread ----------------------------------------------------------------------
 
-    def notify(self) -> None:
-        """Tell the follower thread a commit happened (it polls on its own otherwise)."""
-        self._wake.set()
-
     def run(self) -> None:
         """Follow the WAL until :meth:`stop`; errors stop the loop and are kept in ``error``."""
         next_retention = time.monotonic() + self.config.retention_interval
@@ -608,19 +604,6 @@ class Capture:
         except BaseException as exc:  # surfaced to the owner through .error
             self.error = exc
             log.exception("capture.stopped db=%s", self.db_path)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.run, name=f"capture:{self.db_path.name}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def close(self) -> None:
         self.stop()

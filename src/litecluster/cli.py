@@ -6,10 +6,11 @@ message with the hint and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +45,19 @@ def _friendly(fn: F) -> F:
             ) from err
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, driven by the library's (done, total) callbacks."""
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        shown = [0]
+
+        def update(done: int, _total: int) -> None:
+            bar.update(done - shown[0])
+            shown[0] = done
+
+        yield update
 
 
 @click.group()
@@ -195,16 +209,12 @@ def snapshot() -> None:
 @_friendly
 def snapshot_create(db: Path, log_dir: Path, output: Path) -> None:
     """Snapshot a primary DB (with its txlog, which must not be in use) into OUTPUT."""
-    with TxLog(log_dir) as log, Capture(db, log, CaptureConfig()) as cap:
-        total = cap.hashes.page_count
-        with click.progressbar(length=total, label="snapshot", file=sys.stderr) as bar:
-            last = [0]
-
-            def progress(done: int, _total: int) -> None:
-                bar.update(done - last[0])
-                last[0] = done
-
-            header = create_snapshot(cap, output, progress)
+    with (
+        TxLog(log_dir) as log,
+        Capture(db, log, CaptureConfig()) as cap,
+        _progress("snapshot", cap.hashes.page_count) as progress,
+    ):
+        header = create_snapshot(cap, output, progress)
     click.echo(f"snapshot of {header.page_count} pages at position {header.position} -> {output}")
 
 
@@ -216,14 +226,10 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
     """Install SNAPSHOT_FILE on the replica database REPLICA (atomically for its readers)."""
     with open(snapshot_file, "rb") as f:
         header = read_snapshot_header(f)
-    bar_opts: dict[str, Any] = {"length": header.page_count, "label": "install", "file": sys.stderr}
-    with Replica(replica, ReplicaConfig()) as rep, click.progressbar(**bar_opts) as bar:
-        last = [0]
-
-        def progress(done: int, _total: int) -> None:
-            bar.update(done - last[0])
-            last[0] = done
-
+    with (
+        Replica(replica, ReplicaConfig()) as rep,
+        _progress("install", header.page_count) as progress,
+    ):
         pos = install_snapshot(rep, snapshot_file, progress)
     click.echo(f"installed position {pos} on {replica}")
 

@@ -7,16 +7,16 @@ durable records after the replica's position, apply them in batches, wake up whe
 from __future__ import annotations
 
 import logging
-import threading
 
 from .apply import Replica
 from .errors import LiteclusterError
 from .txlog import TxLog
+from .worker import BackgroundLoop
 
 log = logging.getLogger("litecluster.follow")
 
 
-class LocalFollower:
+class LocalFollower(BackgroundLoop):
     """Keeps ``replica`` applying what ``txlog`` holds, in a background thread."""
 
     def __init__(
@@ -27,9 +27,8 @@ class LocalFollower:
         self.batch = batch
         self.idle_wait = idle_wait
         self.error: LiteclusterError | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self.thread_name = f"follow:{replica.db_path.name}"
 
     def step(self) -> int:
         """Apply up to one batch of pending records; returns how many were applied."""
@@ -45,10 +44,7 @@ class LocalFollower:
             total += n
         return total
 
-    def notify(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self._stop.is_set():
             try:
                 if self.step():
@@ -59,17 +55,3 @@ class LocalFollower:
                 return
             self._wake.wait(self.idle_wait)
             self._wake.clear()
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"follow:{self.replica.db_path.name}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None

@@ -398,6 +398,11 @@ class TxLog:
         data = f.read(end - start)
         return decode(data, where=str(seg.path), offset=start)
 
+    def _removed(self, txid: int) -> TxidNotFoundError:
+        return TxidNotFoundError(
+            "txid was removed by retention while being read", txid=txid, first_txid=self.first_txid
+        )
+
     def get(self, txid: int) -> TxRecord:
         with self._lock:
             i, idx = self._locate(txid)
@@ -405,11 +410,7 @@ class TxLog:
         try:
             return self._read_at(seg, idx)
         except FileNotFoundError:
-            raise TxidNotFoundError(
-                "txid was removed by retention while being read",
-                txid=txid,
-                first_txid=self.first_txid,
-            ) from None
+            raise self._removed(txid) from None
 
     def last(self) -> TxRecord | None:
         with self._lock:
@@ -436,11 +437,7 @@ class TxLog:
             try:
                 f = open(seg.path, "rb")  # noqa: SIM115 (closed by the with below)
             except FileNotFoundError:
-                raise TxidNotFoundError(
-                    "txid was removed by retention while being read",
-                    txid=txid,
-                    first_txid=self.first_txid,
-                ) from None
+                raise self._removed(txid) from None
             with f:
                 while idx < seg.count and txid <= stop:
                     yield self._read_record(f, seg, idx)
