@@ -255,14 +255,11 @@ class Replica:
         self.posfile.write(before, self.page_size, pending=target)
         if pragma_int(self.conn, "page_count") == 0:
             self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        self._forget_cache()  # the truncation statement re-reads the schema after page 1
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._check_local_writes()
             current = pragma_int(self.conn, "page_count")
-            if min_size < current:
-                self.conn.execute(
-                    "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (min_size + 1,)
-                )
             zero = zero_page(self.page_size)
             fill = [(p, zero) for p in range(min_size + 1, size + 1) if p not in pages]
             rows = sorted(pages.items(), key=lambda kv: (kv[0] == 1, kv[0]))
@@ -272,6 +269,8 @@ class Replica:
             if size >= lock_page:
                 rows = [r for r in rows if r[0] != lock_page]
             self.conn.executemany("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", rows)
+            if size < current:
+                self._truncate(size)
             faults.crashpoint("apply.before_commit")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -283,6 +282,17 @@ class Replica:
             raise
         faults.crashpoint("apply.after_commit")
         self._forget_cache()
+
+    def _truncate(self, size: int) -> None:
+        """Cut the file to ``size`` pages at COMMIT.
+
+        sqlite_dbpage forgets a pending truncation as soon as any page is written after it,
+        and ignores one requested in the same statement that writes page 1 with the smaller
+        size: so this must be a statement of its own, the last of the transaction. It re-reads
+        the schema (page 1 changed), which is why no page parsed before the writes may still be
+        cached (see :meth:`_forget_cache`).
+        """
+        self.conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (size + 1,))
 
     def _forget_cache(self) -> None:
         """Drop the applying connection's cached pages after writing through sqlite_dbpage.
@@ -340,13 +350,10 @@ class Replica:
             self.posfile.write(self._position, self.page_size, pending=position)
             hashes = PageHashes(page_size)
             page1: bytes | None = None
+            self._forget_cache()
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 version = pragma_int(self.conn, "data_version")  # see _check_local_writes
-                if page_count < current:
-                    self.conn.execute(
-                        "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (page_count + 1,)
-                    )
                 expect = 1
                 lock_page = lock_byte_page(page_size)
                 batch: list[tuple[int, bytes]] = []
@@ -384,6 +391,8 @@ class Replica:
                         expected=format_checksum(position.checksum), found=format_checksum(hashes.checksum),
                     )  # fmt: skip
                 self.conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (1, ?)", (page1,))
+                if page_count < current:
+                    self._truncate(page_count)
                 faults.crashpoint("snapshot.install.before_commit")
                 self.conn.execute("COMMIT")
             except BaseException:
