@@ -60,7 +60,9 @@ class Cluster:
     def pending(self, rep: Replica) -> list[Any]:
         return list(self.log.read(rep.position.txid + 1))
 
-    def sync(self, *, one_by_one: bool = False, check: Callable[[Replica, Any], None] | None = None) -> int:
+    def sync(
+        self, *, one_by_one: bool = False, check: Callable[[Replica, Any], None] | None = None
+    ) -> int:
         """Capture, then bring every replica up to the log's end. Returns records applied."""
         self.capture_all()
         n = 0
