@@ -26,7 +26,8 @@ class LocalFollower(BackgroundLoop):
         self.txlog = txlog
         self.batch = batch
         self.idle_wait = idle_wait
-        self.error: LiteclusterError | None = None
+        self.error: Exception | None = None
+        """Why the loop stopped: a typed LiteclusterError, or anything SQLite or the OS raised."""
         super().__init__()
         self.thread_name = f"follow:{replica.db_path.name}"
 
@@ -52,6 +53,10 @@ class LocalFollower(BackgroundLoop):
             except LiteclusterError as exc:
                 self.error = exc
                 log.error("follow.stopped db=%s error=%s", self.replica.db_path, exc)
+                return
+            except Exception as exc:  # surfaced to the owner through .error, never lost
+                self.error = exc
+                log.exception("follow.stopped db=%s", self.replica.db_path)
                 return
             self._wake.wait(self.idle_wait)
             self._wake.clear()
