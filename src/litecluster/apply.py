@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import faults
-from .checksum import PageHashes, format_checksum, page_hash, zero_page
+from .checksum import HashTxn, PageHashes, format_checksum, page_hash, zero_page
 from .errors import (
     DivergenceError,
     LocalWriteError,
@@ -59,6 +59,82 @@ def lock_byte_page(page_size: int) -> int:
     """The page holding SQLite's lock bytes (offset 1 GiB): never written, refused by
     sqlite_dbpage. Both sides hash it as SQLite reports it, so skipping it keeps checksums."""
     return 0x40000000 // page_size + 1
+
+
+def merge_batch(
+    hashes: PageHashes, records: Sequence[TxRecord], db: str
+) -> tuple[HashTxn, dict[int, bytes]]:
+    """Check that ``records`` follow ``hashes`` and merge their pages; nothing is written.
+
+    Returns the tentative hashes after the batch and the final image of every page written.
+    Raises :class:`DivergenceError` when a record's pre- or post-apply checksum does not hold.
+    """
+    txn = hashes.begin()
+    final: dict[int, bytes] = {}
+    for rec in records:
+        if rec.pre_checksum != txn.checksum:
+            raise _divergence(
+                "pre-apply checksum mismatch", db, rec, rec.pre_checksum, txn.checksum
+            )
+        if rec.db_size < txn.size:
+            for pgno in [p for p in final if p > rec.db_size]:
+                del final[pgno]
+        txn.resize(rec.db_size, written=(p for p, _ in rec.pages))
+        for pgno, data in rec.pages:
+            if not 1 <= pgno <= rec.db_size or len(data) != rec.page_size:
+                raise ReplicaError("malformed page in record", txid=rec.txid, pgno=pgno)
+            txn.set_page(pgno, page_hash(pgno, data))
+            final[pgno] = data
+        if txn.checksum != rec.post_checksum:
+            raise _divergence(
+                "post-apply checksum mismatch", db, rec, rec.post_checksum, txn.checksum
+            )
+    return txn, final
+
+
+def _divergence(why: str, db: str, rec: TxRecord, expected: int, found: int) -> DivergenceError:
+    return DivergenceError(
+        why, db=db, txid=rec.txid, expected=format_checksum(expected), found=format_checksum(found)
+    )
+
+
+def write_batch(
+    conn: Connection, page_size: int, min_size: int, size: int, pages: dict[int, bytes]
+) -> None:
+    """Inside an open write transaction on ``conn``: write a merged batch through sqlite_dbpage.
+
+    Pages the database grew by without writing are zero pages; page 1 goes last; the lock-byte
+    page is skipped; a shrink is cut by a truncation that must be the transaction's last
+    statement (sqlite_dbpage forgets a pending truncation as soon as any page is written after
+    it, and ignores one in the statement that writes page 1). That statement re-reads the
+    schema, so the caller drops the connection's page cache before the transaction.
+    """
+    current = pragma_int(conn, "page_count")
+    zero = zero_page(page_size)
+    fill = [(p, zero) for p in range(min_size + 1, size + 1) if p not in pages]
+    rows = fill + sorted(pages.items(), key=lambda kv: (kv[0] == 1, kv[0]))
+    lock_page = lock_byte_page(page_size)
+    if size >= lock_page:
+        rows = [r for r in rows if r[0] != lock_page]
+    conn.executemany("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", rows)
+    if size < current:
+        truncate(conn, size)
+
+
+def truncate(conn: Connection, size: int) -> None:
+    """Cut the database to ``size`` pages at COMMIT (see :func:`write_batch` for the order)."""
+    conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (size + 1,))
+
+
+def forget_cache(conn: Connection) -> None:
+    """Drop a connection's cached pages after (or before) writing through sqlite_dbpage.
+
+    Pages written with sqlite_dbpage bypass the b-tree layer, so b-tree pages the connection
+    parsed earlier keep their old decoded contents; the next schema reload then reads a mix
+    ("malformed database schema ... already exists"). Releasing the unused page cache makes
+    every page be read and parsed afresh.
+    """
+    conn.execute("PRAGMA shrink_memory").fetchall()
 
 
 class Replica:
@@ -192,12 +268,6 @@ class Replica:
             self._apply_locked(records)
             return self._position
 
-    def _divergence(self, why: str, rec: TxRecord, expected: int, found: int) -> DivergenceError:
-        return DivergenceError(
-            why, db=str(self.db_path), txid=rec.txid,
-            expected=format_checksum(expected), found=format_checksum(found),
-        )  # fmt: skip
-
     def _apply_locked(self, records: Sequence[TxRecord]) -> None:
         pos = self._position
         first = records[0]
@@ -207,8 +277,6 @@ class Replica:
         if first.page_size != self.page_size:
             raise ReplicaError("record page size differs from the replica's", txid=first.txid,
                                record_page_size=first.page_size, replica_page_size=self.page_size)  # fmt: skip
-        txn = self.hashes.begin()
-        final: dict[int, bytes] = {}
         for i, rec in enumerate(records):
             if rec.txid != pos.txid + 1 + i:
                 raise SnapshotRequiredError(
@@ -222,23 +290,7 @@ class Replica:
                     epoch=rec.epoch,
                     replica_epoch=pos.epoch,
                 )
-            if rec.pre_checksum != txn.checksum:
-                raise self._divergence(
-                    "pre-apply checksum mismatch", rec, rec.pre_checksum, txn.checksum
-                )
-            if rec.db_size < txn.size:
-                for pgno in [p for p in final if p > rec.db_size]:
-                    del final[pgno]
-            txn.resize(rec.db_size, written=(p for p, _ in rec.pages))
-            for pgno, data in rec.pages:
-                if not 1 <= pgno <= rec.db_size or len(data) != rec.page_size:
-                    raise ReplicaError("malformed page in record", txid=rec.txid, pgno=pgno)
-                txn.set_page(pgno, page_hash(pgno, data))
-                final[pgno] = data
-            if txn.checksum != rec.post_checksum:
-                raise self._divergence(
-                    "post-apply checksum mismatch", rec, rec.post_checksum, txn.checksum
-                )
+        txn, final = merge_batch(self.hashes, records, str(self.db_path))
         last = records[-1]
         target = Position(last.epoch, last.txid, last.post_checksum)
         self._write_pages(txn.min_size, txn.size, final, target)
@@ -255,22 +307,11 @@ class Replica:
         self.posfile.write(before, self.page_size, pending=target)
         if pragma_int(self.conn, "page_count") == 0:
             self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
-        self._forget_cache()  # the truncation statement re-reads the schema after page 1
+        forget_cache(self.conn)  # the truncation statement re-reads the schema after page 1
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self._check_local_writes()
-            current = pragma_int(self.conn, "page_count")
-            zero = zero_page(self.page_size)
-            fill = [(p, zero) for p in range(min_size + 1, size + 1) if p not in pages]
-            rows = sorted(pages.items(), key=lambda kv: (kv[0] == 1, kv[0]))
-            if fill:
-                rows = fill + rows
-            lock_page = lock_byte_page(self.page_size)
-            if size >= lock_page:
-                rows = [r for r in rows if r[0] != lock_page]
-            self.conn.executemany("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)", rows)
-            if size < current:
-                self._truncate(size)
+            write_batch(self.conn, self.page_size, min_size, size, pages)
             faults.crashpoint("apply.before_commit")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -281,28 +322,7 @@ class Replica:
             self.posfile.write(before, self.page_size)
             raise
         faults.crashpoint("apply.after_commit")
-        self._forget_cache()
-
-    def _truncate(self, size: int) -> None:
-        """Cut the file to ``size`` pages at COMMIT.
-
-        sqlite_dbpage forgets a pending truncation as soon as any page is written after it,
-        and ignores one requested in the same statement that writes page 1 with the smaller
-        size: so this must be a statement of its own, the last of the transaction. It re-reads
-        the schema (page 1 changed), which is why no page parsed before the writes may still be
-        cached (see :meth:`_forget_cache`).
-        """
-        self.conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, NULL)", (size + 1,))
-
-    def _forget_cache(self) -> None:
-        """Drop the applying connection's cached pages after writing through sqlite_dbpage.
-
-        Pages written with sqlite_dbpage bypass the b-tree layer, so b-tree pages this
-        connection parsed earlier keep their old decoded contents; the next schema reload then
-        reads a mix ("malformed database schema ... already exists"). Releasing the unused page
-        cache makes every page be read and parsed afresh.
-        """
-        self.conn.execute("PRAGMA shrink_memory").fetchall()
+        forget_cache(self.conn)
 
     def _set_page_size(self, page_size: int) -> None:
         self.conn.execute(f"PRAGMA page_size={int(page_size)}")
@@ -350,7 +370,7 @@ class Replica:
             self.posfile.write(self._position, self.page_size, pending=position)
             hashes = PageHashes(page_size)
             page1: bytes | None = None
-            self._forget_cache()
+            forget_cache(self.conn)
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 version = pragma_int(self.conn, "data_version")  # see _check_local_writes
@@ -392,7 +412,7 @@ class Replica:
                     )  # fmt: skip
                 self.conn.execute("INSERT INTO sqlite_dbpage(pgno, data) VALUES (1, ?)", (page1,))
                 if page_count < current:
-                    self._truncate(page_count)
+                    truncate(self.conn, page_count)
                 faults.crashpoint("snapshot.install.before_commit")
                 self.conn.execute("COMMIT")
             except BaseException:
