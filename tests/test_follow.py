@@ -21,6 +21,7 @@ def test_follower_keeps_up_and_stops_with_the_reason(cluster: Cluster) -> None:
                 w.execute("INSERT INTO t(v) VALUES (randomblob(300))")
             cluster.capture.notify()
             fol.notify()
+        cluster.capture.poll()  # everything committed is now in the log (the thread may lag)
         wait_for(lambda: rep.position == cluster.capture.position, what="follower to catch up")
         assert checksum(rep.db_path) == checksum(cluster.primary_path)
         assert fol.error is None

@@ -38,8 +38,9 @@ from typing import BinaryIO
 import xxhash
 
 from . import faults
+from .apply import forget_cache, merge_batch, write_batch
 from .checksum import PageHashes, page_hash, zero_page
-from .errors import CaptureGapError, ConfigError, SQLiteUnsupportedError, WalError
+from .errors import CaptureGapError, ConfigError, LiteclusterError, SQLiteUnsupportedError, WalError
 from .position import Position
 from .record import RecordKind, TxRecord
 from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
@@ -72,6 +73,8 @@ class CaptureConfig:
     """How long a checkpoint waits for the write lock before giving up until a later poll."""
     checkpoint_retry: float = 0.5
     """Seconds to wait before retrying a checkpoint that could not get the write lock."""
+    roll_forward_records: int = 100_000
+    """How far back a database found behind its log may be rolled forward from the log."""
     retention_interval: float = 10.0
     """Seconds between applications of the txlog's retention limits by the follower thread."""
 
@@ -258,6 +261,8 @@ class Capture(BackgroundLoop):
         pending = self._uncaptured(last, header, txs)
         before = self._state_before(hashes, pending, last, header)
         if before.checksum != last.post_checksum:
+            if not pending and self._roll_forward(hashes, last):
+                return
             self._reset(hashes, header, end, "database changed while capture was not running")
             return
         self.hashes = before
@@ -271,6 +276,61 @@ class Capture(BackgroundLoop):
             )
         if self.hashes.checksum != hashes.checksum:
             self._reset(hashes, header, end, "recovered state does not match the database")
+
+    def _roll_forward(self, hashes: PageHashes, last: TxRecord) -> bool:
+        """The database is behind its own log: re-apply the records it lost.
+
+        This happens when the WAL lost committed frames that the log already holds: a power
+        loss under ``synchronous=NORMAL`` (a writer that relies on the log, not the WAL, for
+        durability), or a WAL restored from an older copy. If the database equals the state
+        after some recent record, the records after it are applied to it through the same
+        verified path as on a replica, and nothing the log acknowledged is thrown away.
+        Called under the write lock; returns False when no record matches.
+        """
+        start = self._find_state(hashes.checksum, last.txid)
+        if start is None:
+            return False
+        records = list(self.txlog.read(start + 1, last.txid, durable=False))
+        if not records or any(r.kind != RecordKind.PAGES for r in records):
+            return False
+        try:
+            txn, pages = merge_batch(hashes, records, str(self.db_path))
+        except LiteclusterError:
+            return False
+        forget_cache(self._ctl)
+        write_batch(self._ctl, self.page_size, txn.min_size, txn.size, pages)
+        self._ctl.execute("COMMIT")
+        forget_cache(self._ctl)
+        if not self._begin_immediate(self.config.busy_timeout_ms):  # the bracket's transaction
+            raise WalError("could not re-take the primary's write lock after rolling forward")
+        txn.commit()
+        self.hashes = hashes
+        self.txid = last.txid
+        header = self._header()
+        f = self._wal_file()
+        txs = (
+            list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
+            if header and f
+            else []
+        )
+        self._set_wal(header, txs[-1].commit_frame if txs else 0)  # our own frames: not captured
+        log.warning(
+            "capture.rolled_forward db=%s from_txid=%d to_txid=%d reason=%r",
+            self.db_path, start, last.txid, "the database was behind its transaction log",
+        )  # fmt: skip
+        return True
+
+    def _find_state(self, checksum: int, last_txid: int) -> int | None:
+        """The newest txid (within ``roll_forward_records``) after which the database had
+        ``checksum``, or None."""
+        first = max(self.txlog.first_txid, last_txid - self.config.roll_forward_records + 1)
+        found: int | None = None
+        for rec in self.txlog.read(first, last_txid, durable=False):
+            if rec.txid == first and rec.pre_checksum == checksum:
+                found = first - 1
+            if rec.post_checksum == checksum:
+                found = rec.txid
+        return found
 
     # Position 0 of a new log must be durable before anything can be captured after it: a crash
     # before the first record is durable would otherwise fold the transactions committed
