@@ -66,11 +66,22 @@ VARIANTS = [
     Variant("plain_full", "plain", synchronous="FULL"),
     Variant("lc_capture", "capture", txlog_fsync=True),
     Variant("lc_fast", "litecluster", txlog_fsync=False, replica_durable=False),
+    Variant(
+        "lc_logdur", "litecluster", txlog_fsync=True, replica_durable=False, writer_sync="NORMAL"
+    ),
     Variant("plain_normal", "plain", synchronous="NORMAL"),
     Variant(
         "lc_durable_5k", "litecluster", txlog_fsync=True, replica_durable=True, rate=TARGET_TPS
     ),
     Variant("lc_fast_5k", "litecluster", txlog_fsync=False, replica_durable=False, rate=TARGET_TPS),
+    Variant(
+        "lc_logdur_5k",
+        "litecluster",
+        txlog_fsync=True,
+        replica_durable=False,
+        writer_sync="NORMAL",
+        rate=TARGET_TPS,
+    ),
     Variant("lc_durable_1k", "litecluster", txlog_fsync=True, replica_durable=True, rate=1000.0),
     Variant("lc_txlog_1k", "litecluster", txlog_fsync=True, replica_durable=False, rate=1000.0),
     Variant("lc_fast_1k", "litecluster", txlog_fsync=False, replica_durable=False, rate=1000.0),
@@ -122,6 +133,7 @@ def run_small_variant(v: Variant, root: Path, wl: Workload, paced_seconds: float
             replica_durable=v.replica_durable,
             replica=v.kind == "litecluster",
             rate=v.rate,
+            writer_sync=v.writer_sync,
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

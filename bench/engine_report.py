@@ -48,6 +48,8 @@ class Variant:
     """Offered transactions per second (None: the writer runs flat out)."""
     synchronous: str = "FULL"
     """The plain peer's ``synchronous`` setting."""
+    writer_sync: str = "FULL"
+    """litecluster's primary writer ``synchronous`` (NORMAL: the txlog is the durability point)."""
 
     @property
     def label(self) -> str:
@@ -56,7 +58,10 @@ class Variant:
         if self.kind == "capture":
             fsync = "on" if self.txlog_fsync else "off"
             return f"litecluster primary side only: writer + capture, txlog fsync {fsync}"
-        return lc_label(self.txlog_fsync, self.replica_durable)
+        label = lc_label(self.txlog_fsync, self.replica_durable)
+        if self.writer_sync != "FULL":
+            label += f", writer synchronous={self.writer_sync}"
+        return label
 
 
 @dataclass
@@ -170,7 +175,7 @@ def _method(res: Results) -> list[str]:
         "`log.read(position + 1)`) and a reader thread on its own connection to the replica file "
         "run in the same process. Commit-to-visible is measured from the instant the writer's "
         "`COMMIT` returned to the instant the reader's own query saw the row (see "
-        "`bench/engine_small.py`). The primary's writer always commits with `synchronous=FULL`.",
+        "`bench/engine_small.py`). The primary's writer commits with `synchronous=FULL` unless its row says `writer synchronous=NORMAL` (then the txlog's fsync is the durability point and capture rolls the primary forward after a power loss).",
         "* *Primary side only*: the same writer with capture and the txlog but no replica, to "
         "separate what capture costs the writer from what the replica's threads cost it.",
         "* Plain-SQLite peer: the same writer loop on a WAL database with no capture, "

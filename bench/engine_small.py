@@ -3,7 +3,7 @@
 The litecluster pipeline, all in one process, as a node holding a primary and a replica would:
 
 * the **writer** (the calling thread) commits one upsert per transaction on the primary, through
-  :meth:`Capture.connect_writer` (``synchronous=FULL``), holding ``Capture.writer_lock`` around
+  :meth:`Capture.connect_writer` (``synchronous=FULL`` unless the variant says NORMAL), holding ``Capture.writer_lock`` around
   each transaction as the engine asks of in-process writers, records the instant ``COMMIT``
   returned, and calls :meth:`Capture.notify`;
 * the **capture** follower thread (:meth:`Capture.run`) turns WAL transactions into txlog records
@@ -328,12 +328,14 @@ def run_litecluster(
     batch_max: int = 1000,
     profile: bool = False,
     timeout: float = 300.0,
+    writer_sync: str = "FULL",
 ) -> SmallResult:
     """Writer + capture + txlog + apply + reader, as described in the module docstring.
 
     ``txlog_fsync``: :class:`TxlogConfig` ``fsync``. ``replica_durable``: :class:`ReplicaConfig`
     ``durable`` (position file fsynced, replica commits with ``synchronous=FULL``). The primary's
-    writer always commits with ``synchronous=FULL`` (:meth:`Capture.connect_writer`). Without
+    writer commits with ``writer_sync`` (:meth:`Capture.connect_writer`; NORMAL makes the txlog's
+    fsync the durability point). Without
     ``replica``, only the primary side runs (writer, capture, txlog): its cost on the writer.
     """
     root.mkdir(parents=True, exist_ok=True)
@@ -353,7 +355,7 @@ def run_litecluster(
             stack.callback(rep.close)
             install_snapshot(rep, snap)
             os.remove(snap)
-        writer = cap.connect_writer()
+        writer = cap.connect_writer(writer_sync)
         stack.callback(writer.close)
 
         sink: dict[str, pstats.Stats] | None = {} if profile else None

@@ -103,3 +103,14 @@ def test_database_changed_outside_history_is_a_reset(tmp_path: Path) -> None:
         cap.close()
         log.close()
     assert os.path.exists(tmp_path / "p.db")
+
+
+def test_writer_synchronous_is_validated(tmp_path: Path) -> None:
+    from litecluster.errors import ConfigError
+
+    with TxLog(tmp_path / "txlog") as log, Capture(tmp_path / "p.db", log) as cap:
+        with pytest.raises(ConfigError):
+            cap.connect_writer("OFF")
+        w = cap.connect_writer("normal")
+        assert w.execute("PRAGMA synchronous").fetchall() == [(1,)]
+        w.close()

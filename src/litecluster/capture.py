@@ -18,8 +18,8 @@ How nothing is lost (see docs/architecture.md, "Capture"):
   written and erased without capture seeing it. That is never silent: capture rescans the
   database and appends a RESET record, which tells replicas to re-snapshot.
 
-The same connection rules hold for the node's own writer: ``wal_autocheckpoint=0`` and
-``synchronous=FULL`` (see :meth:`Capture.connect_writer`).
+The node's own writer uses :meth:`Capture.connect_writer` (``wal_autocheckpoint=0``) and holds
+:attr:`Capture.writer_lock` around each write transaction.
 """
 
 from __future__ import annotations
@@ -138,10 +138,18 @@ class Capture(BackgroundLoop):
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
-    def connect_writer(self) -> Connection:
-        """A connection for the node's own writer: no autocheckpoint, commits fsynced."""
+    def connect_writer(self, synchronous: str = "FULL") -> Connection:
+        """A connection for this process's writer: no autocheckpoint (capture owns it).
+
+        ``synchronous="NORMAL"`` skips the WAL fsync at each commit. That is safe when a write
+        is acknowledged only once capture has made its record durable (``poll()`` returned, or
+        ``txlog.durable_txid`` passed it): after a power loss that cuts the WAL, capture rolls
+        the database forward from the log (see ``_roll_forward``).
+        """
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError("writer synchronous must be FULL, NORMAL or EXTRA", value=synchronous)
         conn = self._open()
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         return conn
 
     @property
