@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from litecluster import Capture, CaptureConfig, Replica, ReplicaConfig, TxLog, TxlogConfig
+from litecluster.position import Position, PositionFile
 from litecluster.snapshot import create_snapshot, install_snapshot
 from litecluster.sqlite import connect
 from litecluster.verify import database_checksum
@@ -110,6 +111,17 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condi
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def persisted(rep: Replica) -> Position:
+    """The position a replica's position file records (asserting no intent is pending)."""
+    pf = PositionFile(str(rep.db_path) + ".lcpos", fsync=False)
+    try:
+        assert pf.state is not None
+        assert pf.state.pending is None
+        return pf.state.committed
+    finally:
+        pf.close()
 
 
 def checksum(path: Path | str) -> int:

@@ -17,10 +17,10 @@ from litecluster.errors import (
     ReplicaError,
     SnapshotRequiredError,
 )
-from litecluster.position import Position, PositionFile
+from litecluster.position import Position
 from litecluster.record import RecordKind, TxRecord
 from litecluster.sqlite import connect
-from support import Cluster, checksum, make_cluster
+from support import Cluster, checksum, make_cluster, persisted
 
 
 def write(cluster: Cluster, n: int, start: int = 0) -> None:
@@ -33,16 +33,6 @@ def write(cluster: Cluster, n: int, start: int = 0) -> None:
 def pending(cluster: Cluster, rep: Replica) -> list[TxRecord]:
     cluster.capture_all()
     return cluster.pending(rep)
-
-
-def persisted(rep: Replica) -> Position:
-    pf = PositionFile(str(rep.db_path) + ".lcpos", fsync=False)
-    try:
-        assert pf.state is not None
-        assert pf.state.pending is None
-        return pf.state.committed
-    finally:
-        pf.close()
 
 
 def state(rep: Replica) -> tuple[Position, Position, int, int]:

@@ -17,7 +17,7 @@ import zstandard
 
 from litecluster import Replica, ReplicaConfig
 from litecluster.errors import LocalWriteError, SnapshotCorruptError, SnapshotError
-from litecluster.position import Position, PositionFile
+from litecluster.position import Position
 from litecluster.snapshot import (
     SnapshotHeader,
     _encode_header,
@@ -27,7 +27,7 @@ from litecluster.snapshot import (
     read_snapshot_header,
 )
 from litecluster.sqlite import connect
-from support import Cluster, checksum, make_cluster
+from support import Cluster, checksum, make_cluster, persisted
 
 HEADER_BYTES = 64
 CHUNK_HEADER = struct.Struct(">IIQ")
@@ -210,16 +210,6 @@ def _state(rep: Replica) -> tuple[Position, int, list[tuple[Any, ...]]]:
     return rep.position, checksum(rep.db_path), rows(rep.db_path, "SELECT count(*) FROM a")
 
 
-def _persisted(rep: Replica) -> Position | None:
-    pf = PositionFile(str(rep.db_path) + ".lcpos", fsync=False)
-    try:
-        assert pf.state is not None
-        assert pf.state.pending is None
-        return pf.state.committed
-    finally:
-        pf.close()
-
-
 def _damages(data: bytes) -> Iterator[tuple[str, bytes]]:
     cs = chunks(data)
     assert len(cs) >= 2
@@ -270,7 +260,7 @@ def test_damaged_snapshot_leaves_the_replica_as_it_was(
     assert n > 100
     assert not failures, "\n".join(failures[:20])
     assert _state(rep) == before
-    assert _persisted(rep) == before[0]
+    assert persisted(rep) == before[0]
     assert rep.verify()
     assert integrity(rep.db_path) == "ok"
     # The replica still follows the primary, and the good snapshot still installs.
@@ -313,7 +303,7 @@ def test_snapshot_with_wrong_checksum_is_refused(
     with pytest.raises(SnapshotError):
         install_snapshot(rep, io.BytesIO(_encode_header(forged) + data[HEADER_BYTES:]))
     assert _state(rep) == before
-    assert _persisted(rep) == before[0]
+    assert persisted(rep) == before[0]
 
 
 def _bomb_chunk(size: int) -> bytes:
@@ -410,7 +400,7 @@ def test_page_size_mismatch_onto_a_non_empty_replica(cluster: Cluster, tmp_path:
         with pytest.raises(SnapshotError):
             install_snapshot(rep, snap)
         assert _state_generic(rep) == before
-        assert _persisted(rep) == before[0]
+        assert persisted(rep) == before[0]
 
         # An empty replica takes the snapshot's page size.
         fresh = Replica(tmp_path / "fresh.db", ReplicaConfig(durable=False))
