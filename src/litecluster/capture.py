@@ -44,7 +44,7 @@ from .errors import CaptureGapError, ConfigError, LiteclusterError, SQLiteUnsupp
 from .position import Position
 from .record import RecordKind, TxRecord
 from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
-from .txlog import TxLog
+from .txlog import TxLog, fsync_dir
 from .wal import (
     WAL_HEADER_SIZE,
     WalHeader,
@@ -198,10 +198,13 @@ class Capture(BackgroundLoop):
             self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
 
     @contextlib.contextmanager
-    def _write_locked(self, busy_ms: int) -> Iterator[bool]:
-        """Hold this process's writers and SQLite's write lock; yields False if it was busy."""
+    def _write_locked(self, busy_ms: int, busy_error: WalError | None = None) -> Iterator[bool]:
+        """Hold this process's writers and SQLite's write lock; yields False if it was busy,
+        or raises ``busy_error`` when the caller cannot do without the lock."""
         with self.writer_lock, self._lock:
             if not self._begin_immediate(busy_ms):
+                if busy_error is not None:
+                    raise busy_error
                 yield False
                 return
             try:
@@ -228,21 +231,23 @@ class Capture(BackgroundLoop):
     def _scan_locked(self) -> tuple[PageHashes, WalHeader | None, list[WalTransaction]]:
         """Under the write lock: hashes of the current database and the WAL's committed txns."""
         hashes = PageHashes.scan(self._ctl, self.page_size)
+        return (hashes, *self._wal_transactions())
+
+    def _wal_transactions(self) -> tuple[WalHeader | None, list[WalTransaction]]:
+        """The WAL's header and every committed transaction in it (stable under the write lock)."""
         header = self._header()
         f = self._wal_file()
-        txs: list[WalTransaction] = []
-        if header is not None and f is not None:
-            txs = list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
-        return hashes, header, txs
+        if header is None or f is None:
+            return header, []
+        return header, list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
 
     def _recover(self) -> None:
-        with self._write_locked(self.config.busy_timeout_ms) as got:
-            if not got:
-                raise WalError(
-                    "could not lock the primary to start capture",
-                    db=str(self.db_path),
-                    hint="another process holds a long write transaction; retry",
-                )
+        busy = WalError(
+            "could not lock the primary to start capture",
+            db=str(self.db_path),
+            hint="another process holds a long write transaction; retry",
+        )
+        with self._write_locked(self.config.busy_timeout_ms, busy):
             self._recover_locked()
         self._pin()
 
@@ -314,13 +319,7 @@ class Capture(BackgroundLoop):
         txn.commit()
         self.hashes = hashes
         self.txid = last.txid
-        header = self._header()
-        f = self._wal_file()
-        txs = (
-            list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
-            if header and f
-            else []
-        )
+        header, txs = self._wal_transactions()
         self._set_wal(header, txs[-1].commit_frame if txs else 0)  # our own frames: not captured
         log.warning(
             "capture.rolled_forward db=%s from_txid=%d to_txid=%d reason=%r",
@@ -362,11 +361,7 @@ class Capture(BackgroundLoop):
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self._base_path())
-        fd = os.open(self.txlog.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.txlog.dir)
 
     def _load_base(self) -> TxRecord | None:
         try:
@@ -517,12 +512,11 @@ class Capture(BackgroundLoop):
 
     def _gap(self, header: WalHeader) -> TxRecord:
         self._unpin()
-        with self._write_locked(self.config.busy_timeout_ms) as got:
-            if not got:
-                raise CaptureGapError(
-                    "WAL generations were missed and the primary could not be locked to rescan it",
-                    db=str(self.db_path),
-                )
+        busy = CaptureGapError(
+            "WAL generations were missed and the primary could not be locked to rescan it",
+            db=str(self.db_path),
+        )
+        with self._write_locked(self.config.busy_timeout_ms, busy):
             hashes, header2, txs = self._scan_locked()
             assert header2 is not None
             end = txs[-1].commit_frame if txs else 0
@@ -636,13 +630,12 @@ class Capture(BackgroundLoop):
         """
         conn = self._open()
         try:
-            with self._write_locked(self.config.busy_timeout_ms) as got:
-                if not got:
-                    raise WalError(
-                        "the primary's write lock was held too long to open a snapshot view",
-                        db=str(self.db_path),
-                        hint="retry; a long write transaction of another process is running",
-                    )
+            busy = WalError(
+                "the primary's write lock was held too long to open a snapshot view",
+                db=str(self.db_path),
+                hint="retry; a long write transaction of another process is running",
+            )
+            with self._write_locked(self.config.busy_timeout_ms, busy):
                 self._poll_locked()
                 conn.execute("BEGIN")
                 conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()

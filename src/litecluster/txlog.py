@@ -103,7 +103,8 @@ def _segment_header(first_txid: int) -> bytes:
     return head + struct.pack(">Q", xxhash.xxh3_64_intdigest(head))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a created, renamed or deleted file) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -361,7 +362,7 @@ class TxLog:
         if fd is not None and self.config.fsync:
             os.fdatasync(fd)
             if dir_dirty:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         faults.crashpoint("txlog.sync.after")
         with self._lock:
             self.durable_txid = max(self.durable_txid, last)
@@ -468,7 +469,7 @@ class TxLog:
                 removed.append(seg.path)
                 self._segments.pop(0)
             if removed:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
                 log.info("txlog.retention removed=%d first_txid=%d", len(removed), self.first_txid)
         return removed
 
@@ -515,9 +516,9 @@ def repair(directory: str | os.PathLike[str]) -> tuple[Path, int] | None:
         with open(file, "r+b") as f:
             f.truncate(offset)
             os.fsync(f.fileno())
-    _fsync_dir(d)
+    fsync_dir(d)
     TxLog(d).close()  # the cut log must open cleanly now
     return file, offset
 
 
-__all__ = ["HEADER", "TxLog", "TxlogConfig", "TxlogStats", "repair"]
+__all__ = ["HEADER", "TxLog", "TxlogConfig", "TxlogStats", "fsync_dir", "repair"]
