@@ -671,3 +671,23 @@ def test_retention_survives_reopen(logdir: Path) -> None:
     with TxLog(logdir, TxlogConfig(segment_bytes=4096, fsync=False)) as log:
         assert log.first_txid == first
         assert [r.txid for r in read_all(log)] == list(range(first, 21))
+
+
+def test_read_raw_returns_stored_bytes_across_segments_and_respects_limits(tmp_path: Path) -> None:
+    recs = build(tmp_path, 30)
+    with TxLog(tmp_path, SMALL) as log:
+        assert len(segments(tmp_path)) > 3
+        raw = log.read_raw(1, max_records=100, max_bytes=1 << 30)
+        assert raw == [encode(r) for r in recs]
+        # A byte limit cuts between records but always returns the first one.
+        three = sum(len(r) for r in raw[:3])
+        assert log.read_raw(5, max_bytes=1) == [encode(recs[4])]
+        assert len(log.read_raw(1, max_bytes=three)) == 3
+        assert len(log.read_raw(1, max_bytes=three - 1)) == 2
+        assert log.read_raw(28, max_records=2) == [encode(recs[27]), encode(recs[28])]
+        assert log.read_raw(31) == []
+        # Only durable records are shipped.
+        log.append(rec(31))
+        assert log.read_raw(31) == []
+        log.sync()
+        assert log.read_raw(31) == [encode(rec(31))]

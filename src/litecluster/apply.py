@@ -272,7 +272,10 @@ class Replica:
         pos = self._position
         first = records[0]
         empty = not self.hashes.page_count and pragma_int(self.conn, "page_count") == 0
-        if first.page_size != self.page_size and empty:
+        if empty and pos.txid == 0 and first.txid == 1 and first.pre_checksum != pos.checksum:
+            self.initialize(first.page_size)
+            pos = self._position
+        elif first.page_size != self.page_size and empty:
             self._set_page_size(first.page_size)
         if first.page_size != self.page_size:
             raise ReplicaError("record page size differs from the replica's", txid=first.txid,
@@ -324,6 +327,21 @@ class Replica:
         faults.crashpoint("apply.after_commit")
         forget_cache(self.conn)
 
+    def initialize(self, page_size: int) -> None:
+        """Turn an empty replica file into a new WAL database, as capture does to a new primary
+        file: ``journal_mode=WAL`` writes page 1 at once, outside any transaction, so the
+        primary's txlog starts after that page. The header SQLite writes is the same on both
+        sides (the fields that differ per copy are left out of checksums), so the replica's
+        position 0 then matches the primary's and it can follow the log from txid 1."""
+        with self._lock:
+            if pragma_int(self.conn, "page_count") != 0:
+                return
+            self._set_page_size(page_size)
+            self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            self.hashes = self._scan()
+            self._position = Position(0, 0, self.hashes.checksum)
+            self.posfile.write(self._position, self.page_size)
+
     def _set_page_size(self, page_size: int) -> None:
         self.conn.execute(f"PRAGMA page_size={int(page_size)}")
         self.page_size = pragma_int(self.conn, "page_size")
@@ -357,16 +375,12 @@ class Replica:
                     hint="remove the replica file (and its -wal, -shm, .lcpos) and install again",
                 )  # fmt: skip
             if current == 0:
-                # journal_mode=WAL writes page 1 at once. Do it, and record the file as it then
-                # is, BEFORE the intent: otherwise a crash before COMMIT leaves a file matching
-                # neither the committed position (empty) nor the snapshot, which the next open
-                # reports as a foreign write.
-                self._set_page_size(page_size)
-                self.conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                # Initialise (page 1 written) and record the file as it then is, BEFORE the
+                # intent: otherwise a crash before COMMIT leaves a file matching neither the
+                # committed position (empty) nor the snapshot, which the next open reports as a
+                # foreign write.
+                self.initialize(page_size)
                 current = pragma_int(self.conn, "page_count")
-                self.hashes = self._scan()
-                self._position = Position(0, 0, self.hashes.checksum)
-                self.posfile.write(self._position, self.page_size)
             self.posfile.write(self._position, self.page_size, pending=position)
             hashes = PageHashes(page_size)
             page1: bytes | None = None
@@ -451,3 +465,20 @@ class Replica:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_fresh: dict[int, int] = {}
+
+
+def fresh_database_checksum(page_size: int, directory: str | os.PathLike[str]) -> int:
+    """The checksum of a new, empty WAL database of ``page_size`` (made once in ``directory``)."""
+    if page_size not in _fresh:
+        path = Path(directory) / f"fresh-{page_size}-{os.getpid()}.db"
+        try:
+            with Replica(path, ReplicaConfig(durable=False)) as r:
+                r.initialize(page_size)
+                _fresh[page_size] = r.hashes.checksum
+        finally:
+            for suffix in ("", "-wal", "-shm", ".lcpos"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+    return _fresh[page_size]

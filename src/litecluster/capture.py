@@ -30,7 +30,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -77,12 +77,18 @@ class CaptureConfig:
     """How far back a database found behind its log may be rolled forward from the log."""
     retention_interval: float = 10.0
     """Seconds between applications of the txlog's retention limits by the follower thread."""
+    max_batch: int = 256
+    """Transactions captured per round. A round that finds more means a writer outruns capture:
+    the next rounds hold the write lock, so writers wait instead of growing the WAL without
+    bound (and an acknowledged-after-capture write never waits behind an unbounded backlog)."""
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
             raise ConfigError("capture epoch must be >= 1", value=self.epoch)
         if self.checkpoint_frames < 1:
             raise ConfigError("checkpoint_frames must be >= 1", value=self.checkpoint_frames)
+        if self.max_batch < 1:
+            raise ConfigError("max_batch must be >= 1", value=self.max_batch)
         if self.poll_interval <= 0:
             raise ConfigError("poll_interval must be > 0", value=self.poll_interval)
 
@@ -111,6 +117,9 @@ class Capture(BackgroundLoop):
         super().__init__()
         self.thread_name = f"capture:{self.db_path.name}"
         self.error: BaseException | None = None
+        self.listeners: list[Callable[[int], None]] = []
+        """Called with the durable txid each time new records became durable (from the capture
+        thread, under capture's lock: listeners must only hand the news on, e.g. wake a loop)."""
         self.resets = 0
         self.checkpoints = 0
         self._ctl = self._open()
@@ -132,6 +141,8 @@ class Capture(BackgroundLoop):
         self.wal = WalMark()
         self._wal_checksum = (0, 0)
         self._recover()
+        self.published = Position(self.config.epoch, self.txid, self.hashes.checksum)
+        """The position after the last capture round, readable without waiting for a round."""
 
     def _open(self) -> Connection:
         conn = connect(self.db_path, busy_timeout_ms=self.config.busy_timeout_ms)
@@ -485,7 +496,7 @@ class Capture(BackgroundLoop):
             pages=pages, wal=tx.end,
         )  # fmt: skip
 
-    def _poll_locked(self) -> list[TxRecord]:
+    def _poll_locked(self, limit: int | None = None) -> list[TxRecord]:
         header = self._header()
         f = self._wal_file()
         if header is None or f is None:
@@ -503,11 +514,15 @@ class Capture(BackgroundLoop):
         for tx in iter_transactions(f, header, self.wal.frame, self._wal_checksum):
             records.append(self._record(tx))
             self._wal_checksum = tx.checksum
+            if limit is not None and len(records) >= limit:
+                break
         if records:
             for rec in records:
                 self.txlog.append(rec)
             faults.crashpoint("capture.before_sync")
-            self.txlog.sync()
+            durable = self.txlog.sync()
+            for listener in self.listeners:
+                listener(durable)
         return records
 
     def _gap(self, header: WalHeader) -> TxRecord:
@@ -525,15 +540,41 @@ class Capture(BackgroundLoop):
         self._pin()
         return rec
 
-    def poll(self) -> list[TxRecord]:
-        """Capture every transaction committed so far; the returned records are durable."""
+    def poll_batch(self) -> list[TxRecord]:
+        """Capture up to ``max_batch`` committed transactions; the returned records are durable."""
         with self._lock:
-            records = self._poll_locked()
+            records = self._poll_locked(self.config.max_batch)
             if records or self._pinned is None:
                 # Re-pin after new frames: a pin opened on a fully checkpointed WAL holds read
                 # mark 0, which does not block a restart; one opened after new frames does.
                 self._pin()
+            self.published = Position(self.config.epoch, self.txid, self.hashes.checksum)
             return records
+
+    def poll(self) -> list[TxRecord]:
+        """Capture every transaction committed so far; the returned records are durable.
+
+        When writers commit faster than capture keeps up, the write lock is taken (for as long
+        as the backlog lasts) so that "so far" has an end.
+        """
+        records = self.poll_batch()
+        if len(records) < self.config.max_batch:
+            return records
+        with self._write_locked(self.config.busy_timeout_ms):
+            while len(batch := self.poll_batch()) == self.config.max_batch:
+                records.extend(batch)
+            records.extend(batch)
+        return records
+
+    def _catch_up(self) -> None:
+        """Capture a backlog while holding the write lock (writers wait, in bounded time)."""
+        with self._write_locked(self.config.busy_timeout_ms) as locked:
+            if not locked:
+                log.warning(
+                    "capture.behind db=%s txid=%d (write lock busy)", self.db_path, self.txid
+                )
+            while len(self.poll_batch()) == self.config.max_batch and not self._stop.is_set():
+                pass
 
     def checkpoint(self) -> bool:
         """Capture everything, copy the WAL into the database and restart the WAL.
@@ -657,7 +698,8 @@ class Capture(BackgroundLoop):
             while not self._stop.is_set():
                 self._wake.wait(self.config.poll_interval)
                 self._wake.clear()
-                self.poll()
+                if len(self.poll_batch()) == self.config.max_batch:
+                    self._catch_up()
                 self.maybe_checkpoint()
                 if time.monotonic() >= next_retention:
                     self.txlog.enforce_retention()

@@ -234,5 +234,58 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
     click.echo(f"installed position {pos} on {replica}")
 
 
+@main.command()
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory."
+)
+@click.option("--node-id", help="Node id (default: saved in the data directory, else random).")
+@click.option("--listen", help="Replication address HOST:PORT [127.0.0.1:4001].")
+@click.option("--http", help="HTTP address HOST:PORT for status, metrics, SQL [127.0.0.1:4002].")
+@click.option("--primary", help="Primary's replication address; without it this node is primary.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="Cluster token file.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--cluster-id", help="Cluster name; nodes of other clusters are refused.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM key of --tls-cert.")
+@click.option(
+    "--tls-ca", type=click.Path(dir_okay=False), help="CA that signed the primary's cert."
+)
+@click.option("--epoch", type=int, help="Static epoch; raise it each time the primary changes.")
+@click.option("--log-format", type=click.Choice(["kv", "json"]), help="Log line format [kv].")
+@_friendly
+def serve(config_file: str | None, **flags: Any) -> None:
+    """Run a node: the primary, or (with --primary) a replica of it.
+
+    Settings come from --config (TOML), LITECLUSTER_* environment variables (e.g.
+    LITECLUSTER_TOKEN, LITECLUSTER_DATA_DIR) and these flags, later ones winning.
+    """
+    from .node.config import load_config
+    from .node.node import serve as run_node
+
+    config = load_config(flags, config_file=config_file)
+    run_node(config)
+
+
+@main.command()
+@click.option(
+    "--http", default="127.0.0.1:4002", show_default=True, help="Any node's HTTP address."
+)
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_friendly
+def status(http: str, ca: str | None, as_json: bool) -> None:
+    """Show every node of the cluster: role, epoch, position per database, lag, state."""
+    import json
+
+    from .node.status import cluster_status, render, rows
+
+    view = cluster_status(http, ca=ca)
+    if as_json:
+        nodes = [r.as_dict() for r in rows(view)]
+        click.echo(json.dumps({"nodes": nodes, "primary_error": view["primary_error"]}, indent=1))
+    else:
+        click.echo(render(view))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

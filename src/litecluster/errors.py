@@ -113,3 +113,25 @@ class SnapshotCorruptError(SnapshotError):
     """A snapshot stream fails its checksums; nothing of it was installed."""
 
     default_hint = "take a fresh snapshot from the primary"
+
+
+class NodeError(LiteclusterError):
+    """A node (``litecluster serve``) cannot start or serve."""
+
+
+class ProtocolError(NodeError):
+    """A peer sent bytes that are not a valid message of the replication protocol."""
+
+    default_hint = "check that both ends run compatible litecluster versions and the right ports"
+
+
+class PeerRefusedError(NodeError):
+    """The primary refused this replica's connection (bad token, other cluster, version)."""
+
+    default_hint = "check the cluster token, cluster id and primary address on both nodes"
+
+
+class StaleEpochError(NodeError):
+    """A peer speaks for an epoch older than one this node has already seen."""
+
+    default_hint = "the peer is a former primary; point replicas at the current one"

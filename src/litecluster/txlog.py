@@ -446,6 +446,52 @@ class TxLog:
                     txid += 1
             idx = 0
 
+    def read_raw(
+        self, from_txid: int, *, max_records: int = 512, max_bytes: int = 1 << 20
+    ) -> list[bytes]:
+        """The framed bytes of durable records from ``from_txid``, as stored (for shipping
+        without a decode and re-encode); at least one record when one is there, and at most
+        ``max_records`` or about ``max_bytes``. The receiver verifies them with ``decode``."""
+        with self._lock:
+            stop = min(self.durable_txid, from_txid + max_records - 1)
+            if from_txid > stop:
+                return []
+            i, idx = self._locate(from_txid)
+            segs = self._segments[i:]
+        out: list[bytes] = []
+        size = 0
+        txid = from_txid
+        for seg in segs:
+            if txid > stop:
+                break
+            n = min(seg.count - idx, stop - txid + 1)
+            start = seg.offsets[idx]
+            ends = [
+                seg.offsets[idx + k + 1] if idx + k + 1 < seg.count else seg.size for k in range(n)
+            ]
+            # Cut the batch at max_bytes (but keep the first record whatever its size).
+            keep = 0
+            while keep < n and ((not out and keep == 0) or size + ends[keep] - start <= max_bytes):
+                keep += 1
+            if not keep:
+                break
+            try:
+                with open(seg.path, "rb") as f:
+                    f.seek(start)
+                    data = f.read(ends[keep - 1] - start)
+            except FileNotFoundError:
+                raise self._removed(txid) from None
+            prev = start
+            for k in range(keep):
+                out.append(data[prev - start : ends[k] - start])
+                prev = ends[k]
+            size += len(data)
+            txid += keep
+            idx = 0
+            if keep < n:
+                break
+        return out
+
     # ---- retention ---------------------------------------------------------------------------
 
     def enforce_retention(

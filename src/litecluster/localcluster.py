@@ -1,0 +1,133 @@
+"""Node processes on this machine: start, wait until ready, kill, restart (for the demo,
+tests and benchmarks).
+
+Each node is a real ``litecluster serve`` process with its own data directory, listening on
+127.0.0.1. Ports default to 0 (the node picks free ones and writes them to ``DIR/node.addr``);
+a restart reuses the ports the node had, so its peers find it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from litecluster.errors import NodeError
+
+
+@dataclass
+class LocalNode:
+    data_dir: Path
+    node_id: str
+    token_file: Path
+    primary: str | None = None
+    """The primary's replication address (``HOST:PORT``); None for the primary itself."""
+    listen: str = "127.0.0.1:0"
+    http: str = "127.0.0.1:0"
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "litecluster", "serve", "--data-dir", str(self.data_dir),
+               "--node-id", self.node_id, "--listen", self.listen, "--http", self.http,
+               "--token-file", str(self.token_file)]  # fmt: skip
+        if self.primary:
+            cmd += ["--primary", self.primary]
+        return cmd + self.extra_args
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> LocalNode:
+        (self.data_dir / "node.addr").unlink(missing_ok=True)
+        log_path = self.log_path or self.data_dir.with_name(self.data_dir.name + ".log")
+        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in _reap)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.proc = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    @property
+    def log_text(self) -> str:
+        path = self.log_path or self.data_dir.with_name(self.data_dir.name + ".log")
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def addr(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.data_dir / "node.addr").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise NodeError(
+                    "node exited during start-up",
+                    node=self.node_id,
+                    code=self.proc.returncode,
+                    log=self.log_text[-2000:],
+                )
+            a = self.addr()
+            if a is not None and self.proc is not None and a["pid"] == self.proc.pid:
+                # Keep the bound ports: a restart must come back on the same addresses.
+                self.listen, self.http = a["listen"], a["http"]
+                return
+            time.sleep(0.02)
+        raise NodeError("node did not become ready", node=self.node_id, log=self.log_text[-2000:])
+
+    @property
+    def url(self) -> str:
+        a = self.addr()
+        scheme = a["scheme"] if a else "http"
+        return f"{scheme}://{self.http}"
+
+    def status(self, timeout: float = 5.0, **kwargs: Any) -> dict[str, Any]:
+        resp = httpx.get(self.url + "/status", timeout=timeout, **kwargs)
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """kill -9 of the node's process group."""
+        self.signal(signal.SIGKILL)
+        self._reap(10.0)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        self.signal(signal.SIGTERM)
+        return self._reap(timeout)
+
+    def _reap(self, timeout: float) -> int | None:
+        code = None
+        if self.proc is not None:
+            try:
+                code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                code = self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

@@ -1,0 +1,255 @@
+"""Node configuration: one dataclass, filled from defaults, a TOML file, ``LITECLUSTER_*``
+environment variables and command-line flags (later sources win), validated at every start.
+
+Every error names the setting, the bad value and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import stat
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from litecluster.errors import ConfigError
+
+ENV_PREFIX = "LITECLUSTER_"
+DB_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
+MIN_TOKEN = 16
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: Path
+    node_id: str = ""
+    """Defaults to the id saved in the data directory, or a new random one on first start."""
+    listen: Address = Address("127.0.0.1", 4001)
+    """Replication port. Port 0 picks a free port (written to ``DIR/node.addr``)."""
+    http: Address = Address("127.0.0.1", 4002)
+    primary: Address | None = None
+    """The primary's replication address; unset means this node is the primary."""
+    cluster_id: str = "litecluster"
+    token_file: Path | None = None
+    token: str = ""
+    """Prefer ``token_file`` or ``LITECLUSTER_TOKEN``: a token in a config file is easy to leak."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    """CA bundle that replicas use to check the primary's certificate (enables TLS to it)."""
+    epoch: int = 1
+    """Static leadership epoch; it must grow each time the primary changes by hand."""
+    databases: tuple[str, ...] = ("main",)
+    """Databases created on the primary's first start (others appear as files in ``DIR/db``)."""
+    heartbeat_interval: float = 1.0
+    peer_timeout: float = 5.0
+    reconnect_min: float = 0.1
+    reconnect_max: float = 5.0
+    replica_durable: bool = True
+    checkpoint_frames: int = 1000
+    segment_bytes: int = 64 * 1024 * 1024
+    retention_bytes: int = 1024 * 1024 * 1024
+    retention_seconds: float = 24 * 3600.0
+    retention_interval: float = 10.0
+    """How often old txlog segments are removed."""
+    scan_interval: float = 1.0
+    log_format: str = "kv"
+    log_level: str = "INFO"
+    _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary is None
+
+    @property
+    def tls_server(self) -> bool:
+        return self.tls_cert is not None
+
+    def source(self, name: str) -> str:
+        return self._sources.get(name, "default")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig) if not f.name.startswith("_")}
+_HINTS = typing.get_type_hints(NodeConfig)
+
+
+def _convert(name: str, raw: Any) -> Any:
+    kind = _HINTS[name]
+    optional = False
+    if isinstance(kind, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind, optional = args[0], True
+    if optional and (raw is None or raw == ""):
+        return None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if kind is int:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError("expected an integer")
+        return int(raw)
+    if kind is float:
+        return float(raw)
+    if kind is Path:
+        return Path(str(raw)).expanduser()
+    if kind is Address:
+        return Address.parse(str(raw))
+    if kind == tuple[str, ...]:
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if not isinstance(raw, str):
+        raise ValueError("expected a string")
+    return raw
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> NodeConfig:
+    """Merge defaults < TOML file < environment < flags (``None`` flags are unset)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG") or None
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    table: Mapping[str, Any]
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError("config file not found", field="config", value=str(path)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file is not valid TOML: {exc}", file=str(path)) from None
+        table = {k.replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(table) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(
+                "unknown setting in config file",
+                field=unknown[0],
+                file=str(path),
+                hint="known settings: " + ", ".join(sorted(_FIELDS)),
+            )
+        layers.append((f"config file {path}", table))
+    env_table = {
+        name: env[ENV_PREFIX + name.upper()] for name in _FIELDS if ENV_PREFIX + name.upper() in env
+    }
+    layers.append(("environment", env_table))
+    layers.append(("flag", {k: v for k, v in (flags or {}).items() if v is not None}))
+    for where, table in layers:
+        for name, raw in table.items():
+            if name not in _FIELDS:
+                raise ConfigError("unknown setting", field=name, source=where)
+            try:
+                values[name] = _convert(name, raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"invalid value: {exc}", field=name, value=repr(raw), source=where
+                ) from None
+            src = f"{ENV_PREFIX}{name.upper()}" if where == "environment" else where
+            sources[name] = src
+    if "data_dir" not in values:
+        raise ConfigError(
+            "no data directory", field="data_dir", hint="pass --data-dir DIR or set data_dir"
+        )
+    config = NodeConfig(**values, _sources=sources)
+    validate(config)
+    return config
+
+
+def _bad(config: NodeConfig, name: str, why: str, hint: str | None = None) -> ConfigError:
+    value = getattr(config, name)
+    return ConfigError(why, field=name, value=str(value), source=config.source(name), hint=hint)
+
+
+def validate(config: NodeConfig) -> None:
+    positive = ("heartbeat_interval", "peer_timeout", "reconnect_min", "reconnect_max")
+    for name in (*positive, "checkpoint_frames", "segment_bytes", "scan_interval",
+                 "retention_interval"):  # fmt: skip
+        if getattr(config, name) <= 0:
+            raise _bad(config, name, "must be greater than zero")
+    if config.retention_bytes < 0 or config.retention_seconds < 0:
+        raise _bad(config, "retention_bytes", "retention must not be negative")
+    if config.peer_timeout <= 2 * config.heartbeat_interval:
+        raise _bad(config, "peer_timeout", "must be more than twice heartbeat_interval")
+    if config.reconnect_max < config.reconnect_min:
+        raise _bad(config, "reconnect_max", "must be at least reconnect_min")
+    if config.epoch < 1:
+        raise _bad(config, "epoch", "must be 1 or more")
+    if config.node_id and not DB_NAME.match(config.node_id):
+        raise _bad(config, "node_id", "use letters, digits, '-' and '_' (at most 64)")
+    if not config.cluster_id:
+        raise _bad(config, "cluster_id", "must not be empty")
+    for db in config.databases:
+        if not DB_NAME.match(db):
+            raise _bad(config, "databases", f"bad database name {db!r}")
+    if config.log_format not in ("kv", "json"):
+        raise _bad(config, "log_format", "must be kv or json")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise _bad(config, "log_level", "must be DEBUG, INFO, WARNING or ERROR")
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise _bad(config, "tls_key", "tls_cert and tls_key go together")
+    for name in ("tls_cert", "tls_key", "tls_ca", "token_file"):
+        p = getattr(config, name)
+        if p is not None and not Path(p).is_file():
+            raise _bad(config, name, "file not found")
+    if config.primary is not None and config.primary == config.listen:
+        raise _bad(config, "primary", "a node cannot replicate from its own listen address")
+
+
+def read_token(config: NodeConfig) -> str:
+    """The cluster token, from ``token_file`` or ``token``; a node never runs without one."""
+    if config.token_file is not None:
+        mode = config.token_file.stat().st_mode
+        text = config.token_file.read_text().strip()
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            logging.getLogger("litecluster.config").warning(
+                "config.token_file_readable_by_others file=%s mode=%o",
+                config.token_file,
+                mode & 0o777,
+            )
+        where = "token_file"
+    else:
+        text, where = config.token.strip(), "token"
+    if not text:
+        raise ConfigError(
+            "no cluster token",
+            field="token_file",
+            hint="create one (openssl rand -hex 32 > token; chmod 600 token) and pass "
+            "--token-file token, or set LITECLUSTER_TOKEN, on every node",
+        )
+    if len(text) < MIN_TOKEN:
+        raise ConfigError(
+            f"cluster token is too short (at least {MIN_TOKEN} characters)", field=where
+        )
+    return text

@@ -1,0 +1,415 @@
+"""The replica's side of replication: connect to the primary, apply what it streams, ack.
+
+One task reads frames; one task per database applies them in order (batches of records in one
+SQLite transaction through :class:`~litecluster.apply.Replica`, or a snapshot spooled to a file
+first, so the network never holds a SQLite transaction open). The queues between them are
+bounded: a slow disk stops the reading, TCP flow control stops the primary's sender, and the
+primary falls back on its txlog instead of buffering. Lost connections are retried with
+exponential backoff and jitter; the position survives in the replica files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from litecluster.apply import Replica, ReplicaConfig
+from litecluster.errors import (
+    LiteclusterError,
+    PeerRefusedError,
+    ProtocolError,
+    ReplicaError,
+    SnapshotError,
+    StaleEpochError,
+)
+from litecluster.position import Position
+from litecluster.record import TxRecord
+from litecluster.snapshot import install_snapshot
+
+from .config import DB_NAME, NodeConfig
+from .protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    Heartbeat,
+    Hello,
+    Message,
+    NeedSnapshot,
+    Pos,
+    Records,
+    Refuse,
+    SnapshotChunk,
+    SnapshotEnd,
+    SnapshotStart,
+    Welcome,
+    encode_message,
+    read_message,
+    split_records,
+)
+from .state import NodeState
+from .stats import Stats
+from .tls import client_context
+
+log = logging.getLogger("litecluster.follower")
+
+QUEUE_FRAMES = 64
+BATCH_RECORDS = 2048
+
+
+@dataclass
+class _Incoming:
+    """A snapshot being received into a spool file."""
+
+    db: str
+    position: Position
+    size: int
+    path: Path
+    file: IO[bytes]
+    received: int = 0
+
+
+@dataclass
+class Upstream:
+    """The replica's view of its primary, for status."""
+
+    address: str
+    state: str = "connecting"
+    node_id: str = ""
+    http: str = ""
+    epoch: int = 0
+    heads: dict[str, int] = field(default_factory=dict)
+    connected_at: float = 0.0
+    last_message_at: float = 0.0
+    last_error: str = ""
+
+
+class Follower:
+    def __init__(
+        self, config: NodeConfig, token: str, state: NodeState, node_id: str, stats: Stats
+    ) -> None:
+        assert config.primary is not None
+        self.config = config
+        self.token = token
+        self.state = state
+        self.node_id = node_id
+        self.stats = stats
+        self.replicas: dict[str, Replica] = {}
+        self.upstream = Upstream(str(config.primary))
+        self.tmp = config.data_dir / "tmp"
+        self.http = str(config.http)
+        """This node's bound HTTP address, told to the primary."""
+        self.applied_at: dict[str, float] = {}
+        self.on_apply: list[Callable[[str, Position], None]] = []
+        self._ssl = client_context(
+            str(config.tls_ca) if config.tls_ca else None, tls=config.tls_ca is not None
+        )
+
+    # ---- replica files ------------------------------------------------------------------------
+
+    def open_databases(self) -> None:
+        (self.config.data_dir / "db").mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+        for leftover in self.tmp.glob("recv-*"):
+            leftover.unlink()
+        for path in sorted((self.config.data_dir / "db").glob("*.db")):
+            if DB_NAME.match(path.stem):
+                self._replica(path.stem)
+
+    def _replica(self, name: str) -> Replica:
+        replica = self.replicas.get(name)
+        if replica is None:
+            if not DB_NAME.match(name):
+                raise ProtocolError("primary sent a bad database name", db=name)
+            path = self.config.data_dir / "db" / f"{name}.db"
+            replica = Replica(path, ReplicaConfig(durable=self.config.replica_durable))
+            self.replicas[name] = replica
+            log.info("replica.opened db=%s position=%s", name, replica.position)
+        return replica
+
+    def close(self) -> None:
+        for replica in self.replicas.values():
+            replica.close()
+        self.replicas.clear()
+
+    # ---- connection loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected to the primary until cancelled."""
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (PeerRefusedError, StaleEpochError) as exc:
+                self.stats.error(exc)
+                self.upstream.last_error = str(exc).splitlines()[0]
+                log.error(
+                    "replication.refused primary=%s error=%r", self.upstream.address, exc.message
+                )
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
+                if isinstance(exc, ProtocolError):
+                    self.stats.error(exc)
+                self.upstream.last_error = str(exc).splitlines()[0] or type(exc).__name__
+                log.info(
+                    "replication.disconnected primary=%s error=%r",
+                    self.upstream.address, self.upstream.last_error,
+                )  # fmt: skip
+            except LiteclusterError as exc:
+                self.stats.error(exc)
+                self.upstream.last_error = str(exc).splitlines()[0]
+                log.error("replication.failed primary=%s error=%r", self.upstream.address, str(exc))
+            self.upstream.state = "disconnected"
+            self.stats.reconnects += 1
+            attempt = 0 if time.monotonic() - started > 10 * self.config.reconnect_max else attempt
+            delay = min(self.config.reconnect_max, self.config.reconnect_min * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _session(self) -> None:
+        assert self.config.primary is not None
+        host, port = self.config.primary.host, self.config.primary.port
+        self.upstream.state = "connecting"
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                host, port, ssl=self._ssl, server_hostname=host if self._ssl else None
+            ),
+            self.config.peer_timeout,
+        )
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
+            hello = Hello(
+                PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.token, positions,
+                self.http,
+            )  # fmt: skip
+            writer.write(encode_message(hello))
+            await writer.drain()
+            msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
+            if isinstance(msg, Refuse):
+                raise PeerRefusedError(
+                    f"primary refused the connection: {msg.reason}", code=msg.code
+                )
+            if not isinstance(msg, Welcome):
+                raise ProtocolError("expected WELCOME", got=type(msg).__name__)
+            self.state.see_epoch(msg.epoch)
+            up = self.upstream
+            up.node_id, up.http, up.epoch = msg.node_id, msg.http, msg.epoch
+            up.state, up.connected_at, up.last_message_at = "streaming", time.time(), time.time()
+            up.last_error = ""
+            log.info(
+                "replication.connected primary=%s primary_id=%s epoch=%d databases=%s",
+                up.address, msg.node_id, msg.epoch, ",".join(msg.databases),
+            )  # fmt: skip
+            queues: dict[str, asyncio.Queue[object]] = {}
+            for name in msg.databases:
+                self._replica(name)
+            tasks.append(asyncio.create_task(self._keepalive(writer)))
+            await self._receive(reader, writer, queues, tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _receive(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        queues: dict[str, asyncio.Queue[object]],
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        incoming: dict[str, _Incoming] = {}
+
+        def queue(db: str) -> asyncio.Queue[object]:
+            q = queues.get(db)
+            if q is None:
+                self._replica(db)
+                q = queues[db] = asyncio.Queue(QUEUE_FRAMES)
+                tasks.append(asyncio.create_task(self._apply_loop(db, q, writer)))
+            return q
+
+        try:
+            while True:
+                for task in tasks:
+                    if task.done():
+                        exc = task.exception()
+                        raise exc if exc else ProtocolError("apply loop ended")
+                msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
+                self.upstream.last_message_at = time.time()
+                await self._dispatch(msg, queue, incoming)
+        finally:
+            for inc in incoming.values():
+                inc.file.close()
+                inc.path.unlink(missing_ok=True)
+
+    async def _dispatch(
+        self,
+        msg: Message,
+        queue: Callable[[str], asyncio.Queue[object]],
+        incoming: dict[str, _Incoming],
+    ) -> None:
+        if isinstance(msg, Records):
+            await queue(msg.db).put(msg)
+        elif isinstance(msg, Heartbeat):
+            if msg.epoch != self.upstream.epoch:
+                self.state.see_epoch(msg.epoch)
+                self.upstream.epoch = msg.epoch
+            self.upstream.heads = dict(msg.heads)
+        elif isinstance(msg, SnapshotStart):
+            queue(msg.db)
+            if msg.db in incoming or msg.size < 0:
+                raise ProtocolError("unexpected snapshot start", db=msg.db)
+            path = self.tmp / f"recv-{msg.db}-{secrets.token_hex(4)}"
+            spool = open(path, "wb")  # noqa: SIM115 (closed at SnapshotEnd or when the session ends)
+            incoming[msg.db] = _Incoming(msg.db, msg.position.position(), msg.size, path, spool)
+            self.stats.snapshot_bytes_expected = msg.size
+            self.stats.snapshot_bytes_received = 0
+            log.info(
+                "snapshot.receiving db=%s position=%s bytes=%d",
+                msg.db,
+                msg.position.position(),
+                msg.size,
+            )
+        elif isinstance(msg, SnapshotChunk):
+            inc = incoming.get(msg.db)
+            if inc is None or inc.received + len(msg.data) > inc.size:
+                raise ProtocolError("unexpected snapshot chunk", db=msg.db)
+            inc.file.write(msg.data)
+            inc.received += len(msg.data)
+            self.stats.snapshot_bytes_received = inc.received
+        elif isinstance(msg, SnapshotEnd):
+            inc = incoming.pop(msg.db, None)
+            if inc is None or inc.received != inc.size:
+                raise ProtocolError("snapshot ended early", db=msg.db)
+            inc.file.close()
+            await queue(msg.db).put(inc)
+        else:
+            raise ProtocolError("unexpected message from the primary", got=type(msg).__name__)
+
+    async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
+        """Positions every heartbeat interval, so the primary sees a live replica when idle."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            await self._ack(writer, list(self.replicas))
+
+    async def _ack(self, writer: asyncio.StreamWriter, dbs: list[str]) -> None:
+        positions = {db: Pos.of(self.replicas[db].position) for db in dbs}
+        writer.write(encode_message(Ack(positions)))
+        await writer.drain()
+
+    # ---- applying -------------------------------------------------------------------------------
+
+    async def _apply_loop(
+        self, db: str, q: asyncio.Queue[object], writer: asyncio.StreamWriter
+    ) -> None:
+        replica = self.replicas[db]
+        waiting_snapshot = False
+        while True:
+            items = [await q.get()]
+            while not q.empty() and len(items) < QUEUE_FRAMES:
+                items.append(q.get_nowait())
+            batch: list[bytes] = []
+            for item in items:
+                if isinstance(item, _Incoming):
+                    if batch and not waiting_snapshot:
+                        waiting_snapshot = await self._apply_records(db, replica, batch, writer)
+                    batch = []
+                    await self._install(db, replica, item)
+                    waiting_snapshot = False
+                    await self._ack(writer, [db])
+                elif isinstance(item, Records) and not waiting_snapshot:
+                    batch.append(item.data)
+            if batch and not waiting_snapshot:
+                waiting_snapshot = await self._apply_records(db, replica, batch, writer)
+
+    async def _apply_records(
+        self, db: str, replica: Replica, batch: list[bytes], writer: asyncio.StreamWriter
+    ) -> bool:
+        """Apply; True when the replica cannot follow and asked for a snapshot."""
+
+        def work() -> tuple[int, int]:
+            records: list[TxRecord] = []
+            for data in batch:
+                records.extend(split_records(data, where=f"stream:{db}"))
+            # Skip what is already applied (a reconnect may resend the tail).
+            have = replica.position.txid
+            records = [r for r in records if r.txid > have]
+            for i in range(0, len(records), BATCH_RECORDS):
+                replica.apply(records[i : i + BATCH_RECORDS])
+            return len(records), sum(len(d) for d in batch)
+
+        try:
+            n, size = await asyncio.to_thread(work)
+        except (ReplicaError, SnapshotError) as exc:
+            # Divergence, a log restart (RESET), a record that does not follow: re-snapshot.
+            self.stats.error(exc)
+            log.warning("replica.needs_snapshot db=%s reason=%r", db, exc.message)
+            writer.write(encode_message(NeedSnapshot(db, exc.message)))
+            await writer.drain()
+            return True
+        self.stats.records_applied += n
+        self.stats.bytes_applied += size
+        self.applied_at[db] = time.time()
+        for listener in self.on_apply:
+            listener(db, replica.position)
+        await self._ack(writer, [db])
+        return False
+
+    async def _install(self, db: str, replica: Replica, inc: _Incoming) -> None:
+        started = time.monotonic()
+        try:
+            pos = await asyncio.to_thread(install_snapshot, replica, inc.path)
+        finally:
+            inc.path.unlink(missing_ok=True)
+        self.stats.snapshots_installed += 1
+        log.info(
+            "snapshot.installed db=%s position=%s bytes=%d seconds=%.2f",
+            db, pos, inc.size, time.monotonic() - started,
+        )  # fmt: skip
+        for listener in self.on_apply:
+            listener(db, pos)
+
+    # ---- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        dbs = {}
+        for name, r in self.replicas.items():
+            pos = r.position
+            head = self.upstream.heads.get(name, pos.txid)
+            dbs[name] = {
+                "txid": pos.txid,
+                "epoch": pos.epoch,
+                "checksum": f"{pos.checksum:016x}",
+                "lag_records": max(0, head - pos.txid),
+                "diverged": r.diverged is not None,
+            }
+        up = self.upstream
+        return {
+            "databases": dbs,
+            "upstream": {
+                "primary": up.address,
+                "primary_id": up.node_id,
+                "primary_http": up.http,
+                "state": up.state,
+                "epoch": up.epoch,
+                "connected_at": up.connected_at,
+                "last_message_at": up.last_message_at,
+                "last_error": up.last_error,
+                "snapshot_progress": (
+                    [self.stats.snapshot_bytes_received, self.stats.snapshot_bytes_expected]
+                ),
+            },
+        }

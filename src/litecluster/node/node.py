@@ -1,0 +1,258 @@
+"""One ``litecluster serve`` process: data directory, role, replication port, HTTP port.
+
+Start-up: lock the data directory, load identity and highest epoch, ask the leadership who is
+primary, open the databases (capture on a primary, replica files on a replica), bind the ports,
+write ``DIR/node.addr`` (the bound addresses, for scripts and tests that asked for port 0).
+Shutdown on SIGTERM/SIGINT: stop accepting, end replica sessions, finish the apply in flight
+(each is one SQLite transaction: it commits or rolls back whole), capture and sync the last
+commits into the txlog, close everything, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from litecluster import __version__
+from litecluster.errors import LiteclusterError, NodeError
+from litecluster.txlog import fsync_dir
+
+from .config import Address, NodeConfig, read_token
+from .follower import Follower
+from .httpapi import make_app
+from .leadership import Leadership, StaticLeadership
+from .logs import setup_logging
+from .primary import Primary
+from .state import NodeState
+from .stats import Stats
+from .tls import server_context
+
+log = logging.getLogger("litecluster.node")
+
+ADDR_FILE = "node.addr"
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.state = NodeState(config.data_dir)
+        try:
+            self.state.adopt(
+                config.node_id, config.cluster_id, config.epoch if config.is_primary else 0
+            )
+            self.token = read_token(config)
+            self.server_ssl = server_context(config)
+        except BaseException:
+            self.state.close()
+            raise
+        self.node_id = self.state.node_id
+        self.leadership: Leadership = StaticLeadership(config, self.state)
+        self.primary: Primary | None = None
+        self.follower: Follower | None = None
+        self.ready = False
+        self.started_at = time.time()
+        self.listen: Address = config.listen
+        self.http: Address = config.http
+        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def epoch(self) -> int:
+        if self.follower is not None:
+            return self.follower.upstream.epoch or self.state.epoch
+        return self.leadership.epoch
+
+    @property
+    def role(self) -> str:
+        return "primary" if self.primary is not None else "replica"
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if await self.leadership.acquire():
+            self.state.see_epoch(self.leadership.epoch)
+            self.primary = Primary(
+                self.config, self.token, self.leadership.epoch, self.node_id, self.stats
+            )
+            self.primary.open_databases(loop)
+            handler = self.primary.handle
+        else:
+            self.follower = Follower(self.config, self.token, self.state, self.node_id, self.stats)
+            self.follower.open_databases()
+            handler = self._not_primary
+        app = make_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.http.host, self.config.http.port, ssl_context=self.server_ssl
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise NodeError(
+                f"cannot listen on the HTTP address: {exc.strerror}",
+                http=str(self.config.http),
+                hint="pick a free port with --http HOST:PORT",
+            ) from None
+        self.http = Address(self.config.http.host, int(self._runner.addresses[0][1]))
+        if self.primary is not None:
+            self.primary.http = str(self.http)
+        if self.follower is not None:
+            self.follower.http = str(self.http)
+        try:
+            self._server = await asyncio.start_server(
+                handler, self.config.listen.host, self.config.listen.port, ssl=self.server_ssl,
+                reuse_address=True,
+            )  # fmt: skip
+        except OSError as exc:
+            raise NodeError(
+                f"cannot listen on the replication address: {exc.strerror}",
+                listen=str(self.config.listen),
+                hint="pick a free port with --listen HOST:PORT",
+            ) from None
+        self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
+        if self.follower is not None:
+            self._tasks.append(asyncio.create_task(self.follower.run()))
+        else:
+            self._tasks.append(asyncio.create_task(self._primary_upkeep()))
+        self._write_addr()
+        self.ready = True
+        log.info(
+            "node.started role=%s node_id=%s epoch=%d listen=%s http=%s tls=%s version=%s",
+            self.role, self.node_id, self.epoch, self.listen, self.http,
+            "on" if self.server_ssl else "off", __version__,
+        )  # fmt: skip
+
+    def _write_addr(self) -> None:
+        path = self.config.data_dir / ADDR_FILE
+        tmp = path.with_name(ADDR_FILE + ".tmp")
+        data = {
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+            "role": self.role,
+            "listen": str(self.listen),
+            "http": str(self.http),
+            "scheme": "https" if self.server_ssl else "http",
+        }
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+        fsync_dir(self.config.data_dir)
+
+    async def _not_primary(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A replica's replication port: refuse, naming the primary."""
+        from .protocol import Refuse, encode_message
+
+        writer.write(encode_message(Refuse("not_primary", f"primary is {self.config.primary}")))
+        with contextlib.suppress(Exception):
+            await writer.drain()
+        writer.close()
+
+    async def _primary_upkeep(self) -> None:
+        assert self.primary is not None
+        next_retention = time.monotonic() + self.config.retention_interval
+        while True:
+            await asyncio.sleep(self.config.scan_interval)
+            try:
+                self.primary.discover()
+                self.primary.check_captures()
+                if time.monotonic() >= next_retention:
+                    self.primary.enforce_retention()
+                    next_retention = time.monotonic() + self.config.retention_interval
+            except LiteclusterError as exc:
+                self.stats.error(exc)
+                log.error("node.upkeep_failed error=%r", str(exc))
+
+    async def stop(self) -> None:
+        log.info("node.stopping node_id=%s", self.node_id)
+        self.ready = False
+        if self._server is not None:
+            self._server.close()
+        if self.primary is not None:
+            for session in list(self.primary.sessions.values()):
+                await self.primary._end(session)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        # Captures poll one last time on close, so commits made up to now reach the txlog.
+        if self.primary is not None:
+            await asyncio.to_thread(self.primary.close)
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.close)
+        (self.config.data_dir / ADDR_FILE).unlink(missing_ok=True)
+        self.state.close()
+        log.info("node.stopped node_id=%s", self.node_id)
+
+    # ---- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "node": {
+                "id": self.node_id,
+                "role": self.role,
+                "epoch": self.epoch,
+                "cluster": self.config.cluster_id,
+                "listen": str(self.listen),
+                "http": str(self.http),
+                "version": __version__,
+                "started_at": self.started_at,
+                "pid": os.getpid(),
+            },
+            "time": time.time(),
+            "stats": self.stats.as_dict(),
+        }
+        if self.primary is not None:
+            out.update(self.primary.status())
+        if self.follower is not None:
+            out.update(self.follower.status())
+        return out
+
+
+async def _serve(config: NodeConfig, configure_logging: bool) -> None:
+    node = Node(config)
+    if configure_logging:
+        setup_logging(node.node_id, config.log_format, config.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def serve(config: NodeConfig, *, configure_logging: bool = True) -> None:
+    """Run a node until SIGTERM or SIGINT (uvloop when installed).
+
+    SIGUSR1 prints every thread's stack to stderr, for diagnosing a stuck node in production.
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    runner(_serve(config, configure_logging))

@@ -1,0 +1,511 @@
+"""The primary's side of replication: its databases, and one stream per connected replica.
+
+Each database has a :class:`~litecluster.capture.Capture` thread turning commits into its txlog.
+For each replica connection, one task per database reads durable records from the txlog and
+writes them to the socket, waiting for the socket to drain before reading more: a slow replica
+never makes the primary buffer; it falls behind on the txlog and, once retention removed what it
+needs, gets a snapshot instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from litecluster.apply import fresh_database_checksum
+from litecluster.capture import Capture, CaptureConfig
+from litecluster.errors import LiteclusterError, ProtocolError, TxidNotFoundError
+from litecluster.position import Position
+from litecluster.snapshot import create_snapshot
+from litecluster.txlog import TxLog, TxlogConfig
+
+from .config import DB_NAME, NodeConfig
+from .protocol import (
+    MAX_HELLO,
+    PROTOCOL_VERSION,
+    Ack,
+    Heartbeat,
+    Hello,
+    Message,
+    NeedSnapshot,
+    Pos,
+    Records,
+    Refuse,
+    SnapshotChunk,
+    SnapshotEnd,
+    SnapshotStart,
+    Welcome,
+    encode_message,
+    read_message,
+)
+from .stats import Stats
+
+log = logging.getLogger("litecluster.primary")
+
+SNAPSHOT_CHUNK = 1 << 20
+LAG_HISTORY = 1 << 16
+
+
+class PrimaryDb:
+    """One database of the primary: its capture thread and when each txid became durable."""
+
+    def __init__(self, name: str, config: NodeConfig, epoch: int) -> None:
+        self.name = name
+        self.path = config.data_dir / "db" / f"{name}.db"
+        self.txlog = TxLog(
+            config.data_dir / "txlog" / name,
+            TxlogConfig(
+                segment_bytes=config.segment_bytes,
+                retention_bytes=config.retention_bytes,
+                retention_seconds=config.retention_seconds,
+            ),
+        )
+        try:
+            self.capture = Capture(
+                self.path,
+                self.txlog,
+                CaptureConfig(
+                    epoch=epoch,
+                    checkpoint_frames=config.checkpoint_frames,
+                    retention_interval=config.retention_interval,
+                ),
+            )
+        except BaseException:
+            self.txlog.close()
+            raise
+        self._durable: deque[tuple[int, float]] = deque(maxlen=LAG_HISTORY)
+        self._waiters: set[asyncio.Event] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.capture.listeners.append(self._from_capture)
+        self.capture.start()
+
+    def _from_capture(self, durable: int) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._durable_now, durable, time.monotonic())
+
+    def _durable_now(self, txid: int, at: float) -> None:
+        self._durable.append((txid, at))
+        for event in self._waiters:
+            event.set()
+
+    def waiter(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def forget(self, event: asyncio.Event) -> None:
+        self._waiters.discard(event)
+
+    @property
+    def head(self) -> int:
+        return self.txlog.durable_txid
+
+    def lag_seconds(self, acked: int) -> float:
+        """How long ago the oldest record the replica lacks became durable."""
+        if acked >= self.head:
+            return 0.0
+        i = bisect.bisect_left(self._durable, acked + 1, key=lambda e: e[0])
+        if i == len(self._durable):
+            return 0.0
+        return max(0.0, time.monotonic() - self._durable[i][1])
+
+    def checksum_at(self, txid: int) -> int | None:
+        """The database checksum after ``txid`` in this primary's history, if still known."""
+        last, first = self.txlog.durable_txid, self.txlog.first_txid
+        if last == 0:
+            return self.capture.position.checksum if txid == 0 else None
+        try:
+            if first <= txid <= last:
+                return self.txlog.get(txid).post_checksum
+            if txid == first - 1:
+                return self.txlog.get(first).pre_checksum
+        except TxidNotFoundError:
+            return None
+        return None
+
+    def close(self) -> None:
+        try:
+            self.capture.close()
+        finally:
+            self.txlog.close()
+
+
+@dataclass
+class Session:
+    """One connected replica, as the primary sees it."""
+
+    node_id: str
+    peer: str
+    http: str
+    hello: dict[str, Pos]
+    connected_at: float = field(default_factory=time.time)
+    acked: dict[str, Position] = field(default_factory=dict)
+    acked_at: float = 0.0
+    sent: dict[str, int] = field(default_factory=dict)
+    state: str = "streaming"
+    snapshot_wanted: set[str] = field(default_factory=set)
+    snapshotting: str = ""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.StreamWriter | None = None
+
+
+class Primary:
+    """Serves the replication port of a primary node."""
+
+    def __init__(self, config: NodeConfig, token: str, epoch: int, node_id: str, stats: Stats):
+        self.config = config
+        self.token = token.encode()
+        self.epoch = epoch
+        self.node_id = node_id
+        self.stats = stats
+        self.dbs: dict[str, PrimaryDb] = {}
+        self.sessions: dict[str, Session] = {}
+        self.departed: dict[str, Session] = {}
+        self.tmp = config.data_dir / "tmp"
+        self.http = str(config.http)
+        """This node's bound HTTP address, told to replicas."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- databases ----------------------------------------------------------------------
+
+    def open_databases(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        (self.config.data_dir / "db").mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+        for leftover in self.tmp.glob("snap-*"):
+            leftover.unlink()
+        for name in self.config.databases:
+            path = self.config.data_dir / "db" / f"{name}.db"
+            if not path.exists():
+                # Left empty for capture to open: SQLite then writes even the first page through
+                # the WAL, so the txlog holds the database from its very first byte and a new
+                # replica (an empty file too) can follow it from txid 1 without a snapshot.
+                path.touch()
+                log.info("db.created db=%s file=%s", name, path)
+        self.discover()
+
+    def discover(self) -> list[str]:
+        """Open databases that appeared as ``DIR/db/NAME.db``; start streams for them."""
+        assert self._loop is not None
+        found: list[str] = []
+        for path in sorted((self.config.data_dir / "db").glob("*.db")):
+            name = path.stem
+            if name in self.dbs or not DB_NAME.match(name):
+                continue
+            try:
+                db = PrimaryDb(name, self.config, self.epoch)
+            except LiteclusterError as exc:
+                self.stats.error(exc)
+                log.error("db.open_failed db=%s error=%r", name, str(exc))
+                continue
+            db.start(self._loop)
+            self.dbs[name] = db
+            found.append(name)
+            log.info("db.serving db=%s position=%s", name, db.capture.published)
+            for session in self.sessions.values():
+                self._start_stream(session, db)
+        return found
+
+    def check_captures(self) -> None:
+        for name, db in list(self.dbs.items()):
+            if db.capture.error is not None:
+                self.stats.error(db.capture.error)
+                log.error("db.capture_failed db=%s error=%r", name, str(db.capture.error))
+
+    def enforce_retention(self) -> None:
+        for db in self.dbs.values():
+            db.txlog.enforce_retention()
+
+    def close(self) -> None:
+        for db in self.dbs.values():
+            try:
+                db.close()
+            except Exception:
+                log.exception("db.close_failed db=%s", db.name)
+        self.dbs.clear()
+
+    # ---- connections ----------------------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", 0))[:2])
+        session: Session | None = None
+        try:
+            hello = await asyncio.wait_for(
+                read_message(reader, max_frame=MAX_HELLO), self.config.peer_timeout
+            )
+            session = await self._admit(hello, peer, writer)
+            if session is None:
+                return
+            await self._serve(session, reader, writer)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ProtocolError) as exc:
+            if isinstance(exc, ProtocolError):
+                self.stats.error(exc)
+            what = "protocol_error" if isinstance(exc, ProtocolError) else "disconnected"
+            log.info(
+                "replica.%s peer=%s node_id=%s error=%r",
+                what, peer, session.node_id if session else "-", str(exc) or type(exc).__name__,
+            )  # fmt: skip
+        finally:
+            if session is not None:
+                await self._end(session)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _refuse(self, writer: asyncio.StreamWriter, code: str, reason: str) -> None:
+        writer.write(encode_message(Refuse(code, reason)))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+    async def _admit(
+        self, hello: Message, peer: str, writer: asyncio.StreamWriter
+    ) -> Session | None:
+        if not isinstance(hello, Hello):
+            raise ProtocolError("expected HELLO as the first message", got=type(hello).__name__)
+        if not hmac.compare_digest(hello.token.encode(), self.token):
+            self.stats.errors["auth"] += 1
+            log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
+            await self._refuse(writer, "auth", "wrong or missing cluster token")
+            return None
+        if hello.version != PROTOCOL_VERSION:
+            log.warning("replica.refused peer=%s reason=version version=%s", peer, hello.version)
+            await self._refuse(writer, "version", f"primary speaks version {PROTOCOL_VERSION}")
+            return None
+        if hello.cluster != self.config.cluster_id:
+            log.warning("replica.refused peer=%s reason=cluster cluster=%s", peer, hello.cluster)
+            await self._refuse(writer, "cluster", f"this is cluster {self.config.cluster_id!r}")
+            return None
+        if not DB_NAME.match(hello.node_id) or hello.node_id == self.node_id:
+            await self._refuse(writer, "node_id", f"unusable node id {hello.node_id!r}")
+            return None
+        old = self.sessions.get(hello.node_id)
+        if old is not None:
+            log.info("replica.replaced node_id=%s old_peer=%s", hello.node_id, old.peer)
+            await self._end(old)
+        session = Session(hello.node_id, peer, hello.http, dict(hello.positions))
+        self.sessions[hello.node_id] = session
+        self.departed.pop(hello.node_id, None)
+        writer.write(encode_message(Welcome(self.node_id, self.epoch, sorted(self.dbs), self.http)))
+        await writer.drain()
+        log.info(
+            "replica.connected node_id=%s peer=%s positions=%s",
+            hello.node_id, peer, {k: str(v.position()) for k, v in hello.positions.items()},
+        )  # fmt: skip
+        return session
+
+    async def _serve(
+        self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        session.writer = writer
+        for db in self.dbs.values():
+            self._start_stream(session, db)
+        session.tasks.append(asyncio.create_task(self._heartbeats(session, writer)))
+        reading = asyncio.create_task(self._read_acks(session, reader))
+        done, _ = await asyncio.wait(
+            [reading, asyncio.create_task(session.closed.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        reading.cancel()
+        for task in done:
+            if task is reading and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        for task in session.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def _end(self, session: Session) -> None:
+        session.closed.set()
+        for task in session.tasks:
+            task.cancel()
+        for task in session.tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        session.tasks.clear()
+        if self.sessions.get(session.node_id) is session:
+            del self.sessions[session.node_id]
+            session.state = "disconnected"
+            self.departed[session.node_id] = session
+
+    def _start_stream(self, session: Session, db: PrimaryDb) -> None:
+        if session.writer is None:
+            return  # still in the handshake: _serve starts every database's stream
+        task = asyncio.create_task(self._stream(session, db, session.writer))
+        task.add_done_callback(lambda t: self._stream_done(session, t))
+        session.tasks.append(task)
+
+    def _stream_done(self, session: Session, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            if not isinstance(exc, ConnectionError):
+                log.error("replica.stream_failed node_id=%s error=%r", session.node_id, str(exc))
+            session.closed.set()
+
+    async def _read_acks(self, session: Session, reader: asyncio.StreamReader) -> None:
+        while True:
+            msg = await read_message(reader)
+            if isinstance(msg, Ack):
+                for name, pos in msg.positions.items():
+                    session.acked[name] = pos.position()
+                session.acked_at = time.time()
+            elif isinstance(msg, NeedSnapshot):
+                db = self.dbs.get(msg.db)
+                if db is None:
+                    raise ProtocolError("snapshot asked for an unknown database", db=msg.db)
+                log.info(
+                    "replica.needs_snapshot node_id=%s db=%s reason=%r",
+                    session.node_id, msg.db, msg.reason,
+                )  # fmt: skip
+                session.snapshot_wanted.add(msg.db)
+                self._dbs_wake(db)
+            else:
+                raise ProtocolError("unexpected message from a replica", got=type(msg).__name__)
+
+    def _dbs_wake(self, db: PrimaryDb) -> None:
+        for event in db._waiters:
+            event.set()
+
+    async def _heartbeats(self, session: Session, writer: asyncio.StreamWriter) -> None:
+        while True:
+            heads = {name: db.head for name, db in self.dbs.items()}
+            writer.write(encode_message(Heartbeat(self.epoch, heads)))
+            await writer.drain()
+            await asyncio.sleep(self.config.heartbeat_interval)
+
+    def _start_txid(self, session: Session, db: PrimaryDb) -> int | None:
+        """Where the replica's stream starts, or None when it needs a snapshot."""
+        pos = session.hello.get(db.name, Pos(0, 0, 0))
+        if pos.epoch > self.epoch:
+            return None
+        expected = db.checksum_at(pos.txid)
+        # An empty replica file becomes a fresh WAL database (Replica.initialize), which is what
+        # a database created by this node looked like before its first transaction.
+        fresh = pos == Pos(0, 0, 0) and expected is not None
+        if fresh and expected == fresh_database_checksum(db.capture.page_size, self.tmp):
+            return 1
+        if expected is None or expected != pos.checksum:
+            log.info(
+                "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d",
+                session.node_id, db.name, pos.position(), db.txlog.first_txid, db.head,
+            )  # fmt: skip
+            return None
+        return pos.txid + 1
+
+    async def _stream(self, session: Session, db: PrimaryDb, writer: asyncio.StreamWriter) -> None:
+        wake = db.waiter()
+        try:
+            nxt = self._start_txid(session, db)
+            while True:
+                if nxt is None or db.name in session.snapshot_wanted:
+                    session.snapshot_wanted.discard(db.name)
+                    nxt = await self._send_snapshot(session, db, writer)
+                wake.clear()
+                try:
+                    raws = db.txlog.read_raw(nxt)
+                except TxidNotFoundError:
+                    log.info(
+                        "replica.behind_retention node_id=%s db=%s txid=%d first=%d",
+                        session.node_id, db.name, nxt, db.txlog.first_txid,
+                    )  # fmt: skip
+                    nxt = None
+                    continue
+                if not raws:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.config.heartbeat_interval)
+                    continue
+                data = b"".join(raws)
+                writer.write(encode_message(Records(db.name, data)))
+                await writer.drain()
+                nxt += len(raws)
+                session.sent[db.name] = nxt - 1
+                self.stats.records_shipped += len(raws)
+                self.stats.bytes_shipped += len(data)
+        finally:
+            db.forget(wake)
+
+    async def _send_snapshot(
+        self, session: Session, db: PrimaryDb, writer: asyncio.StreamWriter
+    ) -> int:
+        tmp = self.tmp / f"snap-{db.name}-{session.node_id}-{secrets.token_hex(4)}"
+        session.state = "snapshot"
+        session.snapshotting = db.name
+        started = time.monotonic()
+        try:
+            header = await asyncio.to_thread(create_snapshot, db.capture, tmp)
+            size = tmp.stat().st_size
+            log.info(
+                "snapshot.sending node_id=%s db=%s position=%s bytes=%d",
+                session.node_id, db.name, header.position, size,
+            )  # fmt: skip
+            writer.write(encode_message(SnapshotStart(db.name, Pos.of(header.position), size)))
+            sent = 0
+            with open(tmp, "rb") as f:
+                while chunk := f.read(SNAPSHOT_CHUNK):
+                    writer.write(encode_message(SnapshotChunk(db.name, chunk)))
+                    await writer.drain()
+                    sent += len(chunk)
+                    self.stats.snapshot_bytes_sent += len(chunk)
+            writer.write(encode_message(SnapshotEnd(db.name)))
+            await writer.drain()
+            self.stats.snapshots_sent += 1
+            log.info(
+                "snapshot.sent node_id=%s db=%s bytes=%d seconds=%.2f",
+                session.node_id, db.name, sent, time.monotonic() - started,
+            )  # fmt: skip
+            session.sent[db.name] = header.position.txid
+            return header.position.txid + 1
+        finally:
+            session.state = "streaming"
+            session.snapshotting = ""
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    # ---- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        dbs = {
+            name: {
+                "txid": db.head,
+                "checksum": f"{db.capture.published.checksum:016x}",
+                "epoch": self.epoch,
+                "txlog_bytes": db.txlog.stats().bytes,
+                "txlog_first_txid": db.txlog.first_txid,
+            }
+            for name, db in self.dbs.items()
+        }
+        replicas = []
+        for s in [*self.sessions.values(), *self.departed.values()]:
+            per_db = {}
+            for name, db in self.dbs.items():
+                acked = s.acked.get(name)
+                txid = acked.txid if acked else 0
+                per_db[name] = {
+                    "txid": txid,
+                    "checksum": f"{acked.checksum:016x}" if acked else None,
+                    "lag_records": max(0, db.head - txid),
+                    "lag_ms": round(db.lag_seconds(txid) * 1000, 1),
+                }
+            replicas.append(
+                {
+                    "node_id": s.node_id,
+                    "peer": s.peer,
+                    "http": s.http,
+                    "state": s.state,
+                    "snapshot_db": s.snapshotting or None,
+                    "connected_at": s.connected_at,
+                    "acked_at": s.acked_at,
+                    "databases": per_db,
+                }
+            )
+        return {"databases": dbs, "replicas": replicas}

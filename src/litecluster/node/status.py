@@ -1,0 +1,108 @@
+"""``litecluster status``: ask a node over HTTP, and its primary, for the cluster's state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from litecluster.errors import NodeError
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: str
+    role: str
+    address: str
+    epoch: int
+    db: str
+    txid: int
+    checksum: str
+    lag_records: int | None
+    lag_ms: float | None
+    state: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _url(http: str, scheme: str) -> str:
+    return http if "://" in http else f"{scheme}://{http}"
+
+
+def fetch(http: str, *, ca: str | None = None, timeout: float = 3.0) -> dict[str, Any]:
+    scheme = "https" if ca else "http"
+    url = _url(http, scheme).rstrip("/") + "/status"
+    try:
+        resp = httpx.get(url, timeout=timeout, verify=ca if ca else True)
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+    except httpx.HTTPError as exc:
+        raise NodeError(
+            f"cannot get the status of {url}: {exc}",
+            hint="check the node's --http address (and --ca for a TLS node)",
+        ) from None
+    return data
+
+
+def cluster_status(http: str, *, ca: str | None = None) -> dict[str, Any]:
+    """The node's status, plus its primary's when asked a replica (the primary knows every
+    replica's acknowledged position and lag)."""
+    first = fetch(http, ca=ca)
+    out: dict[str, Any] = {"asked": first, "primary": None, "primary_error": None}
+    if first["node"]["role"] == "primary":
+        out["primary"] = first
+        return out
+    primary_http = first.get("upstream", {}).get("primary_http")
+    if primary_http:
+        try:
+            out["primary"] = fetch(primary_http, ca=ca)
+        except NodeError as exc:
+            out["primary_error"] = exc.message
+    return out
+
+
+def rows(view: dict[str, Any]) -> list[NodeRow]:
+    out: list[NodeRow] = []
+    primary = view["primary"]
+    asked = view["asked"]
+    if primary is not None:
+        node = primary["node"]
+        for db, d in sorted(primary["databases"].items()):
+            out.append(NodeRow(node["id"], "primary", node["listen"], node["epoch"], db, d["txid"],
+                               d["checksum"], 0, 0.0, "serving"))  # fmt: skip
+        for rep in sorted(primary["replicas"], key=lambda r: r["node_id"]):
+            for db, d in sorted(rep["databases"].items()):
+                out.append(NodeRow(rep["node_id"], "replica", rep["http"] or rep["peer"],
+                                   node["epoch"], db, d["txid"], d["checksum"] or "-",
+                                   d["lag_records"], d["lag_ms"], rep["state"]))  # fmt: skip
+    if asked["node"]["role"] != "primary" and (
+        primary is None or asked["node"]["id"] not in {r["node_id"] for r in primary["replicas"]}
+    ):
+        node, up = asked["node"], asked["upstream"]
+        for db, d in sorted(asked["databases"].items()):
+            out.append(NodeRow(node["id"], "replica", node["http"], node["epoch"], db, d["txid"],
+                               d["checksum"], d["lag_records"], None, up["state"]))  # fmt: skip
+    return out
+
+
+def _cells(r: NodeRow) -> tuple[str, ...]:
+    lag = "-" if r.lag_records is None else str(r.lag_records)
+    lag_ms = "-" if r.lag_ms is None else f"{r.lag_ms:.1f}"
+    return (r.node_id, r.role, r.address, str(r.epoch), r.db, str(r.txid), r.checksum, lag,
+            lag_ms, r.state)  # fmt: skip
+
+
+def render(view: dict[str, Any]) -> str:
+    table = rows(view)
+    head = ("NODE", "ROLE", "ADDRESS", "EPOCH", "DB", "TXID", "CHECKSUM", "LAG", "LAG_MS", "STATE")
+    cells = [head, *(_cells(r) for r in table)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+    if view["primary"] is None:
+        why = view.get("primary_error") or "unknown"
+        lines.append(f"primary unreachable: {why}")
+    lines.append(time.strftime("as of %Y-%m-%d %H:%M:%S"))
+    return "\n".join(lines)
