@@ -61,8 +61,8 @@ def db_file(node: LocalNode, db: str = "main") -> Path:
     return node.data_dir / "db" / f"{db}.db"
 
 
-def position(node: LocalNode, db: str = "main") -> tuple[int, str] | None:
-    d = node.status()["databases"].get(db)
+def position(node: LocalNode, db: str = "main", **kwargs: Any) -> tuple[int, str] | None:
+    d = node.status(**kwargs)["databases"].get(db)
     return None if d is None else (d["txid"], d["checksum"])
 
 

@@ -170,13 +170,13 @@ def load_config(
         for name, raw in table.items():
             if name not in _FIELDS:
                 raise ConfigError("unknown setting", field=name, source=where)
+            src = f"{ENV_PREFIX}{name.upper()}" if where == "environment" else where
             try:
                 values[name] = _convert(name, raw)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(
-                    f"invalid value: {exc}", field=name, value=repr(raw), source=where
+                    f"invalid value: {exc}", field=name, value=repr(raw), source=src
                 ) from None
-            src = f"{ENV_PREFIX}{name.upper()}" if where == "environment" else where
             sources[name] = src
     if "data_dir" not in values:
         raise ConfigError(

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import secrets
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,13 @@ class Follower:
                 log.error(
                     "replication.refused primary=%s error=%r", self.upstream.address, exc.message
                 )
+            except ssl.SSLError as exc:
+                self.stats.error(exc)
+                self.upstream.last_error = f"TLS: {exc}"
+                log.error(
+                    "replication.tls_failed primary=%s error=%r hint=%r",
+                    self.upstream.address, str(exc), "check tls_ca against the primary's certificate",
+                )  # fmt: skip
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
                 if isinstance(exc, ProtocolError):
                     self.stats.error(exc)

@@ -257,6 +257,9 @@ class Primary:
                 "replica.%s peer=%s node_id=%s error=%r",
                 what, peer, session.node_id if session else "-", str(exc) or type(exc).__name__,
             )  # fmt: skip
+        except Exception as exc:  # a bug must cost one connection, never the node
+            self.stats.error(exc)
+            log.exception("replica.connection_failed peer=%s", peer)
         finally:
             if session is not None:
                 await self._end(session)

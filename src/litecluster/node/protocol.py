@@ -161,7 +161,8 @@ def decode_body(code: int, body: bytes) -> Message:
         raise ProtocolError("unknown message type", type=code) from None
     try:
         msg: Message = _DECODERS[kind].decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        # msgspec reports invalid UTF-8 in a string as UnicodeDecodeError, not DecodeError.
         raise ProtocolError(f"malformed {kind.name} message: {exc}") from None
     return msg
 

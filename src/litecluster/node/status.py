@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,8 @@ def fetch(http: str, *, ca: str | None = None, timeout: float = 3.0) -> dict[str
     scheme = "https" if ca else "http"
     url = _url(http, scheme).rstrip("/") + "/status"
     try:
-        resp = httpx.get(url, timeout=timeout, verify=ca if ca else True)
+        verify = ssl.create_default_context(cafile=ca) if ca else True
+        resp = httpx.get(url, timeout=timeout, verify=verify)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
     except httpx.HTTPError as exc:
