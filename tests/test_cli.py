@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,5 +144,34 @@ def test_demo_runs_and_verifies_replicas(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("identical to the primary") == 2
-    assert "restarted replica-2" in proc.stdout
+    assert "restarted n3" in proc.stdout
+    assert "caught up from the log" in proc.stdout
+    assert " lag " in proc.stdout
     assert "Traceback" not in proc.stderr
+    # The nodes were stopped: nothing of theirs is left running or listening.
+    assert not list((tmp_path / "demo").glob("n*/node.addr"))
+
+
+def test_demo_keep_leaves_a_cluster_that_status_can_read(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "litecluster", "demo", "--seconds", "2", "--keep",
+         "--dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    pids = []
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        kill_line = next(line for line in proc.stdout.splitlines() if "stop it: kill" in line)
+        pids = [int(p) for p in kill_line.split("kill", 1)[1].split(";")[0].split()]
+        assert len(pids) == 3
+        status_cmd = next(line for line in proc.stdout.splitlines() if "litecluster status" in line)
+        http = status_cmd.split("--http", 1)[1].strip()
+        out = subprocess.run(
+            [sys.executable, "-m", "litecluster", "status", "--http", http, "--json"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert {row["node_id"] for row in json.loads(out)["nodes"]} == {"n1", "n2", "n3"}
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)

@@ -1,15 +1,19 @@
-"""``litecluster demo``: a primary and replicas on this machine doing real work.
+"""``litecluster demo``: a 3-node cluster on this machine doing real work.
 
-Until the node daemon exists, the demo runs the replication engine in one process: a writer
-thread runs an application-shaped workload (sessions with expiry, feature flags, configuration
-rows) on the primary, capture turns commits into a durable transaction log, and replicas follow
-the log. Midway it stops one replica, keeps writing, and restarts it to show catch-up from the
-log; at the end it checks that every replica file is identical to the primary's.
+It starts real ``litecluster serve`` processes on 127.0.0.1 (one primary, two replicas by
+default) in a temporary directory. A writer thread runs an application-shaped workload
+(sessions with expiry, feature flags, configuration rows) on the primary's database file, as
+an application on the primary's host may. Progress shows throughput and each replica's lag as
+the primary reports it. Midway one replica is killed with SIGKILL and restarted, to show it
+catching up from the primary's transaction log. At the end every replica file is compared with
+the primary's (checksums of the files themselves), then the cluster is stopped and removed, or
+left running with ``--keep``.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -18,16 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .apply import Replica, ReplicaConfig
-from .capture import Capture, CaptureConfig
 from .checksum import format_checksum
 from .errors import LiteclusterError
-from .follow import LocalFollower
-from .snapshot import create_snapshot, install_snapshot
+from .localcluster import LocalNode
 from .sqlite import Connection, connect
-from .txlog import TxLog, TxlogConfig
-from .verify import verify_replica
+from .verify import database_checksum
 
 Echo = Callable[[str], None]
 
@@ -56,8 +57,8 @@ class DemoResult:
     transactions: int = 0
     seconds: float = 0.0
     records: int = 0
-    checkpoints: int = 0
     caught_up: int = 0
+    catch_up_ms: float = 0.0
     read_us_p50: float = 0.0
     lag_ms_samples: list[float] = field(default_factory=list)
     verified: list[tuple[str, bool, str]] = field(default_factory=list)
@@ -145,143 +146,197 @@ def _read_latency_us(path: Path, rounds: int = 2000) -> float:
         conn.close()
 
 
-def _lag_ms(log: TxLog, applied: int, head: int) -> float:
-    """Age of the oldest record a replica has not applied yet (0 when it is current)."""
-    if applied >= head:
-        return 0.0
-    try:
-        return max(0.0, (time.time_ns() - log.get(applied + 1).timestamp_ns) / 1e6)
-    except LiteclusterError:
-        return float("nan")
+class _Cluster:
+    """The demo's node processes, and what the primary says about them."""
+
+    def __init__(self, root: Path, replicas: int) -> None:
+        token = root / "token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
+        self.primary = LocalNode(root / "n1", "n1", token, log_path=root / "n1.log")
+        self.primary.start()
+        self.replicas = [
+            LocalNode(
+                root / f"n{i + 2}",
+                f"n{i + 2}",
+                token,
+                primary=self.primary.listen,
+                log_path=root / f"n{i + 2}.log",
+            )
+            for i in range(replicas)
+        ]
+        for r in self.replicas:
+            r.start(wait=False)
+        for r in self.replicas:
+            r.wait_ready()
+
+    @property
+    def nodes(self) -> list[LocalNode]:
+        return [self.primary, *self.replicas]
+
+    def view(self) -> tuple[int, str, dict[str, dict[str, Any]]]:
+        """The primary's head txid and checksum, and each replica's row of its status."""
+        st = self.primary.status()
+        main = st["databases"]["main"]
+        reps = {
+            r["node_id"]: {**r["databases"].get("main", {}), "state": r["state"]}
+            for r in st["replicas"]
+        }
+        return main["txid"], main["checksum"], reps
+
+    def converged(self) -> bool:
+        head, checksum, reps = self.view()
+        return all(
+            reps.get(r.node_id, {}).get("txid") == head
+            and reps[r.node_id].get("checksum") == checksum
+            for r in self.replicas
+        )
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def _wait(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
 
 
 def run_demo(cfg: DemoConfig, echo: Echo = print) -> DemoResult:
     root = cfg.directory or Path(tempfile.mkdtemp(prefix="litecluster-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     result = DemoResult()
-    echo(f"litecluster demo: primary + {cfg.replicas} replicas in {root}")
-    log = TxLog(root / "primary.txlog", TxlogConfig())
-    capture = Capture(root / "primary.db", log, CaptureConfig())
-    writer = capture.connect_writer()
-    work = _Workload(writer, cfg.seed)
+    echo(f"litecluster demo: 1 primary + {cfg.replicas} replicas (node processes) in {root}")
+    cluster = _Cluster(root, cfg.replicas)
+    keep_running = False
+    try:
+        for n in cluster.nodes:
+            role = "primary" if n is cluster.primary else "replica"
+            echo(
+                f"  {n.node_id} {role:<7} replication {n.listen}  http {n.http}  pid {n.proc.pid if n.proc else '-'}"
+            )
+        _run(cfg, cluster, result, echo)
+        keep_running = cfg.keep
+    finally:
+        if keep_running:
+            echo("")
+            echo("  the cluster keeps running:")
+            echo(f"    litecluster status --http {cluster.primary.http}")
+            echo(f"    read a replica: sqlite3 {cluster.replicas[0].data_dir / 'db' / 'main.db'}")
+            echo(f"    write on the primary: sqlite3 {cluster.primary.data_dir / 'db' / 'main.db'}")
+            pids = " ".join(str(n.proc.pid) for n in cluster.nodes if n.proc)
+            echo(f"    stop it: kill {pids}; rm -r {root}")
+        else:
+            cluster.stop()
+            if cfg.directory is None:
+                shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def _run(cfg: DemoConfig, cluster: _Cluster, result: DemoResult, echo: Echo) -> None:
+    primary_db = cluster.primary.data_dir / "db" / "main.db"
+    conn = connect(primary_db)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    work = _Workload(conn, cfg.seed)
     work.setup()
-    capture.poll()
-    echo(f"  primary ready at position {capture.position}")
-
-    replicas: list[Replica] = []
-    followers: list[LocalFollower] = []
-    snap = root / "bootstrap.snap"
-    for i in range(cfg.replicas):
-        header = create_snapshot(capture, snap)
-        rep = Replica(root / f"replica-{i + 1}.db", ReplicaConfig())
-        install_snapshot(rep, snap)
-        echo(
-            f"  replica-{i + 1}: installed snapshot at txid {header.position.txid} ({header.size_bytes / 1024:.0f} KiB)"
-        )
-        replicas.append(rep)
-        followers.append(LocalFollower(rep, log))
-    snap.unlink(missing_ok=True)
-    capture.start()
-    for f in followers:
-        f.start()
-
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def write_loop() -> None:
-        while not stop.is_set():
-            with capture.writer_lock:
+        try:
+            while not stop.is_set():
                 work.step()
-            capture.notify()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
 
     writer_thread = threading.Thread(target=write_loop, name="demo-writer", daemon=True)
     t0 = time.monotonic()
     writer_thread.start()
-    restarted = cfg.replicas < 2
-    stopped_at: float | None = None
+    victim = cluster.replicas[-1] if len(cluster.replicas) >= 2 else None
+    killed_at: float | None = None
+    restarted_at: float | None = None
+    behind_at_restart = 0
     last_count, last_t = 0, t0
     try:
         while (elapsed := time.monotonic() - t0) < cfg.seconds:
             time.sleep(min(1.0, max(0.05, cfg.seconds - elapsed)))
+            if errors:
+                raise errors[0]
             now = time.monotonic()
-            head = log.durable_txid
+            head, _, reps = cluster.view()
             parts = []
-            for i, rep in enumerate(replicas):
-                if i == len(replicas) - 1 and stopped_at is not None and not restarted:
-                    parts.append(f"replica-{i + 1} stopped          ")
+            for r in cluster.replicas:
+                row = reps.get(r.node_id, {})
+                if r is victim and killed_at is not None and restarted_at is None:
+                    parts.append(f"{r.node_id} killed")
                     continue
-                behind = max(0, head - rep.position.txid)
-                lag_ms = _lag_ms(log, rep.position.txid, head)
+                lag_ms = float(row.get("lag_ms", 0.0))
                 result.lag_ms_samples.append(lag_ms)
-                parts.append(f"replica-{i + 1} lag {behind:>4} tx {lag_ms:>6.1f} ms")
+                parts.append(
+                    f"{r.node_id} lag {row.get('lag_records', '?'):>5} tx {lag_ms:>6.1f} ms"
+                )
             rate = (work.count - last_count) / max(now - last_t, 1e-9)
             last_count, last_t = work.count, now
-            lag_txt = "  ".join(parts)
-            echo(f"  t={now - t0:5.1f}s  {rate:>7,.0f} tx/s  log txid {head:>7}  {lag_txt}")
-            if capture.error or any(f.error for f in followers):
-                raise LiteclusterError(
-                    f"replication stopped: {capture.error or next(f.error for f in followers if f.error)}"
-                )
-            if not restarted and stopped_at is None and now - t0 >= cfg.seconds / 3:
-                followers[-1].stop()
-                replicas[-1].close()
-                stopped_at = now
-                echo(f"  >> stopped replica-{len(replicas)} (writes continue)")
-            elif not restarted and stopped_at is not None and now - stopped_at >= cfg.seconds / 4:
-                rep = Replica(root / f"replica-{len(replicas)}.db", ReplicaConfig())
-                behind = log.durable_txid - rep.position.txid
-                fol = LocalFollower(rep, log)
-                t_catch = time.monotonic()
-                result.caught_up = fol.catch_up()
-                dt = time.monotonic() - t_catch
-                echo(
-                    f"  >> restarted replica-{len(replicas)}: it was {behind} records behind, "
-                    f"applied {result.caught_up} from the log in {dt * 1000:.0f} ms"
-                )
-                replicas[-1], followers[-1] = rep, fol
-                fol.start()
-                restarted = True
+            echo(
+                f"  t={now - t0:5.1f}s  {rate:>7,.0f} tx/s  primary txid {head:>7}  "
+                + "  ".join(parts)
+            )
+            if victim is not None and killed_at is None and now - t0 >= cfg.seconds / 3:
+                victim.kill()
+                killed_at = now
+                echo(f"  >> kill -9 {victim.node_id} (writes continue)")
+            elif (
+                victim is not None
+                and killed_at is not None
+                and restarted_at is None
+                and now - killed_at >= cfg.seconds / 4
+            ):
+                behind_at_restart = head - int(reps.get(victim.node_id, {}).get("txid", 0))
+                victim.start()
+                restarted_at = time.monotonic()
+                echo(f"  >> restarted {victim.node_id}, {behind_at_restart} records behind")
     finally:
         stop.set()
         writer_thread.join()
     result.seconds = time.monotonic() - t0
     result.transactions = work.count
-    capture.stop()
-    capture.poll()
-    for f in followers:
-        f.stop()
-        f.catch_up()
-    result.records = log.last_txid
-    result.checkpoints = capture.checkpoints
-    result.read_us_p50 = _read_latency_us(replicas[0].db_path)
-    for i, rep in enumerate(replicas):
-        rep.checkpoint()
-        v = verify_replica(root / "primary.db", rep.db_path)
-        ok = v.equal and rep.position == capture.position
-        result.verified.append(
-            (
-                f"replica-{i + 1}",
-                ok,
-                f"txid {rep.position.txid}, checksum {format_checksum(v.replica.checksum)}",
-            )
+    conn.close()
+    if errors:
+        raise errors[0]
+    if not _wait(cluster.converged, 30.0):
+        raise LiteclusterError(
+            "replicas did not catch up within 30 s", hint="see the node logs in the demo directory"
         )
+    if victim is not None and restarted_at is not None:
+        result.caught_up = behind_at_restart
+        result.catch_up_ms = (time.monotonic() - restarted_at) * 1000
+        stats = victim.status()["stats"]
+        echo(
+            f"  >> {victim.node_id} caught up from the log: {stats['records_applied']:,} records applied since its restart, {stats['snapshots_installed']} snapshots"
+        )
+    head, checksum, _ = cluster.view()
+    result.records = head
+    result.read_us_p50 = _read_latency_us(cluster.replicas[0].data_dir / "db" / "main.db")
+    primary_sum = database_checksum(str(primary_db)).checksum
+    for r in cluster.replicas:
+        s = database_checksum(str(r.data_dir / "db" / "main.db")).checksum
+        ok = s == primary_sum and format_checksum(s) == format_checksum(int(checksum, 16))
+        result.verified.append((r.node_id, ok, f"txid {head}, checksum {format_checksum(s)}"))
     echo("")
     echo(
         f"  wrote {result.transactions:,} transactions in {result.seconds:.1f}s ({result.transactions / result.seconds:,.0f} tx/s)"
     )
-    echo(f"  transaction log: {result.records:,} records, WAL restarted {result.checkpoints} times")
+    if result.lag_ms_samples:
+        echo(
+            f"  replica lag while writing: median {statistics.median(result.lag_ms_samples):.1f} ms, max {max(result.lag_ms_samples):.1f} ms (sampled once a second)"
+        )
     echo(f"  point read on a replica file: {result.read_us_p50:.1f} us (median)")
     echo(
-        f"  primary: txid {capture.position.txid}, checksum {format_checksum(capture.position.checksum)}"
+        f"  primary {cluster.primary.node_id}: txid {head}, checksum {format_checksum(primary_sum)}"
     )
     for name, ok, detail in result.verified:
         echo(f"  {name}: {'identical to the primary' if ok else 'MISMATCH'} ({detail})")
-    for rep in replicas:
-        rep.close()
-    writer.close()
-    capture.close()
-    log.close()
-    if cfg.keep:
-        echo(f"  files kept in {root}: open replica-1.db with any SQLite library to read it")
-    elif cfg.directory is None:
-        shutil.rmtree(root, ignore_errors=True)
-    return result
