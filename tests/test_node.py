@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from litecluster.sqlite import connect
@@ -165,3 +167,48 @@ def test_sigterm_stops_cleanly_and_keeps_every_commit(nodes: Nodes) -> None:
     write(db_file(primary), 10)
     wait_converged(primary, [replica])
     assert stats(replica)["snapshots_installed"] == 0
+
+
+def test_a_hung_replica_is_dropped_and_resnapshots_once_past_retention(nodes: Nodes) -> None:
+    env = {"LITECLUSTER_SEGMENT_BYTES": "65536", "LITECLUSTER_RETENTION_BYTES": "65536",
+           "LITECLUSTER_RETENTION_INTERVAL": "0.1"}  # fmt: skip
+    primary = nodes.node("p1", env=env)
+    healthy, hung = nodes.node("r1", primary), nodes.node("r2", primary)
+    write(db_file(primary), 50)
+    wait_converged(primary, [healthy, hung])
+    hung.signal(signal.SIGSTOP)
+    try:
+        # The primary drops the silent replica instead of buffering for it ...
+        wait_for(
+            lambda: any(r["node_id"] == "r2" and r["state"] == "disconnected"
+                        for r in primary.status()["replicas"]),
+            30, "the hung replica to be dropped",
+        )  # fmt: skip
+        # ... keeps serving the others, and trims its log past the hung replica's position.
+        write(db_file(primary), 3000)
+        wait_converged(primary, [healthy])
+        wait_for(lambda: primary.status()["databases"]["main"]["txlog_first_txid"] > 60, 30, "trim")
+    finally:
+        hung.signal(signal.SIGCONT)
+    wait_converged(primary, [healthy, hung])
+    assert stats(hung)["snapshots_installed"] == 1
+
+
+def test_metrics_endpoint_reports_lag_shipping_and_txlog_size(nodes: Nodes) -> None:
+    primary = nodes.node("p1")
+    replica = nodes.node("r1", primary)
+    write(db_file(primary), 100)
+    wait_converged(primary, [replica])
+    text = httpx.get(f"http://{primary.http}/metrics", timeout=5).text
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert metrics['litecluster_replication_lag_records{db="main",replica="r1"}'] == 0
+    assert metrics["litecluster_records_shipped_total"] >= 100
+    assert metrics['litecluster_txlog_bytes{db="main"}'] > 0
+    assert metrics["litecluster_role_primary"] == 1
+    rtext = httpx.get(f"http://{replica.http}/metrics", timeout=5).text
+    assert "litecluster_records_applied_total" in rtext
+    assert "litecluster_role_primary 0.0" in rtext

@@ -109,3 +109,26 @@ def test_node_state_keeps_identity_refuses_other_clusters_and_lower_epochs(tmp_p
     (tmp_path / "node.json").write_text("{not json")
     with pytest.raises(NodeError, match="damaged"):
         NodeState(tmp_path)
+
+
+def test_log_lines_are_one_event_with_node_id_in_kv_and_json() -> None:
+    import json
+    import logging
+
+    from litecluster.node.logs import EventFormatter
+
+    record = logging.LogRecord(
+        "litecluster.primary", logging.WARNING, __file__, 1,
+        "auth.refused peer=%s node_id=%s reason=%s", ("127.0.0.1:5", "r9", "bad_token"), None,
+    )  # fmt: skip
+    kv = EventFormatter("n1", "kv").format(record)
+    assert "\n" not in kv
+    assert kv.endswith(
+        "level=warning node=n1 auth.refused peer=127.0.0.1:5 node_id=r9 reason=bad_token"
+    )
+    js = json.loads(EventFormatter("n1", "json").format(record))
+    assert js["event"] == "auth.refused"
+    assert js["node"] == "n1"
+    assert js["peer"] == "127.0.0.1:5"
+    assert js["reason"] == "bad_token"
+    assert js["level"] == "warning"

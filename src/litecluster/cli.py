@@ -263,7 +263,8 @@ def serve(config_file: str | None, **flags: Any) -> None:
     from .node.node import serve as run_node
 
     config = load_config(flags, config_file=config_file)
-    run_node(config)
+    if run_node(config):
+        raise click.ClickException("the node stopped after an internal failure (see the log)")
 
 
 @main.command()

@@ -91,6 +91,11 @@ class Upstream:
     last_error: str = ""
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Follower:
     def __init__(
         self, config: NodeConfig, token: str, state: NodeState, node_id: str, stats: Stats
@@ -149,10 +154,17 @@ class Follower:
             try:
                 await self._session()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Python 3.11's wait_for can raise CancelledError when its timeout and the
+                # awaited read complete together (after a long pause such as SIGSTOP): that is
+                # a lost connection, not a request to stop.
+                self.upstream.last_error = "connection timed out"
+                log.info("replication.disconnected primary=%s error=timeout", self.upstream.address)
             except (PeerRefusedError, StaleEpochError) as exc:
                 self.stats.error(exc)
-                self.upstream.last_error = str(exc).splitlines()[0]
+                self.upstream.last_error = _first_line(exc)
                 log.error(
                     "replication.refused primary=%s error=%r", self.upstream.address, exc.message
                 )
@@ -166,15 +178,19 @@ class Follower:
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
                 if isinstance(exc, ProtocolError):
                     self.stats.error(exc)
-                self.upstream.last_error = str(exc).splitlines()[0] or type(exc).__name__
+                self.upstream.last_error = _first_line(exc)
                 log.info(
                     "replication.disconnected primary=%s error=%r",
                     self.upstream.address, self.upstream.last_error,
                 )  # fmt: skip
             except LiteclusterError as exc:
                 self.stats.error(exc)
-                self.upstream.last_error = str(exc).splitlines()[0]
+                self.upstream.last_error = _first_line(exc)
                 log.error("replication.failed primary=%s error=%r", self.upstream.address, str(exc))
+            except Exception as exc:  # a bug costs one connection, never the replica
+                self.stats.error(exc)
+                self.upstream.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("replication.failed primary=%s", self.upstream.address)
             self.upstream.state = "disconnected"
             self.stats.reconnects += 1
             attempt = 0 if time.monotonic() - started > 10 * self.config.reconnect_max else attempt

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -66,6 +67,9 @@ class Node:
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.failed: BaseException | None = None
+        """Why a background task of the node ended on its own (then the node exits with 1)."""
+        self.stopping = asyncio.Event()
 
     @property
     def epoch(self) -> int:
@@ -124,9 +128,9 @@ class Node:
             ) from None
         self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
         if self.follower is not None:
-            self._tasks.append(asyncio.create_task(self.follower.run()))
+            self._watch(asyncio.create_task(self.follower.run(), name="follower"))
         else:
-            self._tasks.append(asyncio.create_task(self._primary_upkeep()))
+            self._watch(asyncio.create_task(self._primary_upkeep(), name="upkeep"))
         self._write_addr()
         self.ready = True
         log.info(
@@ -134,6 +138,26 @@ class Node:
             self.role, self.node_id, self.epoch, self.listen, self.http,
             "on" if self.server_ssl else "off", __version__,
         )  # fmt: skip
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """These tasks run until the node stops: one that ends by itself is a bug; the node
+        then stops (exit status 1) so that its supervisor restarts it, instead of running on
+        without replicating."""
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled() and not self.ready:
+                return
+            self.failed = (None if t.cancelled() else t.exception()) or NodeError(
+                f"background task {t.get_name()} ended unexpectedly"
+            )
+            log.critical(
+                "node.task_failed task=%s error=%r", t.get_name(), str(self.failed),
+                exc_info=self.failed,
+            )  # fmt: skip
+            self.stopping.set()
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
 
     def _write_addr(self) -> None:
         path = self.config.data_dir / ADDR_FILE
@@ -179,6 +203,7 @@ class Node:
     async def stop(self) -> None:
         log.info("node.stopping node_id=%s", self.node_id)
         self.ready = False
+        self.stopping.set()
         if self._server is not None:
             self._server.close()
         if self.primary is not None:
@@ -228,25 +253,33 @@ class Node:
         return out
 
 
-async def _serve(config: NodeConfig, configure_logging: bool) -> None:
+def _dump_tasks() -> None:
+    """SIGUSR2: print every asyncio task's stack to stderr (a stuck node's diagnosis)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+
+
+async def _serve(config: NodeConfig, configure_logging: bool) -> int:
     node = Node(config)
     if configure_logging:
         setup_logging(node.node_id, config.log_format, config.log_level)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, node.stopping.set)
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
     try:
         await node.start()
-        await stop.wait()
+        await node.stopping.wait()
     finally:
         await node.stop()
+    return 1 if node.failed is not None else 0
 
 
-def serve(config: NodeConfig, *, configure_logging: bool = True) -> None:
+def serve(config: NodeConfig, *, configure_logging: bool = True) -> int:
     """Run a node until SIGTERM or SIGINT (uvloop when installed).
 
-    SIGUSR1 prints every thread's stack to stderr, for diagnosing a stuck node in production.
+    SIGUSR1 prints every thread's stack and SIGUSR2 every asyncio task's stack to stderr, for
+    diagnosing a stuck node in production.
     """
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
@@ -255,4 +288,5 @@ def serve(config: NodeConfig, *, configure_logging: bool = True) -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
-    runner(_serve(config, configure_logging))
+    code: int = runner(_serve(config, configure_logging))
+    return code

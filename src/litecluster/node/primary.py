@@ -356,8 +356,10 @@ class Primary:
             session.closed.set()
 
     async def _read_acks(self, session: Session, reader: asyncio.StreamReader) -> None:
+        # Replicas ack at least every heartbeat interval; one silent for peer_timeout is gone
+        # (or hung), and its session's buffers are released.
         while True:
-            msg = await read_message(reader)
+            msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
             if isinstance(msg, Ack):
                 for name, pos in msg.positions.items():
                     session.acked[name] = pos.position()
