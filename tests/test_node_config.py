@@ -132,3 +132,17 @@ def test_log_lines_are_one_event_with_node_id_in_kv_and_json() -> None:
     assert js["peer"] == "127.0.0.1:5"
     assert js["reason"] == "bad_token"
     assert js["level"] == "warning"
+
+
+def test_every_setting_is_documented_in_docs_node_md() -> None:
+    import dataclasses
+
+    from litecluster.node.config import NodeConfig
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "node.md").read_text()
+    missing = [
+        f.name
+        for f in dataclasses.fields(NodeConfig)
+        if not f.name.startswith("_") and f"`{f.name}`" not in text
+    ]
+    assert missing == []
