@@ -1,4 +1,5 @@
-"""The engine benchmark runs end to end in smoke mode and writes a plausible report."""
+"""The engine and replication benchmarks run end to end in smoke mode and write plausible
+reports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,3 +134,125 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     assert "### Profile" in text
     for thread in ("writer", "capture", "apply", "reader"):
         assert f"**{thread}** thread:" in text
+
+
+REPLICATION = REPO / "bench" / "replication.py"
+REPL_START = "<!-- bench:replication:start -->"
+REPL_END = "<!-- bench:replication:end -->"
+
+
+@pytest.mark.timeout(240)
+def test_replication_benchmark_smoke(tmp_path: Path) -> None:
+    """Real node processes: the section is appended after the rest of the file, with numbers."""
+    out = tmp_path / "BENCHMARKS.md"
+    head = f"# Title\n\nKept by hand.\n\n{START}\nengine section\n{END}\n"
+    out.write_text(head)
+    workdir = tmp_path / "w"
+    proc = subprocess.run(
+        [sys.executable, str(REPLICATION), "--smoke", "--out", str(out), "--workdir", str(workdir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+
+    # The rest of the file is untouched; the section is appended once, at the end.
+    assert text.startswith(head.rstrip("\n"))
+    assert text.count(REPL_START) == 1
+    assert text.count(REPL_END) == 1
+    assert text.rstrip().endswith(REPL_END)
+    section = text[text.index(REPL_START) :]
+    assert "--smoke" in section  # the command is named
+    assert "### Failures" not in section, section
+
+    tables = _tables(section)
+    for fact in ("| CPU |", "| Cores |", "| Python |", "| SQLite |", "| fdatasync"):
+        assert fact in section
+
+    targets = _table(tables, "Targets")
+    assert len(targets) == 5  # p50 and p99 for two configurations, and fan-out
+    for row in targets:
+        assert _value(row["Measured"]) > 0
+        assert row["Verdict"] in ("**met**", "**MISSED**")
+
+    lag = _table(tables, "Commit-to-visible")
+    assert [_value(r["Offered (tx/s)"]) for r in lag] == [1000, 5000, 1000, 5000]
+    for row in lag:
+        assert _value(row["Achieved (tx/s)"]) > 0
+        p50, p99, p999 = (_value(row[k]) for k in ("p50 (ms)", "p99 (ms)", "p99.9 (ms)"))
+        assert 0 < p50 <= p99 <= p999 < 10_000
+        assert _value(row["Never seen"]) == 0
+
+    rate = _table(tables, "Maximum sustained")
+    assert len(rate) == 4
+    for row in rate:
+        assert _value(row["Commits/s at the primary"]) > 0
+        assert _value(row["vs plain SQLite"]) > 0
+    for row in rate[0::2]:  # litecluster rows: the replicas caught up
+        assert row["Configuration"].startswith("litecluster")
+        assert _value(row["Drain (s)"]) < 60
+
+    net = _table(tables, "Network cost")
+    assert len(net) == 2
+    for row in net:
+        shipped = _value(row["Shipped per record and replica (bytes)"])
+        assert 50 < shipped < _value(row["Uncompressed record (bytes)"])
+        assert _value(row["Pages per record"]) >= 1
+
+    cpu = _table(tables, "CPU of the node processes")
+    assert len(cpu) >= 6
+    for row in cpu:
+        assert _value(row["CPU per replica per 1,000 records applied (ms)"]) > 0
+
+    fanout = _table(tables, "Fan-out")
+    assert [r["Replicas"] for r in fanout] == ["0", "1", "2"]
+    for row in fanout:
+        assert _value(row["Commits/s at the primary"]) > 0
+
+    # Every node process is gone, and so is its data directory.
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(workdir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+    assert not any(workdir.glob("*/primary"))
+
+
+def test_replication_report_replaces_only_its_section(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from replication import FANOUT_SETUP, SETUPS
+        from replication_report import Results, write_report
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    res = Results(
+        command="python bench/replication.py --smoke",
+        facts={"CPU": "test"},
+        config={
+            "rates": (1000.0, 5000.0),
+            "paced_seconds": 1.0,
+            "max_seconds": 1.0,
+            "fanout_seconds": 1.0,
+            "warmup_s": 0.0,
+            "replicas": 2,
+            "value_bytes": 100,
+            "poll_us": 50.0,
+            "repeats": 1,
+        },
+        setups=SETUPS,
+        fanout_setup=FANOUT_SETUP,
+        fanout_counts=(0, 1, 10),
+    )
+    out = tmp_path / "B.md"
+    out.write_text(f"# T\n\nHand.\n\n{REPL_START}\nold\n{REPL_END}\n\nTail kept.\n")
+    write_report(out, res)
+    write_report(out, res)
+    text = out.read_text()
+    assert text.startswith(f"# T\n\nHand.\n\n{REPL_START}\n")
+    assert text.endswith(f"{REPL_END}\n\nTail kept.\n")
+    assert "\nold\n" not in text
+    assert text.count(REPL_START) == 1
+    assert "not measured" in text  # no runs: verdicts say so instead of inventing numbers

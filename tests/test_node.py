@@ -212,3 +212,26 @@ def test_metrics_endpoint_reports_lag_shipping_and_txlog_size(nodes: Nodes) -> N
     rtext = httpx.get(f"http://{replica.http}/metrics", timeout=5).text
     assert "litecluster_records_applied_total" in rtext
     assert "litecluster_role_primary 0.0" in rtext
+
+
+def test_replica_refuses_a_primary_of_an_older_epoch_and_a_replica_posing_as_primary(
+    nodes: Nodes,
+) -> None:
+    primary = nodes.node("p1", args=["--epoch", "3"])
+    replica = nodes.node("r1", primary)
+    write(db_file(primary), 20)
+    wait_converged(primary, [replica])
+    assert replica.status()["node"]["epoch"] == 3
+    before = position(replica)
+    # A stale primary (another data directory, epoch 1) comes up on the same address.
+    primary.stop()
+    stale = nodes.node("old", args=["--epoch", "1", "--listen", primary.listen])
+    write(db_file(stale), 5)
+    wait_for(lambda: "epoch is older than one already seen" in replica.log_text, 30, "refusal")
+    assert position(replica) == before, "nothing from the stale primary was applied"
+    # A node that points at a replica is told who the primary is, and gets nothing.
+    chained = nodes.node("r2", replica)
+    wait_for(lambda: "not_primary" in chained.log_text or "primary is" in chained.log_text,
+             30, "not-primary refusal")  # fmt: skip
+    assert chained.status()["databases"] == {}
+    stale.stop()

@@ -178,11 +178,13 @@ class Follower:
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
                 if isinstance(exc, ProtocolError):
                     self.stats.error(exc)
-                self.upstream.last_error = _first_line(exc)
-                log.info(
-                    "replication.disconnected primary=%s error=%r",
-                    self.upstream.address, self.upstream.last_error,
+                error = _first_line(exc)
+                # While the primary stays down, say so once, not at every retry.
+                log.log(
+                    logging.DEBUG if error == self.upstream.last_error else logging.INFO,
+                    "replication.disconnected primary=%s error=%r", self.upstream.address, error,
                 )  # fmt: skip
+                self.upstream.last_error = error
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 self.upstream.last_error = _first_line(exc)

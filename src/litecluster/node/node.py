@@ -207,8 +207,7 @@ class Node:
         if self._server is not None:
             self._server.close()
         if self.primary is not None:
-            for session in list(self.primary.sessions.values()):
-                await self.primary._end(session)
+            await self.primary.end_sessions()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

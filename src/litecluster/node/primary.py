@@ -96,6 +96,10 @@ class PrimaryDb:
 
     def _durable_now(self, txid: int, at: float) -> None:
         self._durable.append((txid, at))
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every stream of this database (new records, or a snapshot was asked for)."""
         for event in self._waiters:
             event.set()
 
@@ -328,6 +332,10 @@ class Primary:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
+    async def end_sessions(self) -> None:
+        for session in list(self.sessions.values()):
+            await self._end(session)
+
     async def _end(self, session: Session) -> None:
         session.closed.set()
         for task in session.tasks:
@@ -373,13 +381,9 @@ class Primary:
                     session.node_id, msg.db, msg.reason,
                 )  # fmt: skip
                 session.snapshot_wanted.add(msg.db)
-                self._dbs_wake(db)
+                db.wake()
             else:
                 raise ProtocolError("unexpected message from a replica", got=type(msg).__name__)
-
-    def _dbs_wake(self, db: PrimaryDb) -> None:
-        for event in db._waiters:
-            event.set()
 
     async def _heartbeats(self, session: Session, writer: asyncio.StreamWriter) -> None:
         while True:
