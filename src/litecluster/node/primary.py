@@ -52,6 +52,7 @@ log = logging.getLogger("litecluster.primary")
 
 SNAPSHOT_CHUNK = 1 << 20
 LAG_HISTORY = 1 << 16
+MAX_DEPARTED = 256
 
 
 class PrimaryDb:
@@ -348,6 +349,8 @@ class Primary:
             del self.sessions[session.node_id]
             session.state = "disconnected"
             self.departed[session.node_id] = session
+            while len(self.departed) > MAX_DEPARTED:  # status remembers the most recent ones
+                del self.departed[next(iter(self.departed))]
 
     def _start_stream(self, session: Session, db: PrimaryDb) -> None:
         if session.writer is None:
