@@ -1,0 +1,224 @@
+"""Replication benchmark over loopback: real node processes, an application writing the primary.
+
+Usage::
+
+    python bench/replication.py [--quick | --smoke] [--repeats N] [--out docs/BENCHMARKS.md]
+
+Starts ``litecluster serve`` processes on 127.0.0.1 (a primary and 2 replicas per
+configuration) and measures, with the primary's database written directly by this process:
+
+1. commit-to-visible on the replicas (p50/p99/p99.9) at 1,000 and 5,000 offered tx/s, read
+   from the replica files by a separate reader process (``replication_load.py``);
+2. the maximum sustained write rate (closed-loop writer) and whether the replicas keep up,
+   against plain SQLite with the same writer and no node running;
+3. the bytes shipped per small transaction (compressed records) and their uncompressed size;
+4. the CPU of each replica per 1,000 records, and the primary's maximum write rate with 1 and
+   with 10 replicas (fan-out).
+
+Each configuration runs ``--repeats`` times and the report section between
+``<!-- bench:replication:start -->`` and ``<!-- bench:replication:end -->`` of ``--out`` is
+rewritten (the markers are appended when absent; the rest of the file is kept). The default is
+the full run (under ten minutes on a 2-core VM); ``--quick`` takes one to two minutes and
+``--smoke`` a few seconds (tiny sizes, for tests). Scratch files go to a temporary directory
+(``--workdir`` to choose and keep it); every node process is killed at the end, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script or imported from a test
+    sys.path.insert(0, str(HERE))
+
+from engine import code_version, command_line  # noqa: E402
+from engine_common import fsync_probe, load_average, machine_facts  # noqa: E402
+from replication_cluster import Setup  # noqa: E402
+from replication_load import fine_timers, reader_main  # noqa: E402
+from replication_report import Results, write_report  # noqa: E402
+from replication_scenarios import (  # noqa: E402
+    Params,
+    max_summary,
+    run_fanout,
+    run_plain,
+    run_setup,
+)
+
+REPO = HERE.parent
+RATES = (1000.0, 5000.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    paced_seconds: float
+    max_seconds: float
+    fanout_seconds: float
+    warmup_s: float
+    repeats: int
+    fanout: tuple[int, ...]
+
+
+PRESETS = {
+    "full": Preset(
+        paced_seconds=10.0,
+        max_seconds=8.0,
+        fanout_seconds=8.0,
+        warmup_s=0.5,
+        repeats=3,
+        fanout=(0, 1, 10),
+    ),
+    "quick": Preset(
+        paced_seconds=3.0,
+        max_seconds=3.0,
+        fanout_seconds=3.0,
+        warmup_s=0.3,
+        repeats=2,
+        fanout=(0, 1, 10),
+    ),
+    "smoke": Preset(
+        paced_seconds=0.3,
+        max_seconds=0.3,
+        fanout_seconds=0.3,
+        warmup_s=0.0,
+        repeats=1,
+        fanout=(0, 1, 2),
+    ),
+}
+
+SETUPS = [
+    Setup("normal", writer_sync="NORMAL", replica_durable=False),
+    Setup("full", writer_sync="FULL", replica_durable=True),
+]
+"""Run in this order within each repeat, each followed by its plain-SQLite peer."""
+
+FANOUT_SETUP = SETUPS[0]
+
+
+def log(msg: str) -> None:
+    print(f"[replication {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: nodes are killed
+
+
+def run_all(res: Results, preset: Preset, params: Params, work: Path, setups: list[Setup]) -> None:
+    script = Path(__file__).resolve()
+    for rep in range(preset.repeats):
+        tag = f"repeat {rep + 1}/{preset.repeats}"
+        for setup in setups:
+            root = work / f"{setup.key}-{rep + 1}"
+            try:
+                run = run_setup(setup, root, params, script, log)
+                res.runs.setdefault(setup.key, []).append(run)
+            except Exception as exc:
+                res.errors.append(f"{setup.key} {tag}: {str(exc).splitlines()[0]}")
+                log(f"{setup.key} {tag} FAILED: {exc}")
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            try:
+                plain = run_plain(work / "plain", setup.writer_sync, params.max_seconds,
+                                  params.value_bytes)  # fmt: skip
+                res.plain.setdefault(setup.writer_sync, []).append(plain)
+                log(f"plain {setup.writer_sync}: {plain.commit_tps:,.0f} commits/s")
+            except Exception as exc:
+                res.errors.append(f"plain {setup.writer_sync} {tag}: {exc!r}")
+                log(f"plain {setup.writer_sync} {tag} FAILED: {exc!r}")
+            finally:
+                shutil.rmtree(work / "plain", ignore_errors=True)
+        counts = list(preset.fanout) if rep % 2 == 0 else list(reversed(preset.fanout))
+        for n in counts:
+            root = work / f"fanout{n}-{rep + 1}"
+            try:
+                r = run_fanout(FANOUT_SETUP, n, root, params, preset.fanout_seconds)
+                res.fanout.setdefault(n, []).append(r)
+                log(f"fan-out {tag}: {max_summary(r)}")
+            except Exception as exc:
+                res.errors.append(f"fan-out {n} replicas {tag}: {str(exc).splitlines()[0]}")
+                log(f"fan-out {n} {tag} FAILED: {exc}")
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="shorter phases (one to two minutes)")
+    mode.add_argument("--smoke", action="store_true", help="tiny phases (seconds; for tests)")
+    ap.add_argument("--repeats", type=int, help="repeats of every scenario")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
+    ap.add_argument("--reader", nargs="+", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.reader:
+        out, start, poll_us, timeout, *paths = args.reader
+        return reader_main(out, int(start), float(poll_us), float(timeout), paths)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    fine_timers()
+    preset = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.repeats:
+        preset = Preset(**{**preset.__dict__, "repeats": args.repeats})
+    params = Params(
+        rates=RATES,
+        paced_seconds=preset.paced_seconds,
+        max_seconds=preset.max_seconds,
+        warmup_s=preset.warmup_s,
+        drain_timeout=30.0 if args.smoke else 120.0,
+    )
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lcrepl-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    res = Results(
+        command=command_line(),
+        facts={**machine_facts(), "Code": code_version()},
+        config={
+            "rates": params.rates,
+            "paced_seconds": params.paced_seconds,
+            "max_seconds": params.max_seconds,
+            "fanout_seconds": preset.fanout_seconds,
+            "warmup_s": params.warmup_s,
+            "replicas": params.replicas,
+            "value_bytes": params.value_bytes,
+            "poll_us": params.poll_us,
+            "repeats": preset.repeats,
+        },
+        setups=SETUPS,
+        fanout_setup=FANOUT_SETUP,
+        fanout_counts=preset.fanout,
+    )
+    probe = fsync_probe(work)
+    fsync_key = "fdatasync (4 KiB append)"
+    res.facts[fsync_key] = (
+        f"p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the start"
+    )
+    log(f"work dir {work}; {res.command}; fdatasync {res.facts[fsync_key]}")
+    try:
+        run_all(res, preset, params, work, SETUPS)
+        probe = fsync_probe(work)
+        res.facts[fsync_key] += (
+            f"; p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the end"
+        )
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    res.facts["Load average at end (1, 5, 15 min)"] = load_average()
+    if (end_version := code_version()) != res.facts["Code"]:
+        res.facts["Code"] += f" at the start; {end_version} at the end"
+    res.elapsed_s = time.perf_counter() - t_start
+    write_report(args.out, res)
+    log(f"wrote {args.out} after {res.elapsed_s / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
