@@ -67,9 +67,11 @@ def position(node: LocalNode, db: str = "main", **kwargs: Any) -> tuple[int, str
 
 
 def converged(primary: LocalNode, replicas: list[LocalNode], db: str = "main") -> bool:
-    """Every replica has applied the primary's newest durable record of ``db``."""
+    """The primary has captured everything in its file, and every replica has applied it."""
     want = position(primary, db)
-    return want is not None and all(position(r, db) == want for r in replicas)
+    if want is None or want[1] != f"{checksum(db_file(primary, db)):016x}":
+        return False
+    return all(position(r, db) == want for r in replicas)
 
 
 def wait_converged(

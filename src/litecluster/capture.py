@@ -77,10 +77,16 @@ class CaptureConfig:
     """How far back a database found behind its log may be rolled forward from the log."""
     retention_interval: float = 10.0
     """Seconds between applications of the txlog's retention limits by the follower thread."""
+    busy_poll_interval: float = 0.0002
+    """Seconds between polls for ``busy_window`` seconds after a poll found commits: writers of
+    other processes cannot wake capture, and a commit waits for the next poll."""
+    busy_window: float = 0.05
     max_batch: int = 256
-    """Transactions captured per round. A round that finds more means a writer outruns capture:
-    the next rounds hold the write lock, so writers wait instead of growing the WAL without
-    bound (and an acknowledged-after-capture write never waits behind an unbounded backlog)."""
+    """Transactions captured per round."""
+    catch_up_rounds: int = 8
+    """After this many full rounds in a row a writer outruns capture: the next rounds hold the
+    write lock until the backlog is gone, so writers wait (briefly) instead of growing the WAL,
+    and the time until their commits are replicable, without bound."""
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
@@ -694,12 +700,22 @@ class Capture(BackgroundLoop):
     def run(self) -> None:
         """Follow the WAL until :meth:`stop`; errors stop the loop and are kept in ``error``."""
         next_retention = time.monotonic() + self.config.retention_interval
+        busy_until = 0.0
+        full_rounds = 0
         try:
             while not self._stop.is_set():
-                self._wake.wait(self.config.poll_interval)
+                busy = time.monotonic() < busy_until
+                self._wake.wait(
+                    self.config.busy_poll_interval if busy else self.config.poll_interval
+                )
                 self._wake.clear()
-                if len(self.poll_batch()) == self.config.max_batch:
+                n = len(self.poll_batch())
+                if n:
+                    busy_until = time.monotonic() + self.config.busy_window
+                full_rounds = full_rounds + 1 if n == self.config.max_batch else 0
+                if full_rounds >= self.config.catch_up_rounds:
                     self._catch_up()
+                    full_rounds = 0
                 self.maybe_checkpoint()
                 if time.monotonic() >= next_retention:
                     self.txlog.enforce_retention()

@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from litecluster.apply import fresh_database_checksum
@@ -53,6 +53,8 @@ log = logging.getLogger("litecluster.primary")
 SNAPSHOT_CHUNK = 1 << 20
 LAG_HISTORY = 1 << 16
 MAX_DEPARTED = 256
+BATCH_RECORDS = 512
+BATCH_CACHE = 8
 
 
 class PrimaryDb:
@@ -83,6 +85,7 @@ class PrimaryDb:
             self.txlog.close()
             raise
         self._durable: deque[tuple[int, float]] = deque(maxlen=LAG_HISTORY)
+        self._batches: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
         self._waiters: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -111,6 +114,24 @@ class PrimaryDb:
 
     def forget(self, event: asyncio.Event) -> None:
         self._waiters.discard(event)
+
+    def batch(self, from_txid: int) -> tuple[int, bytes]:
+        """The encoded RECORDS frame of the records from ``from_txid`` and how many it holds.
+
+        Replicas in step ask for the same batches: each is read and encoded once and sent to
+        all of them (records never change once durable, so a cached batch stays valid).
+        """
+        hit = self._batches.get(from_txid)
+        if hit is not None and (hit[0] >= BATCH_RECORDS or from_txid + hit[0] > self.head):
+            return hit
+        raws = self.txlog.read_raw(from_txid, max_records=BATCH_RECORDS)
+        if not raws:
+            return 0, b""
+        out = (len(raws), encode_message(Records(self.name, b"".join(raws))))
+        self._batches[from_txid] = out
+        while len(self._batches) > BATCH_CACHE:
+            self._batches.popitem(last=False)
+        return out
 
     @property
     def head(self) -> int:
@@ -424,7 +445,7 @@ class Primary:
                     nxt = await self._send_snapshot(session, db, writer)
                 wake.clear()
                 try:
-                    raws = db.txlog.read_raw(nxt)
+                    n, frame = db.batch(nxt)
                 except TxidNotFoundError:
                     log.info(
                         "replica.behind_retention node_id=%s db=%s txid=%d first=%d",
@@ -432,17 +453,16 @@ class Primary:
                     )  # fmt: skip
                     nxt = None
                     continue
-                if not raws:
+                if not n:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self.config.heartbeat_interval)
                     continue
-                data = b"".join(raws)
-                writer.write(encode_message(Records(db.name, data)))
+                writer.write(frame)
                 await writer.drain()
-                nxt += len(raws)
+                nxt += n
                 session.sent[db.name] = nxt - 1
-                self.stats.records_shipped += len(raws)
-                self.stats.bytes_shipped += len(data)
+                self.stats.records_shipped += n
+                self.stats.bytes_shipped += len(frame)
         finally:
             db.forget(wake)
 
@@ -488,7 +508,8 @@ class Primary:
     def status(self) -> dict[str, object]:
         dbs = {
             name: {
-                "txid": db.head,
+                # One consistent pair, from the end of capture's last round.
+                "txid": db.capture.published.txid,
                 "checksum": f"{db.capture.published.checksum:016x}",
                 "epoch": self.epoch,
                 "txlog_bytes": db.txlog.stats().bytes,
