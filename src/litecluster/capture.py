@@ -77,7 +77,7 @@ class CaptureConfig:
     """How far back a database found behind its log may be rolled forward from the log."""
     retention_interval: float = 10.0
     """Seconds between applications of the txlog's retention limits by the follower thread."""
-    busy_poll_interval: float = 0.0002
+    busy_poll_interval: float = 0.0005
     """Seconds between polls for ``busy_window`` seconds after a poll found commits: writers of
     other processes cannot wake capture, and a commit waits for the next poll."""
     busy_window: float = 0.05
