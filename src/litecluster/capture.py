@@ -127,6 +127,8 @@ class Capture(BackgroundLoop):
         """Called with the durable txid each time new records became durable (from the capture
         thread, under capture's lock: listeners must only hand the news on, e.g. wake a loop)."""
         self.resets = 0
+        self.catch_ups = 0
+        """Times a writer outran capture and was held back (the catch-up under the lock)."""
         self.checkpoints = 0
         self._ctl = self._open()
         if not has_dbpage(self._ctl):
@@ -574,6 +576,7 @@ class Capture(BackgroundLoop):
 
     def _catch_up(self) -> None:
         """Capture a backlog while holding the write lock (writers wait, in bounded time)."""
+        self.catch_ups += 1
         with self._write_locked(self.config.busy_timeout_ms) as locked:
             if not locked:
                 log.warning(

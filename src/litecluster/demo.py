@@ -184,9 +184,11 @@ class _Cluster:
         }
         return main["txid"], main["checksum"], reps
 
-    def converged(self) -> bool:
+    def converged(self, expected: int) -> bool:
+        """The primary captured its file up to ``expected`` (its checksum once writes stopped)
+        and every replica applied all of it."""
         head, checksum, reps = self.view()
-        return all(
+        return int(checksum, 16) == expected and all(
             reps.get(r.node_id, {}).get("txid") == head
             and reps[r.node_id].get("checksum") == checksum
             for r in self.replicas
@@ -307,7 +309,8 @@ def _run(cfg: DemoConfig, cluster: _Cluster, result: DemoResult, echo: Echo) -> 
     conn.close()
     if errors:
         raise errors[0]
-    if not _wait(cluster.converged, 30.0):
+    primary_sum = database_checksum(str(primary_db)).checksum
+    if not _wait(lambda: cluster.converged(primary_sum), 30.0):
         raise LiteclusterError(
             "replicas did not catch up within 30 s", hint="see the node logs in the demo directory"
         )
@@ -321,7 +324,6 @@ def _run(cfg: DemoConfig, cluster: _Cluster, result: DemoResult, echo: Echo) -> 
     head, checksum, _ = cluster.view()
     result.records = head
     result.read_us_p50 = _read_latency_us(cluster.replicas[0].data_dir / "db" / "main.db")
-    primary_sum = database_checksum(str(primary_db)).checksum
     for r in cluster.replicas:
         s = database_checksum(str(r.data_dir / "db" / "main.db")).checksum
         ok = s == primary_sum and format_checksum(s) == format_checksum(int(checksum, 16))
