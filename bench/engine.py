@@ -17,10 +17,7 @@ Scratch files go to a temporary directory (``--workdir`` to choose; the full run
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +29,15 @@ if str(HERE) not in sys.path:  # run as a script or imported from a test
     sys.path.insert(0, str(HERE))
 
 from engine_bulk import child_main, lock_page_probe, prepare, run_child  # noqa: E402
-from engine_common import Workload, fmt_num, fsync_probe, load_average, machine_facts  # noqa: E402
+from engine_common import (  # noqa: E402
+    FSYNC_FACT,
+    Workload,
+    command_line,
+    finish_run,
+    fmt_num,
+    fsync_fact,
+    start_facts,
+)
 from engine_report import TARGET_TPS, Results, Variant, write_report  # noqa: E402
 from engine_small import SmallResult, run_litecluster, run_plain  # noqa: E402
 
@@ -91,31 +96,6 @@ VARIANTS = [
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def code_version() -> str:
-    head = _git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--", "src")
-    return f"litecluster at git {head}" + (" (src/ has uncommitted changes)" if dirty else "")
-
-
-def command_line() -> str:
-    exe = Path(sys.executable)
-    try:
-        python = os.path.relpath(exe, Path.cwd()) if exe.is_relative_to(Path.cwd()) else "python"
-    except ValueError:
-        python = "python"
-    return shlex.join([python, *sys.argv])
 
 
 def run_small_variant(v: Variant, root: Path, wl: Workload, paced_seconds: float) -> SmallResult:
@@ -200,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     res = Results(
         command=command_line(),
-        facts={**machine_facts(), "Code": code_version()},
+        facts=start_facts(work),
         config={
             "txns": txns,
             "paced_seconds": preset.paced_seconds,
@@ -214,11 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         variants=VARIANTS,
     )
-    probe = fsync_probe(work)
-    res.facts["fdatasync (4 KiB append)"] = (
-        f"p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the start"
-    )
-    log(f"work dir {work}; {res.command}; fdatasync {res.facts['fdatasync (4 KiB append)']}")
+    log(f"work dir {work}; {res.command}; fdatasync {res.facts[FSYNC_FACT]}")
     try:
         if args.only in (None, "small"):
             for rep in range(repeats):
@@ -251,23 +227,13 @@ def main(argv: list[str] | None = None) -> int:
                 res.errors.append(f"bulk: {exc!r}")
                 log(f"bulk FAILED: {exc!r}")
             shutil.rmtree(work / "bulk", ignore_errors=True)
-        probe = fsync_probe(work)
-        res.facts["fdatasync (4 KiB append)"] += (
-            f"; p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the end"
-        )
+        res.facts[FSYNC_FACT] += "; " + fsync_fact(work, "end")
     finally:
         shutil.rmtree(work / "bulk", ignore_errors=True)
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    res.facts["Load average at end (1, 5, 15 min)"] = load_average()
-    if (end_version := code_version()) != res.facts["Code"]:
-        res.facts["Code"] += (
-            f" at the start; {end_version} at the end (the bulk children import the engine "
-            "when they start)"
-        )
-    res.elapsed_s = time.perf_counter() - t_start
-    write_report(args.out, res)
-    log(f"wrote {args.out} after {res.elapsed_s / 60:.1f} min")
+    note = " (the bulk children import the engine when they start)"
+    finish_run(res, t_start, write_report, args.out, log, code_note=note)
     return 0
 
 

@@ -7,13 +7,28 @@ such as a hand-written analysis, is kept as it is.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine_bulk import MB, BulkPrep
-from engine_common import Spread, fmt_num, fmt_spread
+from engine_common import (
+    Spread,
+    errors_section,
+    fmt_num,
+    fmt_ratio,
+    fmt_spread,
+    machine_section,
+    produced_by,
+    ratio_spread,
+    render_section,
+    spread,
+    table,
+    table_section,
+    verdict,
+    write_section,
+)
 from engine_small import SmallResult, lc_label
 
 START = "<!-- bench:engine:start -->"
@@ -83,16 +98,6 @@ class Results:
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def _spread(runs: Sequence[Any], get: Callable[[Any], float | None]) -> Spread | None:
-    return Spread.of(get(r) for r in runs)
-
-
 def _ratio(
     a: Sequence[Any],
     b: Sequence[Any],
@@ -100,59 +105,18 @@ def _ratio(
     get_b: Callable[[Any], float | None],
 ) -> Spread | None:
     """Median/range of per-repeat ratios (run i of ``a`` against run i of ``b``)."""
-    vals: list[float | None] = []
-    for x, y in zip(a, b, strict=False):
-        va, vb = get_a(x), get_b(y)
-        vals.append(va / vb if va is not None and vb else None)
-    return Spread.of(vals)
-
-
-def _fmt_ratio(s: Spread | None) -> str:
-    if s is None:
-        return "n/a"
-    if s.n == 1:
-        return f"{s.median:.2f}\N{MULTIPLICATION SIGN}"
-    return f"{s.median:.2f}\N{MULTIPLICATION SIGN} ({s.low:.2f}\N{EN DASH}{s.high:.2f})"
-
-
-def _verdict(ok: bool | None) -> str:
-    if ok is None:
-        return "not measured"
-    return "**met**" if ok else "**MISSED**"
+    return ratio_spread((get_a(x), get_b(y)) for x, y in zip(a, b, strict=False))
 
 
 def _rate(v: Variant) -> str:
     return "unthrottled" if v.rate is None else f"{fmt_num(v.rate)} tx/s"
 
 
-def _produced_by(res: Results) -> str:
-    return f"Produced by `{res.command}`."
-
-
 def _pct(runs: Sequence[SmallResult], idx: int) -> Spread | None:
-    return _spread(runs, lambda r: r.visible_ms[idx] if r.visible_ms else None)
+    return spread(runs, lambda r: r.visible_ms[idx] if r.visible_ms else None)
 
 
 # ---- sections ------------------------------------------------------------------------------------
-
-
-def _errors(res: Results) -> list[str]:
-    if not res.errors:
-        return []
-    return [
-        "### Failures",
-        "",
-        _produced_by(res) + " These runs failed; their tables are missing or partial.",
-        "",
-        *(f"* `{e}`" for e in res.errors),
-        "",
-    ]
-
-
-def _machine(res: Results) -> list[str]:
-    rows = [(k, v) for k, v in res.facts.items()]
-    rows.append(("Run time", f"{res.elapsed_s / 60:.1f} min"))
-    return ["### Machine and run", "", _produced_by(res), "", *_table(("", ""), rows), ""]
 
 
 def _method(res: Results) -> list[str]:
@@ -193,10 +157,10 @@ def _method(res: Results) -> list[str]:
 def _targets(res: Results) -> list[str]:
     durable = res.small.get("lc_durable", [])
     paced = res.small.get("lc_durable_5k", [])
-    tps = _spread(durable, lambda r: r.replicated_tps)
+    tps = spread(durable, lambda r: r.replicated_tps)
     p50 = _pct(paced, 0)
     p99 = _pct(paced, 2)
-    achieved = _spread(paced, lambda r: r.replicated_tps)
+    achieved = spread(paced, lambda r: r.replicated_tps)
     rss = Spread.of(max(r["peak_rss_mb"], max(r["rss_mb"].values())) for r in res.bulk_lc)
     size = fmt_spread(Spread.of(r["db_bytes"] / MB for r in res.bulk_lc))
     rows = [
@@ -205,36 +169,35 @@ def _targets(res: Results) -> list[str]:
             "unthrottled writer",
             f"≥ {fmt_num(TARGET_TPS)} tx/s",
             f"{fmt_spread(tps)} tx/s",
-            _verdict(None if tps is None else tps.median >= TARGET_TPS),
+            verdict(None if tps is None else tps.median >= TARGET_TPS),
         ),
         (
             f"Commit-to-visible p50, durable, {fmt_num(TARGET_TPS)} tx/s offered "
             f"(achieved: {fmt_spread(achieved)} tx/s)",
             f"< {fmt_num(TARGET_P50_MS)} ms",
             f"{fmt_spread(p50)} ms",
-            _verdict(None if p50 is None else p50.median < TARGET_P50_MS),
+            verdict(None if p50 is None else p50.median < TARGET_P50_MS),
         ),
         (
             f"Commit-to-visible p99, durable, {fmt_num(TARGET_TPS)} tx/s offered",
             f"< {fmt_num(TARGET_P99_MS)} ms",
             f"{fmt_spread(p99)} ms",
-            _verdict(None if p99 is None else p99.median < TARGET_P99_MS),
+            verdict(None if p99 is None else p99.median < TARGET_P99_MS),
         ),
         (
             f"Engine peak RSS: capture, snapshot install and catch-up of the {size} MB database",
             f"< {fmt_num(TARGET_RSS_MB)} MB",
             f"{fmt_spread(rss)} MB",
-            _verdict(None if rss is None else rss.high < TARGET_RSS_MB),
+            verdict(None if rss is None else rss.high < TARGET_RSS_MB),
         ),
     ]
-    return [
-        "### Targets",
-        "",
-        _produced_by(res) + " The memory verdict uses the worst repeat.",
-        "",
-        *_table(("Target", "Goal", "Measured", "Verdict"), rows),
-        "",
-    ]
+    return table_section(
+        res,
+        "Targets",
+        "The memory verdict uses the worst repeat.",
+        ("Target", "Goal", "Measured", "Verdict"),
+        rows,
+    )
 
 
 def _small_throughput(res: Results) -> list[str]:
@@ -247,9 +210,9 @@ def _small_throughput(res: Results) -> list[str]:
         rows.append(
             (
                 v.label,
-                fmt_spread(_spread(runs, lambda r: r.commit_tps)),
-                fmt_spread(_spread(runs, lambda r: r.replicated_tps)),
-                _fmt_ratio(
+                fmt_spread(spread(runs, lambda r: r.commit_tps)),
+                fmt_spread(spread(runs, lambda r: r.replicated_tps)),
+                fmt_ratio(
                     _ratio(
                         runs,
                         plain_full,
@@ -257,10 +220,10 @@ def _small_throughput(res: Results) -> list[str]:
                         lambda r: r.commit_tps,
                     )
                 ),
-                fmt_spread(_spread(runs, lambda r: r.txn_ms[0])),
-                fmt_spread(_spread(runs, lambda r: r.txn_ms[2])),
-                fmt_spread(_spread(runs, lambda r: r.cpu_us_per_txn)),
-                _fmt_ratio(
+                fmt_spread(spread(runs, lambda r: r.txn_ms[0])),
+                fmt_spread(spread(runs, lambda r: r.txn_ms[2])),
+                fmt_spread(spread(runs, lambda r: r.cpu_us_per_txn)),
+                fmt_ratio(
                     _ratio(runs, plain_full, lambda r: r.cpu_us_per_txn, lambda r: r.cpu_us_per_txn)
                 ),
             )
@@ -275,16 +238,15 @@ def _small_throughput(res: Results) -> list[str]:
         "CPU per txn (µs)",
         "CPU vs plain FULL",
     )
-    return [
-        "### Small transactions: throughput (unthrottled writer)",
-        "",
-        _produced_by(res) + " *Replicated* counts from the first `BEGIN` to the moment the "
+    return table_section(
+        res,
+        "Small transactions: throughput (unthrottled writer)",
+        "*Replicated* counts from the first `BEGIN` to the moment the "
         "last transaction was visible to the replica's reader; for plain SQLite the throughput "
         "ratio uses commits. CPU is the whole process (all threads) per transaction.",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _thread_cpu(runs: Sequence[SmallResult], thread: str) -> Spread | None:
@@ -302,9 +264,9 @@ def _small_threads(res: Results) -> list[str]:
             (
                 f"{v.label}, {_rate(v)}",
                 *(fmt_spread(cpu[t]) for t in THREADS),
-                fmt_spread(_spread(runs, lambda r: r.records_per_batch)),
-                fmt_spread(_spread(runs, lambda r: float(r.checkpoints))),
-                fmt_spread(_spread(runs, lambda r: None if r.resets is None else float(r.resets))),
+                fmt_spread(spread(runs, lambda r: r.records_per_batch)),
+                fmt_spread(spread(runs, lambda r: float(r.checkpoints))),
+                fmt_spread(spread(runs, lambda r: None if r.resets is None else float(r.resets))),
             )
         )
     head = (
@@ -314,15 +276,14 @@ def _small_threads(res: Results) -> list[str]:
         "WAL restarts",
         "Re-snapshots (RESET)",
     )
-    return [
-        "### Small transactions: where the CPU goes, per thread",
-        "",
-        _produced_by(res) + " `time.thread_time()` of each thread divided by the transactions "
+    return table_section(
+        res,
+        "Small transactions: where the CPU goes, per thread",
+        "`time.thread_time()` of each thread divided by the transactions "
         "of the run. All four threads share one GIL and the machine's cores.",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _small_latency(res: Results) -> list[str]:
@@ -335,7 +296,7 @@ def _small_latency(res: Results) -> list[str]:
             (
                 v.label,
                 _rate(v),
-                fmt_spread(_spread(runs, lambda r: r.replicated_tps)),
+                fmt_spread(spread(runs, lambda r: r.replicated_tps)),
                 *(fmt_spread(_pct(runs, i)) for i in range(4)),
             )
         )
@@ -348,16 +309,15 @@ def _small_latency(res: Results) -> list[str]:
         "p99 (ms)",
         "max (ms)",
     )
-    return [
-        "### Small transactions: commit-to-visible on the replica",
-        "",
-        _produced_by(res) + " Percentiles over every transaction of a run; an unthrottled "
+    return table_section(
+        res,
+        "Small transactions: commit-to-visible on the replica",
+        "Percentiles over every transaction of a run; an unthrottled "
         "writer keeps the pipeline saturated, a paced writer offers a fixed rate (open loop: a "
         "late transaction is not skipped, the next ones are sent sooner).",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _mbps(nbytes: float, seconds: float) -> float:
@@ -383,9 +343,9 @@ def _bulk_snapshot(res: Results) -> list[str]:
     ) -> tuple[str, ...]:
         return (
             label,
-            fmt_spread(_spread(runs, lambda r: _mbps(nbytes(r), t(r)))),
-            fmt_spread(_spread(runs, t)),
-            _fmt_ratio(
+            fmt_spread(spread(runs, lambda r: _mbps(nbytes(r), t(r)))),
+            fmt_spread(spread(runs, t)),
+            fmt_ratio(
                 _ratio(
                     runs,
                     pl,
@@ -416,14 +376,15 @@ def _bulk_snapshot(res: Results) -> list[str]:
     size = fmt_spread(Spread.of(r["db_bytes"] / MB for r in lc))
     snap = fmt_spread(Spread.of(r["snapshot_bytes"] / MB for r in lc))
     return [
-        f"### Bulk: snapshot of a {size} MB database",
-        "",
-        _produced_by(res) + f" Snapshot file size: {snap} MB. MB/s are MB of database "
-        "pages per second; the ratio is against SQLite's online backup API copying the same "
-        "database in the same repeat.",
-        "",
-        *_table(("Operation", "MB/s", "Seconds", "vs backup API"), rows),
-        "",
+        *table_section(
+            res,
+            f"Bulk: snapshot of a {size} MB database",
+            f"Snapshot file size: {snap} MB. MB/s are MB of database "
+            "pages per second; the ratio is against SQLite's online backup API copying the same "
+            "database in the same repeat.",
+            ("Operation", "MB/s", "Seconds", "vs backup API"),
+            rows,
+        ),
         *_lock_probe(res),
     ]
 
@@ -457,19 +418,19 @@ def _bulk_catchup(res: Results) -> list[str]:
     rows = [
         (
             f"litecluster: catch-up from the txlog, batches of {fmt_num(res.config['bulk_batch'])}",
-            fmt_spread(_spread(lc, lambda r: r["records"] / cu(r))),
-            fmt_spread(_spread(lc, lambda r: _mbps(r["page_bytes"], cu(r)))),
-            fmt_spread(_spread(lc, lambda r: _mbps(r["txlog_bytes"], cu(r)))),
-            fmt_spread(_spread(lc, cu)),
-            _fmt_ratio(_ratio(lc, pl, lambda r: r["records"] / cu(r), lambda r: r["txns"] / rp(r))),
+            fmt_spread(spread(lc, lambda r: r["records"] / cu(r))),
+            fmt_spread(spread(lc, lambda r: _mbps(r["page_bytes"], cu(r)))),
+            fmt_spread(spread(lc, lambda r: _mbps(r["txlog_bytes"], cu(r)))),
+            fmt_spread(spread(lc, cu)),
+            fmt_ratio(_ratio(lc, pl, lambda r: r["records"] / cu(r), lambda r: r["txns"] / rp(r))),
         ),
         (
             f"plain SQLite: replay the same upserts, {fmt_num(res.config['bulk_batch'])} per "
             "transaction (peer)",
-            fmt_spread(_spread(pl, lambda r: r["txns"] / rp(r))),
+            fmt_spread(spread(pl, lambda r: r["txns"] / rp(r))),
             "n/a",
             "n/a",
-            fmt_spread(_spread(pl, rp)),
+            fmt_spread(spread(pl, rp)),
             "1.00\N{MULTIPLICATION SIGN}",
         ),
     ]
@@ -483,19 +444,17 @@ def _bulk_catchup(res: Results) -> list[str]:
     ]
     recs = fmt_spread(Spread.of(float(r["records"]) for r in lc))
     return [
-        f"### Bulk: catch-up of a replica {recs} records behind",
-        "",
-        _produced_by(res) + " Page MB/s counts the pages the records carry (uncompressed); "
-        "txlog MB/s counts the compressed records read from the log.",
-        "",
-        *_table(
+        *table_section(
+            res,
+            f"Bulk: catch-up of a replica {recs} records behind",
+            "Page MB/s counts the pages the records carry (uncompressed); "
+            "txlog MB/s counts the compressed records read from the log.",
             ("Operation", "Records/s", "Page MB/s", "Txlog MB/s", "Seconds", "vs plain replay"),
             rows,
         ),
-        "",
         "Not part of the catch-up time above:",
         "",
-        *_table(("Step before catching up", "Seconds"), extra),
+        *table(("Step before catching up", "Seconds"), extra),
         "",
     ]
 
@@ -532,16 +491,17 @@ def _memory(res: Results) -> list[str]:
     ]
     phases = [(label, fmt_spread(Spread.of(r["rss_mb"].get(k) for r in lc))) for k, label in PHASES]
     return [
-        "### Memory: peak RSS of the replicating process",
-        "",
-        _produced_by(res) + " Each figure is a whole child process (Python, numpy, zstd and "
-        "SQLite included); *after imports* is that baseline.",
-        "",
-        *_table(("Process", "Peak RSS, psutil (MB)", "VmHWM (MB)", "After imports (MB)"), rows),
-        "",
+        *table_section(
+            res,
+            "Memory: peak RSS of the replicating process",
+            "Each figure is a whole child process (Python, numpy, zstd and "
+            "SQLite included); *after imports* is that baseline.",
+            ("Process", "Peak RSS, psutil (MB)", "VmHWM (MB)", "After imports (MB)"),
+            rows,
+        ),
         "litecluster child: peak RSS so far (`VmHWM`) at the end of each phase:",
         "",
-        *_table(("Phase", "VmHWM (MB)"), phases),
+        *table(("Phase", "VmHWM (MB)"), phases),
         "",
     ]
 
@@ -566,7 +526,7 @@ def _profile(res: Results) -> list[str]:
     out = [
         "### Profile: durable small transactions (cProfile, one profiler per thread)",
         "",
-        _produced_by(res) + f" A separate unthrottled durable run of {fmt_num(n)} "
+        produced_by(res) + f" A separate unthrottled durable run of {fmt_num(n)} "
         f"transactions with every thread under cProfile (which slows Python code, so "
         f"absolute times are inflated: {fmt_num(prof.replicated_tps or 0)} tx/s replicated "
         "here). *Own time* is wall time inside the function itself, including time spent "
@@ -602,24 +562,17 @@ def _profile(res: Results) -> list[str]:
             f"**{thread}** thread: {busy:.2f} s busy ({fmt_num(busy / n * 1e6)} µs per "
             f"transaction), {wait:.2f} s idle in `lock.acquire`.",
             "",
-            *_table(("Function", "Own time (s)", "% of busy", "µs per txn", "Calls"), rows),
+            *table(("Function", "Own time (s)", "% of busy", "µs per txn", "Calls"), rows),
             "",
         ]
     return out
 
 
 def render(res: Results) -> str:
-    lines = [
-        START,
-        "<!-- Generated by bench/engine.py: do not edit between these markers. -->",
-        "",
-        "## Engine benchmarks (generated)",
-        "",
-    ]
-    for section in (
-        _machine,
+    sections = (
+        machine_section,
         _targets,
-        _errors,
+        errors_section,
         _method,
         _small_throughput,
         _small_latency,
@@ -628,21 +581,12 @@ def render(res: Results) -> str:
         _bulk_catchup,
         _memory,
         _profile,
-    ):
-        lines += section(res)
-    lines.append(END)
-    return "\n".join(lines) + "\n"
+    )
+    return render_section(
+        res, (START, END), "bench/engine.py", "Engine benchmarks (generated)", sections
+    )
 
 
 def write_report(path: Path, res: Results) -> None:
     """Replace the generated section of ``path`` (creating the file when needed)."""
-    body = render(res)
-    text = path.read_text(encoding="utf-8") if path.exists() else DEFAULT_HEAD
-    if START in text and END in text:
-        before = text[: text.index(START)]
-        after = text[text.index(END) + len(END) :].lstrip("\n")
-        text = before + body + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_section(path, render(res), (START, END), DEFAULT_HEAD)

@@ -26,11 +26,13 @@ the full run (under ten minutes on a 2-core VM); ``--quick`` takes one to two mi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -39,8 +41,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script or imported from a test
     sys.path.insert(0, str(HERE))
 
-from engine import code_version, command_line  # noqa: E402
-from engine_common import fsync_probe, load_average, machine_facts  # noqa: E402
+from engine_common import (  # noqa: E402
+    FSYNC_FACT,
+    command_line,
+    finish_run,
+    fsync_fact,
+    start_facts,
+)
 from replication_cluster import Setup  # noqa: E402
 from replication_load import fine_timers, reader_main  # noqa: E402
 from replication_report import Results, write_report  # noqa: E402
@@ -110,42 +117,47 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: nodes are killed
 
 
+@contextlib.contextmanager
+def _scenario(
+    res: Results, root: Path, name: str, *, log_name: str | None = None, use_repr: bool = False
+) -> Iterator[None]:
+    """Run the body as one scenario in ``root``, removed afterwards whatever happened.
+
+    An error does not stop the benchmark: it is listed in the report as ``name: <the first line
+    of the message>`` (``use_repr``: the repr of the exception) and logged as
+    ``log_name FAILED: <the message or repr>`` (``log_name`` defaults to ``name``).
+    """
+    try:
+        yield
+    except Exception as exc:
+        text = repr(exc) if use_repr else (str(exc).strip() or repr(exc))
+        res.errors.append(f"{name}: {text if use_repr else text.splitlines()[0]}")
+        log(f"{log_name or name} FAILED: {text}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run_all(res: Results, preset: Preset, params: Params, work: Path, setups: list[Setup]) -> None:
     script = Path(__file__).resolve()
     for rep in range(preset.repeats):
         tag = f"repeat {rep + 1}/{preset.repeats}"
         for setup in setups:
             root = work / f"{setup.key}-{rep + 1}"
-            try:
+            with _scenario(res, root, f"{setup.key} {tag}"):
                 run = run_setup(setup, root, params, script, log)
                 res.runs.setdefault(setup.key, []).append(run)
-            except Exception as exc:
-                res.errors.append(f"{setup.key} {tag}: {str(exc).splitlines()[0]}")
-                log(f"{setup.key} {tag} FAILED: {exc}")
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-            try:
-                plain = run_plain(work / "plain", setup.writer_sync, params.max_seconds,
-                                  params.value_bytes)  # fmt: skip
-                res.plain.setdefault(setup.writer_sync, []).append(plain)
-                log(f"plain {setup.writer_sync}: {plain.commit_tps:,.0f} commits/s")
-            except Exception as exc:
-                res.errors.append(f"plain {setup.writer_sync} {tag}: {exc!r}")
-                log(f"plain {setup.writer_sync} {tag} FAILED: {exc!r}")
-            finally:
-                shutil.rmtree(work / "plain", ignore_errors=True)
+            sync = setup.writer_sync
+            with _scenario(res, work / "plain", f"plain {sync} {tag}", use_repr=True):
+                plain = run_plain(work / "plain", sync, params.max_seconds, params.value_bytes)
+                res.plain.setdefault(sync, []).append(plain)
+                log(f"plain {sync}: {plain.commit_tps:,.0f} commits/s")
         counts = list(preset.fanout) if rep % 2 == 0 else list(reversed(preset.fanout))
         for n in counts:
             root = work / f"fanout{n}-{rep + 1}"
-            try:
+            with _scenario(res, root, f"fan-out {n} replicas {tag}", log_name=f"fan-out {n} {tag}"):
                 r = run_fanout(FANOUT_SETUP, n, root, params, preset.fanout_seconds)
                 res.fanout.setdefault(n, []).append(r)
                 log(f"fan-out {tag}: {max_summary(r)}")
-            except Exception as exc:
-                res.errors.append(f"fan-out {n} replicas {tag}: {str(exc).splitlines()[0]}")
-                log(f"fan-out {n} {tag} FAILED: {exc}")
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     res = Results(
         command=command_line(),
-        facts={**machine_facts(), "Code": code_version()},
+        facts=start_facts(work),
         config={
             "rates": params.rates,
             "paced_seconds": params.paced_seconds,
@@ -196,27 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         fanout_setup=FANOUT_SETUP,
         fanout_counts=preset.fanout,
     )
-    probe = fsync_probe(work)
-    fsync_key = "fdatasync (4 KiB append)"
-    res.facts[fsync_key] = (
-        f"p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the start"
-    )
-    log(f"work dir {work}; {res.command}; fdatasync {res.facts[fsync_key]}")
+    log(f"work dir {work}; {res.command}; fdatasync {res.facts[FSYNC_FACT]}")
     try:
         run_all(res, preset, params, work, SETUPS)
-        probe = fsync_probe(work)
-        res.facts[fsync_key] += (
-            f"; p50 {probe[0]:.2f} ms, p90 {probe[1]:.2f} ms, p99 {probe[2]:.2f} ms at the end"
-        )
+        res.facts[FSYNC_FACT] += "; " + fsync_fact(work, "end")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    res.facts["Load average at end (1, 5, 15 min)"] = load_average()
-    if (end_version := code_version()) != res.facts["Code"]:
-        res.facts["Code"] += f" at the start; {end_version} at the end"
-    res.elapsed_s = time.perf_counter() - t_start
-    write_report(args.out, res)
-    log(f"wrote {args.out} after {res.elapsed_s / 60:.1f} min")
+    finish_run(res, t_start, write_report, args.out, log)
     return 0
 
 

@@ -11,7 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine_common import Spread, fmt_num, fmt_spread
+from engine_common import (
+    Spread,
+    errors_section,
+    fmt_num,
+    fmt_ratio,
+    fmt_spread,
+    machine_section,
+    ratio_spread,
+    render_section,
+    spread,
+    table_section,
+    verdict,
+    write_section,
+)
 from replication_cluster import Setup
 from replication_scenarios import LagRun, MaxRun, Phase, PlainRun, SetupRun
 
@@ -46,41 +59,13 @@ class Results:
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def _spread(runs: Iterable[T], get: Callable[[T], float | None]) -> Spread | None:
-    return Spread.of(get(r) for r in runs)
-
-
 def _fmt(runs: Iterable[T], get: Callable[[T], float | None], digits: int = 3) -> str:
-    return fmt_spread(_spread(runs, get), digits)
+    return fmt_spread(spread(runs, get), digits)
 
 
-def _ratios(pairs: Iterable[tuple[float | None, float | None]]) -> Spread | None:
-    return Spread.of(a / b if a is not None and b else None for a, b in pairs)
-
-
-def _fmt_ratio(s: Spread | None) -> str:
-    if s is None:
-        return "n/a"
-    x = "\N{MULTIPLICATION SIGN}"
-    if s.n == 1:
-        return f"{s.median:.2f}{x}"
-    return f"{s.median:.2f}{x} ({s.low:.2f}\N{EN DASH}{s.high:.2f})"
-
-
-def _verdict(ok: bool | None) -> str:
-    if ok is None:
-        return "not measured"
-    return "**met**" if ok else "**MISSED**"
-
-
-def _produced_by(res: Results) -> str:
-    return f"Produced by `{res.command}`."
+def _tps_ratio(a: Sequence[MaxRun | PlainRun], b: Sequence[MaxRun | PlainRun]) -> Spread | None:
+    """Per-repeat ratios of the commit rates (run i of ``a`` against run i of ``b``)."""
+    return ratio_spread((x.commit_tps, y.commit_tps) for x, y in zip(a, b, strict=False))
 
 
 def _lag_runs(res: Results, key: str, rate: float) -> list[LagRun]:
@@ -94,29 +79,10 @@ def _max_runs(res: Results, key: str) -> list[MaxRun]:
 # ---- sections ------------------------------------------------------------------------------------
 
 
-def _machine(res: Results) -> list[str]:
-    rows = [(k, v) for k, v in res.facts.items()]
-    rows.append(("Run time", f"{res.elapsed_s / 60:.1f} min"))
-    return ["### Machine and run", "", _produced_by(res), "", *_table(("", ""), rows), ""]
-
-
-def _errors(res: Results) -> list[str]:
-    if not res.errors:
-        return []
-    return [
-        "### Failures",
-        "",
-        _produced_by(res) + " These runs failed; their tables are missing or partial.",
-        "",
-        *(f"* `{e}`" for e in res.errors),
-        "",
-    ]
-
-
 def _fanout_ratio(res: Results) -> tuple[int, int, Spread | None]:
     lo, hi = min(res.fanout_counts[1:] or (1,)), max(res.fanout_counts)
     one, many = res.fanout.get(lo, []), res.fanout.get(hi, [])
-    return lo, hi, _ratios((b.commit_tps, a.commit_tps) for a, b in zip(one, many, strict=False))
+    return lo, hi, _tps_ratio(many, one)
 
 
 def _targets(res: Results) -> list[str]:
@@ -124,15 +90,15 @@ def _targets(res: Results) -> list[str]:
     for s in res.setups:
         runs = _lag_runs(res, s.key, TARGET_RATE)
         achieved = _fmt(runs, lambda r: r.achieved_tps)
-        p50 = _spread(runs, lambda r: r.lag_each_ms[0])
-        p99 = _spread(runs, lambda r: r.lag_each_ms[1])
+        p50 = spread(runs, lambda r: r.lag_each_ms[0])
+        p99 = spread(runs, lambda r: r.lag_each_ms[1])
         where = f"{fmt_num(TARGET_RATE)} tx/s offered (achieved {achieved} tx/s), {s.label}"
         rows.append(
             (
                 f"Commit-to-visible p50 on a replica, {where}",
                 f"< {fmt_num(TARGET_P50_MS)} ms",
                 f"{fmt_spread(p50)} ms",
-                _verdict(None if p50 is None else p50.median < TARGET_P50_MS),
+                verdict(None if p50 is None else p50.median < TARGET_P50_MS),
             )
         )
         rows.append(
@@ -140,7 +106,7 @@ def _targets(res: Results) -> list[str]:
                 f"Commit-to-visible p99 on a replica, {where}",
                 f"< {fmt_num(TARGET_P99_MS)} ms",
                 f"{fmt_spread(p99)} ms",
-                _verdict(None if p99 is None else p99.median < TARGET_P99_MS),
+                verdict(None if p99 is None else p99.median < TARGET_P99_MS),
             )
         )
     lo, hi, ratio = _fanout_ratio(res)
@@ -149,18 +115,17 @@ def _targets(res: Results) -> list[str]:
             f"Primary's maximum write rate with {hi} replicas / with {lo} replica"
             f"{'s' if lo != 1 else ''} ({res.fanout_setup.label})",
             f"≥ {TARGET_FANOUT:.2f}\N{MULTIPLICATION SIGN} (drop ≤ 20%)",
-            _fmt_ratio(ratio),
-            _verdict(None if ratio is None else ratio.median >= TARGET_FANOUT),
+            fmt_ratio(ratio),
+            verdict(None if ratio is None else ratio.median >= TARGET_FANOUT),
         )
     )
-    return [
-        "### Targets",
-        "",
-        _produced_by(res) + " Verdicts use the median over the repeats.",
-        "",
-        *_table(("Target", "Goal", "Measured", "Verdict"), rows),
-        "",
-    ]
+    return table_section(
+        res,
+        "Targets",
+        "Verdicts use the median over the repeats.",
+        ("Target", "Goal", "Measured", "Verdict"),
+        rows,
+    )
 
 
 def _method(res: Results) -> list[str]:
@@ -258,18 +223,17 @@ def _lag(res: Results) -> list[str]:
         "Reader round (µs)",
         "Never seen",
     )
-    return [
-        f"### Commit-to-visible on a replica ({res.config['replicas']} replicas)",
-        "",
-        _produced_by(res) + " p50\N{EN DASH}max are over every (transaction, replica) pair; "
+    return table_section(
+        res,
+        f"Commit-to-visible on a replica ({res.config['replicas']} replicas)",
+        "p50\N{EN DASH}max are over every (transaction, replica) pair; "
         "*on all* is the time until the slower replica showed the transaction. A negative "
         "lag (counted in *visible before the INSERT returned*) is real: capture reads the WAL, "
         "so with `synchronous=FULL` a replica can show a transaction while the writer still "
         "waits for its WAL fsync.",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _max_rate(res: Results) -> list[str]:
@@ -282,11 +246,7 @@ def _max_rate(res: Results) -> list[str]:
                 (
                     f"litecluster, {res.config['replicas']} replicas, {s.label}",
                     _fmt(lc, lambda r: r.commit_tps),
-                    _fmt_ratio(
-                        _ratios(
-                            (a.commit_tps, b.commit_tps) for a, b in zip(lc, peer, strict=False)
-                        )
-                    ),
+                    fmt_ratio(_tps_ratio(lc, peer)),
                     _fmt(lc, lambda r: r.replicated_tps),
                     _fmt(lc, lambda r: r.phase.max_end_lag),
                     _fmt(lc, lambda r: r.phase.max_end_lag_ms),
@@ -329,18 +289,17 @@ def _max_rate(res: Results) -> list[str]:
         "Writer CPU per txn (µs)",
         "Machine CPU busy (%)",
     )
-    return [
-        "### Maximum sustained write rate (closed-loop writer)",
-        "",
-        _produced_by(res) + " *Replicated* counts from the first commit until the last one "
+    return table_section(
+        res,
+        "Maximum sustained write rate (closed-loop writer)",
+        "*Replicated* counts from the first commit until the last one "
         "was visible in every replica file. The ratio is against plain SQLite with the same "
         "`synchronous`, run by the same writer in the same repeat. *Writer time in txns > 1 "
         "ms* is the share of the phase the writer spent in transactions that took over 1 ms "
         "(waiting for the write lock in SQLite's busy handler, or for a fsync).",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _per_record(attr: str) -> Callable[[SetupRun], float | None]:
@@ -380,7 +339,7 @@ def _network(res: Results) -> list[str]:
                 _fmt(runs, _per_record("uncompressed_bytes")),
                 _fmt(runs, _per_record("encoded_bytes")),
                 _fmt(runs, _shipped),
-                _fmt_ratio(Spread.of(_uncompressed_vs_shipped(r) for r in runs)),
+                fmt_ratio(Spread.of(_uncompressed_vs_shipped(r) for r in runs)),
                 _fmt(runs, _loopback),
             )
         )
@@ -395,16 +354,15 @@ def _network(res: Results) -> list[str]:
         "Uncompressed / shipped",
         "Loopback per txn and replica (bytes)",
     )
-    return [
-        "### Network cost per small transaction",
-        "",
-        _produced_by(res) + " One transaction is one txlog record (plus a few no-op records "
+    return table_section(
+        res,
+        "Network cost per small transaction",
+        "One transaction is one txlog record (plus a few no-op records "
         "from WAL restarts). Record sizes are over every record of the measured phases; "
         "*loopback* over the paced phases only (the reader's polling adds no network traffic).",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _cpu_rows(label: str, phases: Sequence[Phase]) -> tuple[str, ...]:
@@ -442,18 +400,17 @@ def _cpu(res: Results) -> list[str]:
         "Machine CPU busy (%)",
         "Reconnects",
     )
-    return [
-        "### CPU of the node processes",
-        "",
-        _produced_by(res) + " The replica figure is the mean over the replicas of one run. "
+    return table_section(
+        res,
+        "CPU of the node processes",
+        "The replica figure is the mean over the replicas of one run. "
         "The primary's includes capture (WAL to txlog, fsync) and streaming to every replica. "
         "*Node processes' CPU* is the primary's and the replicas' CPU over the phase's wall time "
         "and all cores; *machine CPU busy* counts every process on the machine (this "
         "benchmark's writer and reader included, and anything else running).",
-        "",
-        *_table(head, rows),
-        "",
-    ]
+        head,
+        rows,
+    )
 
 
 def _fanout(res: Results) -> list[str]:
@@ -467,9 +424,7 @@ def _fanout(res: Results) -> list[str]:
             (
                 str(n),
                 _fmt(runs, lambda r: r.commit_tps),
-                _fmt_ratio(
-                    _ratios((b.commit_tps, a.commit_tps) for a, b in zip(base, runs, strict=False))
-                ),
+                fmt_ratio(_tps_ratio(runs, base)),
                 _fmt(runs, lambda r: r.replicated_tps),
                 _fmt(runs, lambda r: r.phase.max_end_lag),
                 _fmt(runs, lambda r: r.drain_s),
@@ -498,12 +453,13 @@ def _fanout(res: Results) -> list[str]:
         not_converged
     )
     return [
-        f"### Fan-out: maximum write rate by number of replicas ({res.fanout_setup.label})",
-        "",
-        _produced_by(res) + " Closed-loop writer; *replicated* and *drain* as above." + note,
-        "",
-        *_table(head, rows),
-        "",
+        *table_section(
+            res,
+            f"Fan-out: maximum write rate by number of replicas ({res.fanout_setup.label})",
+            "Closed-loop writer; *replicated* and *drain* as above." + note,
+            head,
+            rows,
+        ),
         *_marginal(res),
     ]
 
@@ -511,9 +467,9 @@ def _fanout(res: Results) -> list[str]:
 def _marginal(res: Results) -> list[str]:
     """The primary's CPU per record for each replica added, from the fan-out medians."""
     lo, hi, _ = _fanout_ratio(res)
-    a = _spread(res.fanout.get(lo, []), lambda r: r.phase.primary_cpu_ms_per_1k)
-    b = _spread(res.fanout.get(hi, []), lambda r: r.phase.primary_cpu_ms_per_1k)
-    reps = _spread(res.fanout.get(hi, []), lambda r: r.phase.replica_cpu_ms_per_1k)
+    a = spread(res.fanout.get(lo, []), lambda r: r.phase.primary_cpu_ms_per_1k)
+    b = spread(res.fanout.get(hi, []), lambda r: r.phase.primary_cpu_ms_per_1k)
+    reps = spread(res.fanout.get(hi, []), lambda r: r.phase.replica_cpu_ms_per_1k)
     if a is None or b is None or reps is None or hi <= lo:
         return []
     per = (b.median - a.median) / (hi - lo)
@@ -529,40 +485,26 @@ def _marginal(res: Results) -> list[str]:
 
 
 def render(res: Results) -> str:
-    lines = [
-        START,
-        "<!-- Generated by bench/replication.py: do not edit between these markers. -->",
-        "",
-        "## Replication benchmarks over loopback (generated)",
-        "",
-    ]
-    for section in (
-        _machine,
+    sections = (
+        machine_section,
         _targets,
-        _errors,
+        errors_section,
         _method,
         _lag,
         _max_rate,
         _network,
         _cpu,
         _fanout,
-    ):
-        lines += section(res)
-    lines.append(END)
-    return "\n".join(lines) + "\n"
+    )
+    return render_section(
+        res,
+        (START, END),
+        "bench/replication.py",
+        "Replication benchmarks over loopback (generated)",
+        sections,
+    )
 
 
 def write_report(path: Path, res: Results) -> None:
     """Replace the generated section of ``path`` (appending it, or creating the file)."""
-    body = render(res)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        before = text[: text.index(START)]
-        after = text[text.index(END) + len(END) :]
-        text = before + body.rstrip("\n") + after
-        if not text.endswith("\n"):
-            text += "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_section(path, render(res), (START, END), "# Benchmarks\n", exact_tail=True)

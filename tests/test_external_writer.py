@@ -35,8 +35,9 @@ PAGE_SIZE = 4096
 LARGE_BYTES = 4_500_000  # about 1100 overflow pages of 4 KiB: more than the autocheckpoint
 # How far past the largest transaction the WAL may grow: the frames before a restart is due,
 # plus what the writer commits while capture turns a large transaction into a record and takes
-# the write lock. Well below what an unbounded WAL reaches with this writer (many thousands).
-WAL_SLACK_FRAMES = 8 * CHECKPOINT_FRAMES
+# the write lock (capture holds writers back only after several full rounds in a row). Well
+# below what an unbounded WAL reaches with this writer (many thousands).
+WAL_SLACK_FRAMES = 12 * CHECKPOINT_FRAMES
 
 
 @dataclass

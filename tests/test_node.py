@@ -65,10 +65,11 @@ def test_replica_started_after_the_log_was_trimmed_bootstraps_from_a_snapshot(
     replica = nodes.node("r1", primary)
     wait_converged(primary, [replica])
     assert stats(replica)["snapshots_installed"] == 1
-    # After the snapshot it streams: later writes arrive as records.
-    write(db_file(primary), 50)
+    # After the snapshot it streams: later writes arrive as records (fewer than a segment's
+    # worth, so that the tiny retention of this test cannot trim them before they are sent).
+    write(db_file(primary), 10)
     wait_converged(primary, [replica])
-    assert stats(replica)["records_applied"] >= 50
+    assert stats(replica)["records_applied"] >= 10
 
 
 def test_replica_killed_during_snapshot_install_ends_consistent(nodes: Nodes) -> None:

@@ -76,6 +76,13 @@ class NodeConfig:
     retention_interval: float = 10.0
     """How often old txlog segments are removed."""
     scan_interval: float = 1.0
+    max_group: int = 512
+    """Write requests committed together in one transaction at most (group commit)."""
+    statement_timeout: float = 10.0
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_statements: int = 1000
+    read_wait_timeout: float = 5.0
+    """How long a read with min_position (or a forwarded write) waits for this node to apply."""
     log_format: str = "kv"
     log_level: str = "INFO"
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -195,7 +202,8 @@ def _bad(config: NodeConfig, name: str, why: str, hint: str | None = None) -> Co
 def validate(config: NodeConfig) -> None:
     positive = ("heartbeat_interval", "peer_timeout", "reconnect_min", "reconnect_max")
     for name in (*positive, "checkpoint_frames", "segment_bytes", "scan_interval",
-                 "retention_interval"):  # fmt: skip
+                 "retention_interval", "max_group", "statement_timeout", "max_request_bytes",
+                 "max_statements", "read_wait_timeout"):  # fmt: skip
         if getattr(config, name) <= 0:
             raise _bad(config, name, "must be greater than zero")
     if config.retention_bytes < 0 or config.retention_seconds < 0:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import sqlapi
 from .metrics import registry_for, render
 
 if TYPE_CHECKING:
@@ -57,10 +58,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(node: Node) -> web.Application:
-    app = web.Application(middlewares=[errors])
+    app = web.Application(
+        middlewares=[errors, sqlapi.request_errors], client_max_size=node.config.max_request_bytes
+    )
     app[NODE_KEY] = node
     app["registry"] = registry_for(node)
     app.router.add_get("/status", status)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    sqlapi.add_routes(app, node)
     return app

@@ -19,8 +19,10 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from litecluster import __version__
@@ -36,6 +38,7 @@ from .primary import Primary
 from .state import NodeState
 from .stats import Stats
 from .tls import server_context
+from .waiters import Waiters
 
 log = logging.getLogger("litecluster.node")
 
@@ -67,6 +70,8 @@ class Node:
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.waiters = Waiters()
+        self._client: aiohttp.ClientSession | None = None
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
@@ -90,10 +95,12 @@ class Node:
             self.primary = Primary(
                 self.config, self.token, self.leadership.epoch, self.node_id, self.stats
             )
+            self.primary.on_durable.append(self.waiters.notify)
             self.primary.open_databases(loop)
             handler = self.primary.handle
         else:
             self.follower = Follower(self.config, self.token, self.state, self.node_id, self.stats)
+            self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
             self.follower.open_databases()
             handler = self._not_primary
         app = make_app(self)
@@ -218,6 +225,8 @@ class Node:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.close()
         # Captures poll one last time on close, so commits made up to now reach the txlog.
         if self.primary is not None:
             await asyncio.to_thread(self.primary.close)
@@ -226,6 +235,31 @@ class Node:
         (self.config.data_dir / ADDR_FILE).unlink(missing_ok=True)
         self.state.close()
         log.info("node.stopped node_id=%s", self.node_id)
+
+    # ---- SQL API support --------------------------------------------------------------------
+
+    def db_path(self, db: str) -> Path:
+        return self.config.data_dir / "db" / f"{db}.db"
+
+    def applied_txid(self, db: str) -> int:
+        if self.primary is not None:
+            pdb = self.primary.dbs.get(db)
+            return pdb.capture.published.txid if pdb else 0
+        assert self.follower is not None
+        rep = self.follower.replicas.get(db)
+        return rep.position.txid if rep else 0
+
+    async def wait_applied(self, db: str, txid: int) -> bool:
+        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""
+        return await self.waiters.wait(
+            db, txid, lambda: self.applied_txid(db), self.config.read_wait_timeout
+        )
+
+    def http_client(self) -> aiohttp.ClientSession:
+        """One pooled client session for forwarding to the primary."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession()
+        return self._client
 
     # ---- status -------------------------------------------------------------------------------
 

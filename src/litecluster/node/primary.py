@@ -18,11 +18,12 @@ import os
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from litecluster.apply import fresh_database_checksum
 from litecluster.capture import Capture, CaptureConfig
-from litecluster.errors import LiteclusterError, ProtocolError, TxidNotFoundError
+from litecluster.errors import LiteclusterError, NodeError, ProtocolError, TxidNotFoundError
 from litecluster.position import Position
 from litecluster.snapshot import create_snapshot
 from litecluster.txlog import TxLog, TxlogConfig
@@ -46,7 +47,9 @@ from .protocol import (
     encode_message,
     read_message,
 )
+from .sqlexec import RequestError, Statement
 from .stats import Stats
+from .writer import WriteOutcome, Writer, WriterConfig
 
 log = logging.getLogger("litecluster.primary")
 
@@ -60,8 +63,15 @@ BATCH_CACHE = 8
 class PrimaryDb:
     """One database of the primary: its capture thread and when each txid became durable."""
 
-    def __init__(self, name: str, config: NodeConfig, epoch: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: NodeConfig,
+        epoch: int,
+        on_durable: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.name = name
+        self._on_durable = on_durable
         self.path = config.data_dir / "db" / f"{name}.db"
         self.txlog = TxLog(
             config.data_dir / "txlog" / name,
@@ -101,6 +111,8 @@ class PrimaryDb:
     def _durable_now(self, txid: int, at: float) -> None:
         self._durable.append((txid, at))
         self.wake()
+        if self._on_durable is not None:
+            self._on_durable(self.name, txid)
 
     def wake(self) -> None:
         """Wake every stream of this database (new records, or a snapshot was asked for)."""
@@ -197,9 +209,15 @@ class Primary:
         self.node_id = node_id
         self.stats = stats
         self.dbs: dict[str, PrimaryDb] = {}
+        self.writers: dict[str, Writer] = {}
+        self.on_durable: list[Callable[[str, int], None]] = []
+        """Called on the event loop with (database, durable txid) as records become durable."""
         self.sessions: dict[str, Session] = {}
         self.departed: dict[str, Session] = {}
         self.tmp = config.data_dir / "tmp"
+        self.writer_config = WriterConfig(
+            max_group=config.max_group, statement_timeout=config.statement_timeout
+        )
         self.http = str(config.http)
         """This node's bound HTTP address, told to replicas."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -231,7 +249,7 @@ class Primary:
             if name in self.dbs or not DB_NAME.match(name):
                 continue
             try:
-                db = PrimaryDb(name, self.config, self.epoch)
+                db = PrimaryDb(name, self.config, self.epoch, self._durable)
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 log.error("db.open_failed db=%s error=%r", name, str(exc))
@@ -244,6 +262,35 @@ class Primary:
                 self._start_stream(session, db)
         return found
 
+    def _durable(self, name: str, txid: int) -> None:
+        for listener in self.on_durable:
+            listener(name, txid)
+
+    def ensure_database(self, name: str) -> PrimaryDb:
+        """The database ``name``, created (an empty file, as for ``main``) if it is new."""
+        db = self.dbs.get(name)
+        if db is None:
+            if not DB_NAME.match(name):
+                raise RequestError("bad database name", db=name)
+            path = self.config.data_dir / "db" / f"{name}.db"
+            if not path.exists():
+                path.touch()
+                log.info("db.created db=%s file=%s", name, path)
+            self.discover()
+            db = self.dbs.get(name)
+            if db is None:
+                raise NodeError("the database could not be opened (see the log)", db=name)
+        return db
+
+    async def write(
+        self, name: str, statements: list[Statement], *, transaction: bool
+    ) -> WriteOutcome:
+        db = self.ensure_database(name)
+        writer = self.writers.get(name)
+        if writer is None:
+            writer = self.writers[name] = Writer(name, db.capture, self.writer_config)
+        return await writer.submit(statements, transaction=transaction)
+
     def check_captures(self) -> None:
         for name, db in list(self.dbs.items()):
             if db.capture.error is not None:
@@ -255,6 +302,9 @@ class Primary:
             db.txlog.enforce_retention()
 
     def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
         for db in self.dbs.values():
             try:
                 db.close()
@@ -541,4 +591,12 @@ class Primary:
                     "databases": per_db,
                 }
             )
-        return {"databases": dbs, "replicas": replicas}
+        writers = {
+            name: {
+                "groups": sum(w.group_sizes.values()),
+                "requests": sum(k * v for k, v in w.group_sizes.items()),
+                "largest_group": max(w.group_sizes, default=0),
+            }
+            for name, w in self.writers.items()
+        }
+        return {"databases": dbs, "replicas": replicas, "writers": writers}
