@@ -8,6 +8,7 @@ applies them to a replica file through SQLite's own pager.
 from .apply import Replica, ReplicaConfig
 from .capture import Capture, CaptureConfig
 from .checksum import PageHashes, page_hash
+from .client import Client, ClientError, connect
 from .errors import (
     CaptureGapError,
     ConfigError,
@@ -33,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capture",
+    "Client",
+    "ClientError",
     "CaptureConfig",
     "CaptureGapError",
     "ConfigError",
@@ -58,6 +61,7 @@ __all__ = [
     "VerifyResult",
     "WalError",
     "__version__",
+    "connect",
     "database_checksum",
     "install_snapshot",
     "page_hash",

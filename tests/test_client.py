@@ -1,0 +1,114 @@
+"""The Python client: remote mode, embedded replica mode, and the DB-API module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import litecluster
+import litecluster.dbapi as dbapi
+from litecluster.localcluster import LocalNode
+from nodes import Nodes
+from support import wait_for
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Nodes, LocalNode, LocalNode]]:
+    n = Nodes(tmp_path)
+    primary = n.node("p1")
+    replica = n.node("r1", primary)
+    yield n, primary, replica
+    n.close()
+
+
+def test_remote_client_writes_reads_and_reports_sql_errors(
+    cluster: tuple[Nodes, LocalNode, LocalNode],
+) -> None:
+    _, _primary, replica = cluster
+    with litecluster.connect(replica.http) as c:  # a replica forwards the writes
+        c.execute("CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT)")
+        r = c.execute("INSERT INTO kv VALUES (?, ?)", ("a", "1"))
+        assert r.rows_affected == 1
+        assert r.position is not None
+        assert r.position.txid > 0
+        c.executemany(
+            "INSERT INTO kv VALUES (:k, :v)", [{"k": "b", "v": "2"}, {"k": "c", "v": "3"}]
+        )
+        got = c.query("SELECT k, v FROM kv ORDER BY k", level="none")
+        assert got.columns == ["k", "v"]
+        assert got.rows == [("a", "1"), ("b", "2"), ("c", "3")]
+        with pytest.raises(litecluster.ClientError, match="UNIQUE constraint") as info:
+            c.execute("INSERT INTO kv VALUES ('a', 'again')")
+        assert info.value.context["sql_error"]
+        # An atomic group with a failing statement applies nothing.
+        with pytest.raises(litecluster.ClientError):
+            c.transaction(
+                [("INSERT INTO kv VALUES ('d', '4')", None), ("INSERT INTO nope VALUES (1)", None)]
+            )
+        assert c.query("SELECT count(*) FROM kv").rows == [(3,)]
+    with pytest.raises(litecluster.ClientError) as down:
+        litecluster.connect("127.0.0.1:1", timeout=2).execute("SELECT 1")
+    assert down.value.retryable
+
+
+def test_embedded_replica_reads_its_writes_locally_and_sees_other_writers(
+    cluster: tuple[Nodes, LocalNode, LocalNode], tmp_path: Path
+) -> None:
+    nodes, primary, _ = cluster
+    client = litecluster.connect(
+        primary.http, replica=tmp_path / "app-replica", primary=primary.listen,
+        token_file=nodes.token_file,
+    )  # fmt: skip
+    try:
+        client.execute("CREATE TABLE sessions(id INTEGER PRIMARY KEY, user TEXT)")
+        for i in range(50):
+            client.execute("INSERT INTO sessions(id, user) VALUES (?, ?)", (i, f"u{i}"))
+            # Read-your-writes from the local file, immediately.
+            assert client.query("SELECT user FROM sessions WHERE id = ?", (i,)).rows == [(f"u{i}",)]
+        assert (tmp_path / "app-replica" / "db" / "main.db").exists()
+        # Another process writes through the node; the write appears in the local replica.
+        subprocess.run(
+            [sys.executable, "-c",
+             "import litecluster, sys; litecluster.connect(sys.argv[1]).execute("
+             "\"INSERT INTO sessions(id, user) VALUES (1000, 'other')\")", primary.http],
+            check=True, timeout=60,
+        )  # fmt: skip
+        wait_for(
+            lambda: client.query("SELECT count(*) FROM sessions WHERE id = 1000").rows == [(1,)],
+            30, "the other process's write locally",
+        )  # fmt: skip
+        # Reads are local: they keep working while the primary is down.
+        primary.kill()
+        assert client.query("SELECT count(*) FROM sessions").rows == [(51,)]
+        with pytest.raises(litecluster.ClientError) as info:
+            client.execute("INSERT INTO sessions(id, user) VALUES (2000, 'x')")
+        assert info.value.retryable
+    finally:
+        client.close()
+
+
+def test_dbapi_module_switches_from_sqlite3_with_one_line(
+    cluster: tuple[Nodes, LocalNode, LocalNode],
+) -> None:
+    _, primary, _ = cluster
+    conn = dbapi.connect(primary.http)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    cur.execute("INSERT INTO t(name) VALUES (?)", ("x",))
+    assert cur.lastrowid == 1
+    assert cur.rowcount == 1
+    cur.executemany("INSERT INTO t(name) VALUES (?)", [("y",), ("z",)])
+    cur.execute("SELECT id, name FROM t ORDER BY id")
+    assert [d[0] for d in cur.description or ()] == ["id", "name"]
+    assert cur.fetchone() == (1, "x")
+    assert cur.fetchall() == [(2, "y"), (3, "z")]
+    with pytest.raises(dbapi.IntegrityError):
+        cur.execute("INSERT INTO t(name) VALUES ('x')")
+    with pytest.raises(dbapi.ProgrammingError):
+        cur.execute("SELEKT 1")
+    conn.commit()
+    conn.close()
