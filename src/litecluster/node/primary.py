@@ -596,6 +596,7 @@ class Primary:
                 "groups": sum(w.group_sizes.values()),
                 "requests": sum(k * v for k, v in w.group_sizes.items()),
                 "largest_group": max(w.group_sizes, default=0),
+                "group_sizes": {str(k): v for k, v in sorted(w.group_sizes.items())},
             }
             for name, w in self.writers.items()
         }
