@@ -112,3 +112,27 @@ def test_dbapi_module_switches_from_sqlite3_with_one_line(
         cur.execute("SELEKT 1")
     conn.commit()
     conn.close()
+
+
+def test_async_client_writes_and_reads_its_write_on_a_replica(
+    cluster: tuple[Nodes, LocalNode, LocalNode],
+) -> None:
+    import asyncio
+
+    from litecluster import aclient
+
+    _, primary, replica = cluster
+
+    async def main() -> list[tuple[object, ...]]:
+        async with aclient.connect(primary.http) as p, aclient.connect(replica.http) as r:
+            await p.execute("CREATE TABLE t(x INTEGER)")
+            results = await asyncio.gather(
+                *(p.execute("INSERT INTO t VALUES (?)", (i,)) for i in range(20))
+            )
+            last = max((res.position for res in results if res.position), key=lambda q: q.txid)
+            got = await r.query("SELECT count(*) FROM t", level="none", min_position=last)
+            with pytest.raises(litecluster.ClientError, match="no such table"):
+                await p.query("SELECT * FROM missing")
+            return got.rows
+
+    assert asyncio.run(main()) == [(20,)]

@@ -57,12 +57,45 @@ class QueryResult:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _statement(sql: str, params: Params | None) -> list[Any]:
+def statement(sql: str, params: Params | None) -> list[Any]:
     if params is None:
         return [sql]
     if isinstance(params, dict):
         return [sql, params]
     return [sql, *params]
+
+
+def parse_response(resp: httpx.Response) -> dict[str, Any]:
+    """The JSON of a SQL API response, or the ClientError it stands for."""
+    try:
+        data: dict[str, Any] = resp.json()
+    except ValueError:
+        raise ClientError(f"unexpected response {resp.status_code}", retryable=True) from None
+    if resp.status_code != 200:
+        raise ClientError(
+            str(data.get("error", resp.status_code)),
+            retryable=bool(data.get("retryable")) or resp.status_code >= 500,
+            status=resp.status_code,
+        )
+    return data
+
+
+def write_results(data: dict[str, Any]) -> tuple[list[dict[str, Any]], Position | None]:
+    """Results and position of a write response; an SQL error in any result raises."""
+    results: list[dict[str, Any]] = data["results"]
+    pos = data.get("position")
+    position = Position(pos["epoch"], pos["txid"], 0) if pos else None
+    for r in results:
+        if "error" in r:
+            raise ClientError(r["error"], sql_error=r["error"], position=position)
+    return results, position
+
+
+def query_result(data: dict[str, Any]) -> QueryResult:
+    r = data["results"][0]
+    if "error" in r:
+        raise ClientError(r["error"], sql_error=r["error"])
+    return QueryResult(r.get("columns", []), [tuple(v) for v in r.get("values", [])])
 
 
 class Client:
@@ -100,33 +133,17 @@ class Client:
     # ---- writes --------------------------------------------------------------------------------
 
     def _post(self, path: str, body: list[Any], params: dict[str, str]) -> dict[str, Any]:
-        params = {"db": self.db, **params}
         try:
-            resp = self._http.post(path, json=body, params=params)
+            resp = self._http.post(path, json=body, params={"db": self.db, **params})
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}", retryable=True) from None
-        try:
-            data: dict[str, Any] = resp.json()
-        except ValueError:
-            raise ClientError(f"unexpected response {resp.status_code}", retryable=True) from None
-        if resp.status_code != 200:
-            raise ClientError(
-                str(data.get("error", resp.status_code)),
-                retryable=bool(data.get("retryable")) or resp.status_code >= 500,
-                status=resp.status_code,
-            )
-        return data
+        return parse_response(resp)
 
     def _write(
         self, body: list[Any], transaction: bool
     ) -> tuple[list[dict[str, Any]], Position | None]:
         data = self._post("/db/execute", body, {"transaction": "true"} if transaction else {})
-        results: list[dict[str, Any]] = data["results"]
-        pos = data.get("position")
-        position = Position(pos["epoch"], pos["txid"], 0) if pos else None
-        for r in results:
-            if "error" in r:
-                raise ClientError(r["error"], sql_error=r["error"], position=position)
+        results, position = write_results(data)
         wait = position is not None and self._embedded is not None and self.read_your_writes
         if wait and not self._embedded.wait_for(self.db, position.txid, self.timeout):  # type: ignore[union-attr]
             raise ClientError(
@@ -136,13 +153,13 @@ class Client:
         return results, position
 
     def execute(self, sql: str, params: Params | None = None) -> ExecuteResult:
-        results, position = self._write([_statement(sql, params)], transaction=False)
+        results, position = self._write([statement(sql, params)], transaction=False)
         r = results[0]
         return ExecuteResult(r.get("last_insert_id"), int(r.get("rows_affected", 0)), position)
 
     def executemany(self, sql: str, seq_of_params: list[Params]) -> ExecuteResult:
         """All in one request and one transaction: every row or none."""
-        results, position = self._write([_statement(sql, p) for p in seq_of_params], True)
+        results, position = self._write([statement(sql, p) for p in seq_of_params], True)
         total = sum(int(r.get("rows_affected", 0)) for r in results)
         return ExecuteResult(
             results[-1].get("last_insert_id") if results else None, total, position
@@ -150,7 +167,7 @@ class Client:
 
     def transaction(self, statements: list[tuple[str, Params | None]]) -> Position | None:
         """Run several statements atomically on the primary."""
-        return self._write([_statement(s, p) for s, p in statements], True)[1]
+        return self._write([statement(s, p) for s, p in statements], True)[1]
 
     # ---- reads -----------------------------------------------------------------------------------
 
@@ -162,11 +179,7 @@ class Client:
         if self._embedded is not None and level in (None, "none"):
             return self._embedded.query(self.db, sql, params)
         params_q = {"level": level or "weak"}
-        data = self._post("/db/query", [_statement(sql, params)], params_q)
-        r = data["results"][0]
-        if "error" in r:
-            raise ClientError(r["error"], sql_error=r["error"])
-        return QueryResult(r.get("columns", []), [tuple(v) for v in r.get("values", [])])
+        return query_result(self._post("/db/query", [statement(sql, params)], params_q))
 
     def close(self) -> None:
         self._http.close()
