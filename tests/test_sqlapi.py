@@ -13,6 +13,7 @@ import pyrqlite.dbapi2 as rqlite
 import pytest
 
 from nodes import Nodes, db_file, wait_converged
+from support import wait_for
 
 
 @pytest.fixture
@@ -193,3 +194,28 @@ while time.monotonic() < deadline:
         break
 print(" ".join(map(str, seen)))
 """
+
+
+def test_replica_without_its_primary_gives_retryable_errors_and_honours_freshness(
+    cluster: tuple[Nodes, str, str],
+) -> None:
+    nodes, p_http, r_http = cluster
+    primary, replica = nodes.all[0], nodes.all[1]
+    httpx.post(
+        f"http://{p_http}/db/execute", json=["CREATE TABLE t(x)", "INSERT INTO t VALUES (1)"]
+    ).raise_for_status()
+    wait_converged(primary, [replica])
+    fresh = httpx.get(f"http://{r_http}/db/query",
+                      params={"q": "SELECT x FROM t", "level": "none", "freshness": "5s"})  # fmt: skip
+    assert fresh.json()["results"][0]["values"] == [[1]]
+    primary.kill()
+    w = httpx.post(f"http://{r_http}/db/execute", json=["INSERT INTO t VALUES (2)"])
+    assert w.status_code == 503
+    assert w.json()["retryable"] is True
+    # Stale reads are still served when asked for (level=none), refused past freshness.
+    q = {"q": "SELECT x FROM t", "level": "none"}
+    assert httpx.get(f"http://{r_http}/db/query", params=q).json()["results"][0]["values"] == [[1]]
+    stale = httpx.get(f"http://{r_http}/db/query", params={**q, "freshness": "1ms"})
+    assert stale.status_code == 503
+    assert "recently enough" in stale.json()["error"]
+    wait_for(lambda: httpx.get(f"http://{r_http}/readyz").status_code == 503, 30, "not ready")
