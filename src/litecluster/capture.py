@@ -81,6 +81,10 @@ class CaptureConfig:
     """Seconds between polls for ``busy_window`` seconds after a poll found commits: writers of
     other processes cannot wake capture, and a commit waits for the next poll."""
     busy_window: float = 0.05
+    start_txid: int = 0
+    """For a new (empty) log only: the txid the database is at. A replica promoted to primary
+    passes its position's txid, so the new primary's records continue the cluster's numbering
+    and the other replicas follow it from where they are."""
     max_batch: int = 256
     """Transactions captured per round."""
     catch_up_rounds: int = 8
@@ -93,6 +97,8 @@ class CaptureConfig:
             raise ConfigError("capture epoch must be >= 1", value=self.epoch)
         if self.checkpoint_frames < 1:
             raise ConfigError("checkpoint_frames must be >= 1", value=self.checkpoint_frames)
+        if self.start_txid < 0:
+            raise ConfigError("start_txid must be >= 0", value=self.start_txid)
         if self.max_batch < 1:
             raise ConfigError("max_batch must be >= 1", value=self.max_batch)
         if self.poll_interval <= 0:
@@ -277,8 +283,9 @@ class Capture(BackgroundLoop):
         if last is None:
             last = self._load_base()
         if last is None:
-            # A new log: the database as it is now is position 0 (replicas start from a snapshot).
-            self.txid = self.txlog.last_txid
+            # A new log: the database as it is now is the log's starting position (position 0 of
+            # a new database, or the position a promoted replica had reached).
+            self.txid = max(self.txlog.last_txid, self.config.start_txid)
             self.hashes = hashes
             self._set_wal(header, end)
             self._save_base(hashes)

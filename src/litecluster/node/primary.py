@@ -147,7 +147,8 @@ class PrimaryDb:
 
     @property
     def head(self) -> int:
-        return self.txlog.durable_txid
+        # A promoted primary's log starts empty at the position it was promoted at.
+        return max(self.txlog.durable_txid, self.capture.published.txid)
 
     def lag_seconds(self, acked: int) -> float:
         """How long ago the oldest record the replica lacks became durable."""
@@ -161,8 +162,9 @@ class PrimaryDb:
     def checksum_at(self, txid: int) -> int | None:
         """The database checksum after ``txid`` in this primary's history, if still known."""
         last, first = self.txlog.durable_txid, self.txlog.first_txid
-        if last == 0:
-            return self.capture.position.checksum if txid == 0 else None
+        if last == 0:  # no record yet: the log starts at capture's base position
+            base = self.capture.published
+            return base.checksum if txid == base.txid else None
         try:
             if first <= txid <= last:
                 return self.txlog.get(txid).post_checksum
