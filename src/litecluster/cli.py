@@ -252,6 +252,11 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 )
 @click.option("--epoch", type=int, help="Static epoch; raise it each time the primary changes.")
 @click.option("--log-format", type=click.Choice(["kv", "json"]), help="Log line format [kv].")
+@click.option("--etcd", help="etcd endpoints (http://H:P,...): elect the primary through etcd.")
+@click.option("--cluster", "cluster_name", help="Cluster name (same as --cluster-id).")
+@click.option("--lease-ttl", type=int, help="Leader lease TTL in seconds [5].")
+@click.option("--priority", type=int, help="Promotion priority among equal candidates [0].")
+@click.option("--nofailover", is_flag=True, default=None, help="Never promote this node.")
 @_friendly
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run a node: the primary, or (with --primary) a replica of it.
@@ -262,6 +267,9 @@ def serve(config_file: str | None, **flags: Any) -> None:
     from .node.config import load_config
     from .node.node import serve as run_node
 
+    if flags.get("cluster_name"):
+        flags["cluster_id"] = flags["cluster_name"]
+    flags.pop("cluster_name", None)
     config = load_config(flags, config_file=config_file)
     if run_node(config):
         raise click.ClickException("the node stopped after an internal failure (see the log)")

@@ -135,3 +135,9 @@ class StaleEpochError(NodeError):
     """A peer speaks for an epoch older than one this node has already seen."""
 
     default_hint = "the peer is a former primary; point replicas at the current one"
+
+
+class NotPrimaryError(NodeError):
+    """A write reached a node that is not (or no longer) the primary; retry on the primary."""
+
+    default_hint = "retry: the client or the node forwards to the current primary"

@@ -83,13 +83,21 @@ class NodeConfig:
     max_statements: int = 1000
     read_wait_timeout: float = 5.0
     """How long a read with min_position (or a forwarded write) waits for this node to apply."""
+    etcd: tuple[str, ...] = ()
+    """etcd endpoints (http://HOST:PORT, comma separated): nodes elect their primary."""
+    lease_ttl: int = 5
+    priority: int = 0
+    """Among equally advanced candidates the highest priority is promoted."""
+    nofailover: bool = False
+    maximum_lag_on_failover: int = 10_000
+    """A replica further behind than this many records is never promoted."""
     log_format: str = "kv"
     log_level: str = "INFO"
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_primary(self) -> bool:
-        return self.primary is None
+        return self.primary is None and not self.etcd
 
     @property
     def tls_server(self) -> bool:
@@ -231,6 +239,10 @@ def validate(config: NodeConfig) -> None:
         p = getattr(config, name)
         if p is not None and not Path(p).is_file():
             raise _bad(config, name, "file not found")
+    if config.etcd and config.primary is not None:
+        raise _bad(config, "primary", "with etcd the nodes elect their primary: drop primary")
+    if config.lease_ttl < 2:
+        raise _bad(config, "lease_ttl", "must be at least 2 (etcd's minimum)")
     if config.primary is not None and config.primary == config.listen:
         raise _bad(config, "primary", "a node cannot replicate from its own listen address")
 

@@ -116,6 +116,11 @@ class EtcdClient:
         kvs = data.get("kvs") or []
         return _kv(kvs[0]) if kvs else None
 
+    async def get_prefix(self, prefix: str) -> list[KeyValue]:
+        end = prefix.encode()[:-1] + bytes([prefix.encode()[-1] + 1])
+        data = await self.call("kv/range", {"key": _b64(prefix), "range_end": _b64(end)})
+        return [_kv(kv) for kv in data.get("kvs") or []]
+
     async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
         data = await self.call("kv/put", {"key": _b64(key), "value": _b64(value), "lease": lease})
         return int(data["header"]["revision"])

@@ -49,3 +49,5 @@ def setup_logging(node_id: str, fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # One line per etcd request is noise; failures are logged by the node itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import faulthandler
 import json
 import logging
@@ -31,6 +32,7 @@ from litecluster.txlog import fsync_dir
 
 from .config import Address, NodeConfig, read_token
 from .follower import Follower
+from .ha import HaLoop
 from .httpapi import make_app
 from .leadership import Leadership, StaticLeadership
 from .logs import setup_logging
@@ -61,6 +63,10 @@ class Node:
             raise
         self.node_id = self.state.node_id
         self.leadership: Leadership = StaticLeadership(config, self.state)
+        self.ha: HaLoop | None = None
+        if config.etcd:
+            self.ha = HaLoop(self)
+        self._role_task: asyncio.Task[None] | None = None
         self.primary: Primary | None = None
         self.follower: Follower | None = None
         self.ready = False
@@ -80,29 +86,19 @@ class Node:
     def epoch(self) -> int:
         if self.follower is not None:
             return self.follower.upstream.epoch or self.state.epoch
+        if self.ha is not None:
+            return max(self.ha.leadership.epoch, self.state.epoch)
         return self.leadership.epoch
 
     @property
     def role(self) -> str:
-        return "primary" if self.primary is not None else "replica"
+        if self.primary is not None:
+            return "primary"
+        return "replica" if self.follower is not None else "candidate"
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        if await self.leadership.acquire():
-            self.state.see_epoch(self.leadership.epoch)
-            self.primary = Primary(
-                self.config, self.token, self.leadership.epoch, self.node_id, self.stats
-            )
-            self.primary.on_durable.append(self.waiters.notify)
-            self.primary.open_databases(loop)
-            handler = self.primary.handle
-        else:
-            self.follower = Follower(self.config, self.token, self.state, self.node_id, self.stats)
-            self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
-            self.follower.open_databases()
-            handler = self._not_primary
         app = make_app(self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -118,14 +114,10 @@ class Node:
                 hint="pick a free port with --http HOST:PORT",
             ) from None
         self.http = Address(self.config.http.host, int(self._runner.addresses[0][1]))
-        if self.primary is not None:
-            self.primary.http = str(self.http)
-        if self.follower is not None:
-            self.follower.http = str(self.http)
         try:
             self._server = await asyncio.start_server(
-                handler, self.config.listen.host, self.config.listen.port, ssl=self.server_ssl,
-                reuse_address=True,
+                self._dispatch, self.config.listen.host, self.config.listen.port,
+                ssl=self.server_ssl, reuse_address=True,
             )  # fmt: skip
         except OSError as exc:
             raise NodeError(
@@ -134,10 +126,14 @@ class Node:
                 hint="pick a free port with --listen HOST:PORT",
             ) from None
         self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
-        if self.follower is not None:
-            self._watch(asyncio.create_task(self.follower.run(), name="follower"))
+        if self.ha is not None:
+            self._watch(asyncio.create_task(self.ha.run(), name="ha"))
+        elif await self.leadership.acquire():
+            await self.become_primary(self.leadership.epoch, {})
         else:
-            self._watch(asyncio.create_task(self._primary_upkeep(), name="upkeep"))
+            primary = self.leadership.primary()
+            assert primary is not None
+            await self.become_replica(primary)
         self._write_addr()
         self.ready = True
         log.info(
@@ -146,13 +142,76 @@ class Node:
             "on" if self.server_ssl else "off", __version__,
         )  # fmt: skip
 
-    def _watch(self, task: asyncio.Task[None]) -> None:
+    # ---- roles ----------------------------------------------------------------------------------
+
+    async def become_primary(self, epoch: int, start_txids: dict[str, int]) -> None:
+        """Serve as primary at ``epoch``; ``start_txids`` continue a promoted replica's
+        numbering (its databases' positions)."""
+        await self._end_role()
+        self.state.see_epoch(epoch)
+        self.primary = Primary(
+            self.config, self.token, epoch, self.node_id, self.stats, start_txids=start_txids
+        )
+        self.primary.http = str(self.http)
+        self.primary.may_write = self.may_write
+        self.primary.on_durable.append(self.waiters.notify)
+        # On the loop, not in a thread: discovering a database starts streams for connected
+        # replicas (tasks), and no replica may be admitted before the databases are open.
+        self.primary.open_databases(asyncio.get_running_loop())
+        self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
+        self._watch(self._role_task, cancel_ok=True)
+        log.info("node.role role=primary epoch=%d", epoch)
+
+    async def become_replica(self, primary: Address) -> None:
+        await self._end_role()
+        config = dataclasses.replace(self.config, primary=primary)
+        self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
+        self.follower.http = str(self.http)
+        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
+        await asyncio.to_thread(self.follower.open_databases)
+        self._role_task = asyncio.create_task(self.follower.run(), name="follower")
+        self._watch(self._role_task, cancel_ok=True)
+        log.info("node.role role=replica primary=%s", primary)
+
+    def positions(self) -> dict[str, int]:
+        """This node's txid per database (as a replica: what it has applied)."""
+        if self.follower is not None:
+            return {name: r.position.txid for name, r in self.follower.replicas.items()}
+        if self.primary is not None:
+            return {name: db.head for name, db in self.primary.dbs.items()}
+        return {}
+
+    def may_write(self) -> bool:
+        """False once this node may no longer act as primary (its lease ran out)."""
+        return self.ha.leadership.valid() if self.ha is not None else True
+
+    async def _end_role(self) -> None:
+        if self._role_task is not None:
+            self._role_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._role_task
+            self._role_task = None
+        if self.primary is not None:
+            primary, self.primary = self.primary, None
+            await primary.end_sessions()
+            await asyncio.to_thread(primary.close)
+        if self.follower is not None:
+            follower, self.follower = self.follower, None
+            await asyncio.to_thread(follower.close)
+
+    async def _dispatch(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.primary is not None:
+            await self.primary.handle(reader, writer)
+        else:
+            await self._not_primary(reader, writer)
+
+    def _watch(self, task: asyncio.Task[None], *, cancel_ok: bool = False) -> None:
         """These tasks run until the node stops: one that ends by itself is a bug; the node
         then stops (exit status 1) so that its supervisor restarts it, instead of running on
-        without replicating."""
+        without replicating. Role tasks are cancelled when the role changes (``cancel_ok``)."""
 
         def done(t: asyncio.Task[None]) -> None:
-            if t.cancelled() and not self.ready:
+            if t.cancelled() and (cancel_ok or not self.ready):
                 return
             self.failed = (None if t.cancelled() else t.exception()) or NodeError(
                 f"background task {t.get_name()} ended unexpectedly"
@@ -187,7 +246,8 @@ class Node:
         """A replica's replication port: refuse, naming the primary."""
         from .protocol import Refuse, encode_message
 
-        writer.write(encode_message(Refuse("not_primary", f"primary is {self.config.primary}")))
+        primary = self.follower.config.primary if self.follower else None
+        writer.write(encode_message(Refuse("not_primary", f"primary is {primary or 'unknown'}")))
         with contextlib.suppress(Exception):
             await writer.drain()
         writer.close()
@@ -215,6 +275,8 @@ class Node:
             self._server.close()
         if self.primary is not None:
             await self.primary.end_sessions()
+        if self.ha is not None:
+            await self.ha.resign()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -283,6 +345,8 @@ class Node:
             out.update(self.primary.status())
         if self.follower is not None:
             out.update(self.follower.status())
+        if self.ha is not None:
+            out["leadership"] = self.ha.status()
         return out
 
 

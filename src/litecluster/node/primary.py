@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from litecluster.apply import fresh_database_checksum
-from litecluster.errors import LiteclusterError, NodeError, ProtocolError, TxidNotFoundError
+from litecluster.errors import (
+    LiteclusterError,
+    NodeError,
+    NotPrimaryError,
+    ProtocolError,
+    TxidNotFoundError,
+)
 from litecluster.position import Position
 from litecluster.snapshot import create_snapshot
 
@@ -76,7 +82,16 @@ class Session:
 class Primary:
     """Serves the replication port of a primary node."""
 
-    def __init__(self, config: NodeConfig, token: str, epoch: int, node_id: str, stats: Stats):
+    def __init__(
+        self,
+        config: NodeConfig,
+        token: str,
+        epoch: int,
+        node_id: str,
+        stats: Stats,
+        *,
+        start_txids: dict[str, int] | None = None,
+    ):
         self.config = config
         self.token = token.encode()
         self.epoch = epoch
@@ -84,6 +99,9 @@ class Primary:
         self.stats = stats
         self.dbs: dict[str, PrimaryDb] = {}
         self.writers: dict[str, Writer] = {}
+        self.start_txids = start_txids or {}
+        self.may_write: Callable[[], bool] = lambda: True
+        """False once this node's leadership ran out: writes are refused from then on."""
         self.on_durable: list[Callable[[str, int], None]] = []
         """Called on the event loop with (database, durable txid) as records become durable."""
         self.sessions: dict[str, Session] = {}
@@ -123,7 +141,9 @@ class Primary:
             if name in self.dbs or not DB_NAME.match(name):
                 continue
             try:
-                db = PrimaryDb(name, self.config, self.epoch, self._durable)
+                db = PrimaryDb(
+                    name, self.config, self.epoch, self._durable, self.start_txids.get(name, 0)
+                )
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 log.error("db.open_failed db=%s error=%r", name, str(exc))
@@ -159,11 +179,22 @@ class Primary:
     async def write(
         self, name: str, statements: list[Statement], *, transaction: bool
     ) -> WriteOutcome:
+        if not self.may_write():
+            raise NotPrimaryError("this node is no longer the primary", epoch=self.epoch)
         db = self.ensure_database(name)
         writer = self.writers.get(name)
         if writer is None:
             writer = self.writers[name] = Writer(name, db.capture, self.writer_config)
-        return await writer.submit(statements, transaction=transaction)
+            writer.may_commit = self.may_write
+        outcome = await writer.submit(statements, transaction=transaction)
+        if not self.may_write():
+            # Committed here, but this node's leadership ended meanwhile: another primary may
+            # not have it. The outcome is unknown to the client, never reported as success.
+            raise NotPrimaryError(
+                "leadership was lost while the write committed; its outcome is indeterminate",
+                epoch=self.epoch,
+            )
+        return outcome
 
     def check_captures(self) -> None:
         for name, db in list(self.dbs.items()):

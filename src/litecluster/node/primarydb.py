@@ -35,6 +35,7 @@ class PrimaryDb:
         config: NodeConfig,
         epoch: int,
         on_durable: Callable[[str, int], None] | None = None,
+        start_txid: int = 0,
     ) -> None:
         self.name = name
         self._on_durable = on_durable
@@ -55,6 +56,7 @@ class PrimaryDb:
                     epoch=epoch,
                     checkpoint_frames=config.checkpoint_frames,
                     retention_interval=config.retention_interval,
+                    start_txid=start_txid,
                 ),
             )
         except BaseException:

@@ -66,6 +66,10 @@ def cluster_status(http: str, *, ca: str | None = None) -> dict[str, Any]:
     return out
 
 
+def node_state(st: dict[str, Any]) -> str:
+    return str(st["node"]["role"])
+
+
 def rows(view: dict[str, Any]) -> list[NodeRow]:
     out: list[NodeRow] = []
     primary = view["primary"]
@@ -83,8 +87,8 @@ def rows(view: dict[str, Any]) -> list[NodeRow]:
     if asked["node"]["role"] != "primary" and (
         primary is None or asked["node"]["id"] not in {r["node_id"] for r in primary["replicas"]}
     ):
-        node, up = asked["node"], asked["upstream"]
-        for db, d in sorted(asked["databases"].items()):
+        node, up = asked["node"], asked.get("upstream", {"state": node_state(asked)})
+        for db, d in sorted(asked.get("databases", {}).items()):
             out.append(NodeRow(node["id"], "replica", node["http"], node["epoch"], db, d["txid"],
                                d["checksum"], d["lag_records"], None, up["state"]))  # fmt: skip
     return out

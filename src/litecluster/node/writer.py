@@ -17,10 +17,11 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from litecluster.capture import Capture
-from litecluster.errors import LiteclusterError
+from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.position import Position
 from litecluster.sqlite import Connection, DatabaseError
 
@@ -68,6 +69,8 @@ class Writer:
         # its record durable, so the WAL fsync per commit is not needed (see connect_writer).
         self.conn: Connection = capture.connect_writer("NORMAL")
         self.group_sizes: Counter[int] = Counter()
+        self.may_commit: Callable[[], bool] = lambda: True
+        """Checked under the write lock before each COMMIT: a deposed primary commits nothing."""
         self._deadline = 0.0
         self.conn.set_progress_handler(self._interrupt, 10_000)
         self._thread = threading.Thread(target=self._run, name=f"writer:{name}", daemon=True)
@@ -128,6 +131,8 @@ class Writer:
             try:
                 for req in group:
                     req.results = self._run_request(req)
+                if not self.may_commit():
+                    raise NotPrimaryError("this node is no longer the primary", db=self.name)
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:

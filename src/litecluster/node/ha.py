@@ -1,0 +1,185 @@
+"""The high-availability loop of a node in an etcd cluster (``--etcd``).
+
+Each round (a third of the lease TTL) the node publishes its member record (position,
+priority, nofailover) under a lease of its own, then:
+- as primary, renews the leader key; losing it (or running past the safe deadline without
+  etcd) makes the node stop writing at once and follow whoever leads next;
+- otherwise reads the leader key: with a leader, follows it (switching when it changes); with
+  none, the node tries to take it only if it is the best eligible candidate: the most advanced
+  position among the members, then the highest priority, then the smallest node id; a
+  ``nofailover`` node or one lagging more than ``maximum_lag_on_failover`` never tries.
+A promoted replica serves from its own files and continues the cluster's txids from its
+position; a deposed primary rejoins as a replica (a position the new primary does not have
+gets a snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from litecluster.errors import LiteclusterError
+
+from .etcd import EtcdClient, EtcdError, EtcdUnavailableError
+from .etcd_leadership import EtcdLeadership, Leader
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("litecluster.ha")
+
+
+class HaLoop:
+    def __init__(self, node: Node) -> None:
+        cfg = node.config
+        self.node = node
+        self.client = EtcdClient(list(cfg.etcd), timeout=max(0.5, cfg.lease_ttl / 4))
+        self.leadership = EtcdLeadership(
+            self.client, cfg.cluster_id, node.node_id, cfg.listen, str(cfg.http), ttl=cfg.lease_ttl
+        )
+        self.members_prefix = f"/litecluster/{cfg.cluster_id}/members/"
+        self._member_lease = 0
+        self.following: Leader | None = None
+        self.last_error = ""
+
+    def _refresh_identity(self) -> None:
+        # The bound addresses are known only once the node listens (port 0 in tests).
+        n = self.node
+        self.leadership.value = json.dumps(
+            {"node_id": n.node_id, "listen": str(n.listen), "http": str(n.http)}
+        ).encode()
+
+    async def run(self) -> None:
+        self._refresh_identity()
+        interval = self.node.config.lease_ttl / 3
+        while True:
+            started = time.monotonic()
+            try:
+                await self.step()
+                self.last_error = ""
+            except (EtcdError, LiteclusterError) as exc:
+                self.last_error = exc.message
+                log.warning("ha.round_failed error=%r", exc.message)
+                if self.node.primary is not None and not self.leadership.valid():
+                    await self._step_down(None)
+            await asyncio.sleep(max(0.05, interval - (time.monotonic() - started)))
+
+    async def step(self) -> None:
+        await self._publish()
+        node = self.node
+        if node.primary is not None:
+            if await self.leadership.renew():
+                return
+            await self._step_down(await self._observe())
+            return
+        leader = await self._observe()
+        if leader is not None:
+            if leader.node_id == node.node_id:
+                return  # our own key from before a restart: wait for it to expire
+            if self.following is None or self.following.listen != leader.listen:
+                self.following = leader
+                await node.become_replica(leader.listen)
+            return
+        if await self._best_candidate() and await self.leadership.acquire():
+            await self._promote()
+
+    async def _observe(self) -> Leader | None:
+        try:
+            return await self.leadership.observe()
+        except EtcdUnavailableError:
+            raise
+
+    async def _publish(self) -> None:
+        ttl = self.node.config.lease_ttl
+        if self._member_lease == 0 or await self.client.keepalive(self._member_lease) <= 0:
+            self._member_lease = await self.client.grant(ttl)
+        await self.client.put(
+            self.members_prefix + self.node.node_id, json.dumps(self._member()).encode(),
+            lease=self._member_lease,
+        )  # fmt: skip
+
+    def _member(self) -> dict[str, Any]:
+        cfg, node = self.node.config, self.node
+        return {
+            "node_id": node.node_id, "txid": node.positions().get("main", 0),
+            "priority": cfg.priority, "nofailover": cfg.nofailover,
+            "eligible": self._eligible(), "listen": str(node.listen), "http": str(node.http),
+        }  # fmt: skip
+
+    def _eligible(self) -> bool:
+        node, cfg = self.node, self.node.config
+        if cfg.nofailover:
+            return False
+        if node.follower is not None:
+            head = node.follower.upstream.heads.get("main")
+            applied = node.positions().get("main", 0)
+            if head is not None and head - applied > cfg.maximum_lag_on_failover:
+                return False
+        return True
+
+    async def _best_candidate(self) -> bool:
+        if not self._eligible():
+            return False
+        members = []
+        for kv in await self.client.get_prefix(self.members_prefix):
+            try:
+                m = json.loads(kv.value)
+            except ValueError:
+                continue
+            if m.get("eligible") and not m.get("nofailover"):
+                members.append(m)
+        me = self._member()
+        members = [m for m in members if m.get("node_id") != me["node_id"]] + [me]
+
+        def rank(m: dict[str, Any]) -> tuple[int, int, str]:
+            return (-int(m["txid"]), -int(m["priority"]), str(m["node_id"]))
+
+        return bool(min(members, key=rank)["node_id"] == me["node_id"])
+
+    async def _promote(self) -> None:
+        node = self.node
+        positions = node.positions()
+        # The files are the truth now: an old txlog of this node (from an earlier term as
+        # primary) may not match them; it is kept aside for inspection, not deleted.
+        txlogs = node.config.data_dir / "txlog"
+        if txlogs.exists() and any(txlogs.iterdir()):
+            aside = node.config.data_dir / f"txlog.before-epoch-{self.leadership.epoch}"
+            shutil.move(str(txlogs), str(aside))
+            log.warning("ha.txlog_moved_aside dir=%s", aside)
+        self.following = None
+        log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,
+                 self.leadership.epoch, positions)  # fmt: skip
+        await node.become_primary(self.leadership.epoch, positions)
+
+    async def _step_down(self, leader: Leader | None) -> None:
+        log.warning("ha.step_down node_id=%s leader=%s", self.node.node_id,
+                    leader.node_id if leader else "unknown")  # fmt: skip
+        if leader is not None and leader.node_id != self.node.node_id:
+            self.following = leader
+            await self.node.become_replica(leader.listen)
+        else:
+            self.following = None
+            await self.node._end_role()
+
+    async def resign(self) -> None:
+        try:
+            await self.leadership.resign()
+            if self._member_lease:
+                await self.client.revoke(self._member_lease)
+        except EtcdError as exc:
+            log.warning("ha.resign_failed error=%r", exc.message)
+        await self.client.close()
+
+    def status(self) -> dict[str, Any]:
+        leader = self.leadership.leader
+        return {
+            "leader_id": leader.node_id if leader else None,
+            "leader_http": leader.http if leader else None,
+            "epoch": self.leadership.epoch,
+            "lease_left": round(self.leadership.time_left(), 3),
+            "last_error": self.last_error or None,
+        }

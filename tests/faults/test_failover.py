@@ -1,0 +1,106 @@
+"""Automatic failover through a real etcd: kill -9 of the primary, promotion, rejoin."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from etcd_server import EtcdServer
+from litecluster.localcluster import LocalNode
+from nodes import Nodes, wait_converged
+from support import wait_for
+
+TTL = 2
+
+
+@pytest.fixture
+def ha(tmp_path: Path) -> Iterator[tuple[Nodes, list[LocalNode]]]:
+    etcd = EtcdServer(tmp_path)
+    n = Nodes(tmp_path)
+    args = ["--etcd", etcd.url, "--lease-ttl", str(TTL)]
+    members = [n.node(f"n{i}", args=args, start=False) for i in range(1, 4)]
+    for m in members:
+        m.start(wait=False)
+    for m in members:
+        m.wait_ready()
+    try:
+        yield n, members
+    finally:
+        n.close()
+        etcd.stop()
+
+
+def roles(members: list[LocalNode]) -> dict[str, str]:
+    out = {}
+    for m in members:
+        if m.running:
+            try:
+                out[m.node_id] = m.status(timeout=2)["node"]["role"]
+            except httpx.HTTPError:
+                out[m.node_id] = "unreachable"
+    return out
+
+
+def the_primary(members: list[LocalNode]) -> LocalNode | None:
+    r = roles(members)
+    primaries = [m for m in members if r.get(m.node_id) == "primary"]
+    assert len(primaries) <= 1, f"two primaries at once: {r}"
+    return primaries[0] if primaries else None
+
+
+def write(node: LocalNode, key: str) -> bool:
+    try:
+        r = httpx.post(f"http://{node.http}/db/execute",
+                       json=[["INSERT INTO t(k) VALUES(?)", key]], timeout=5)  # fmt: skip
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and "error" not in r.json()["results"][0]
+
+
+def test_kill_9_of_the_primary_elects_a_replica_and_the_old_primary_rejoins(
+    ha: tuple[Nodes, list[LocalNode]],
+) -> None:
+    _, members = ha
+    wait_for(lambda: the_primary(members) is not None, 30, "a first primary")
+    primary = the_primary(members)
+    assert primary is not None
+    others = [m for m in members if m is not primary]
+    wait_for(lambda: all(roles([o])[o.node_id] == "replica" for o in others), 30, "replicas")
+    httpx.post(f"http://{primary.http}/db/execute",
+               json=["CREATE TABLE t(k TEXT PRIMARY KEY)"]).raise_for_status()  # fmt: skip
+    acked = [f"k{i}" for i in range(100) if write(primary, f"k{i}")]
+    assert len(acked) == 100
+    wait_converged(primary, others)
+
+    primary.kill()
+    killed_at = time.monotonic()
+    new: list[LocalNode] = []
+
+    def elected() -> bool:
+        p = the_primary(others)
+        if p is not None and write(p, "after-failover"):
+            new.append(p)
+            return True
+        return False
+
+    wait_for(elected, 30, "a new primary that acknowledges writes")
+    recovery = time.monotonic() - killed_at
+    assert recovery < 2 * TTL + 2, f"recovery took {recovery:.1f}s"
+    new_primary = new[0]
+    follower = next(o for o in others if o is not new_primary)
+    wait_for(lambda: roles([follower])[follower.node_id] == "replica", 30, "the follower")
+    wait_converged(new_primary, [follower])
+    got = httpx.get(f"http://{new_primary.http}/db/query", params={"q": "SELECT k FROM t"}).json()
+    keys = {row[0] for row in got["results"][0]["values"]}
+    assert set(acked) | {"after-failover"} == keys, "no acknowledged write was lost"
+
+    # The old primary comes back as a replica of the new one and converges.
+    primary.start()
+    wait_for(lambda: roles([primary])[primary.node_id] == "replica", 30, "the rejoin")
+    assert write(new_primary, "after-rejoin")
+    wait_converged(new_primary, [primary, follower])
+    assert the_primary(members) is new_primary
