@@ -257,6 +257,7 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--lease-ttl", type=int, help="Leader lease TTL in seconds [5].")
 @click.option("--priority", type=int, help="Promotion priority among equal candidates [0].")
 @click.option("--nofailover", is_flag=True, default=None, help="Never promote this node.")
+@click.option("--sync-replicas", type=int, help="Acknowledge writes once K replicas hold them [0].")
 @_friendly
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run a node: the primary, or (with --primary) a replica of it.

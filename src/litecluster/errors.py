@@ -141,3 +141,9 @@ class NotPrimaryError(NodeError):
     """A write reached a node that is not (or no longer) the primary; retry on the primary."""
 
     default_hint = "retry: the client or the node forwards to the current primary"
+
+
+class SyncTimeoutError(NodeError):
+    """Synchronous mode: too few replicas acknowledged a write in time (outcome unknown)."""
+
+    default_hint = "check that enough replicas are connected (status), then retry idempotently"

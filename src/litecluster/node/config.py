@@ -91,6 +91,9 @@ class NodeConfig:
     nofailover: bool = False
     maximum_lag_on_failover: int = 10_000
     """A replica further behind than this many records is never promoted."""
+    sync_replicas: int = 0
+    """Synchronous mode: a write is acknowledged once this many replicas hold it."""
+    sync_timeout: float = 10.0
     log_format: str = "kv"
     log_level: str = "INFO"
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -241,6 +244,8 @@ def validate(config: NodeConfig) -> None:
             raise _bad(config, name, "file not found")
     if config.etcd and config.primary is not None:
         raise _bad(config, "primary", "with etcd the nodes elect their primary: drop primary")
+    if config.sync_replicas < 0 or config.sync_timeout <= 0:
+        raise _bad(config, "sync_replicas", "sync_replicas >= 0 and sync_timeout > 0")
     if config.lease_ttl < 2:
         raise _bad(config, "lease_ttl", "must be at least 2 (etcd's minimum)")
     if config.primary is not None and config.primary == config.listen:

@@ -25,6 +25,7 @@ from litecluster.errors import (
     NodeError,
     NotPrimaryError,
     ProtocolError,
+    SyncTimeoutError,
     TxidNotFoundError,
 )
 from litecluster.position import Position
@@ -57,6 +58,7 @@ log = logging.getLogger("litecluster.primary")
 
 SNAPSHOT_CHUNK = 1 << 20
 MAX_DEPARTED = 256
+_ZERO = Position()
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Primary:
         self.dbs: dict[str, PrimaryDb] = {}
         self.writers: dict[str, Writer] = {}
         self.start_txids = start_txids or {}
+        self._acked = asyncio.Event()
         self.may_write: Callable[[], bool] = lambda: True
         """False once this node's leadership ran out: writes are refused from then on."""
         self.on_durable: list[Callable[[str, int], None]] = []
@@ -187,6 +190,13 @@ class Primary:
             writer = self.writers[name] = Writer(name, db.capture, self.writer_config)
             writer.may_commit = self.may_write
         outcome = await writer.submit(statements, transaction=transaction)
+        if self.config.sync_replicas and not await self._replicated(name, outcome.position.txid):
+            raise SyncTimeoutError(
+                f"the write is durable here but fewer than {self.config.sync_replicas} replicas "
+                f"acknowledged it within {self.config.sync_timeout:g} s; its outcome is "
+                "indeterminate (it may survive a failover or not)",
+                position=str(outcome.position),
+            )
         if not self.may_write():
             # Committed here, but this node's leadership ended meanwhile: another primary may
             # not have it. The outcome is unknown to the client, never reported as success.
@@ -195,6 +205,23 @@ class Primary:
                 epoch=self.epoch,
             )
         return outcome
+
+    def acked_by(self, name: str, txid: int) -> int:
+        """How many connected replicas have applied ``txid`` of database ``name``."""
+        return sum(1 for s in self.sessions.values() if s.acked.get(name, _ZERO).txid >= txid)
+
+    async def _replicated(self, name: str, txid: int) -> bool:
+        """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
+        they run with replica_durable, the default)."""
+        deadline = time.monotonic() + self.config.sync_timeout
+        while self.acked_by(name, txid) < self.config.sync_replicas:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), left)
+        return True
 
     def check_captures(self) -> None:
         for name, db in list(self.dbs.items()):
@@ -351,6 +378,7 @@ class Primary:
                 for name, pos in msg.positions.items():
                     session.acked[name] = pos.position()
                 session.acked_at = time.time()
+                self._acked.set()
             elif isinstance(msg, NeedSnapshot):
                 db = self.dbs.get(msg.db)
                 if db is None:
