@@ -256,3 +256,117 @@ def test_replication_report_replaces_only_its_section(tmp_path: Path) -> None:
     assert "\nold\n" not in text
     assert text.count(REPL_START) == 1
     assert "not measured" in text  # no runs: verdicts say so instead of inventing numbers
+
+
+SQL = REPO / "bench" / "sql.py"
+SQL_START = "<!-- bench:sql:start -->"
+SQL_END = "<!-- bench:sql:end -->"
+
+
+def _redis_in(workdir: Path) -> list[int]:
+    """redis-server processes started in ``workdir`` (redis rewrites its command line, so the
+    working directory tells them apart)."""
+    found = []
+    for p in psutil.process_iter(["pid", "name"]):
+        if p.info["name"] != "redis-server":
+            continue
+        try:
+            cwd = p.cwd()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if cwd.startswith(str(workdir)):
+            found.append(p.info["pid"])
+    return found
+
+
+@pytest.mark.timeout(240)
+def test_sql_benchmark_smoke(tmp_path: Path) -> None:
+    """Nodes and a redis-server: the section is appended, the rest of the file kept byte for
+    byte, every table holds plausible numbers, and no process is left behind."""
+    out = tmp_path / "BENCHMARKS.md"
+    head = f"# Title\n\nKept by hand.\n\n{REPL_START}\nreplication section\n{REPL_END}\n\n"
+    out.write_text(head)
+    workdir = tmp_path / "w"
+    proc = subprocess.run(
+        [sys.executable, str(SQL), "--smoke", "--out", str(out), "--workdir", str(workdir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith(head)
+    assert text.count(SQL_START) == 1
+    assert text.count(SQL_END) == 1
+    assert text.endswith(SQL_END + "\n")
+    section = text[text.index(SQL_START) :]
+    assert "--smoke" in section  # the command is named
+    assert "### Failures" not in section, section
+    for fact in ("| CPU |", "| Cores |", "| Python |", "| SQLite |", "| fdatasync"):
+        assert fact in section
+
+    tables = _tables(section)
+    targets = _table(tables, "Targets")
+    assert len(targets) == 4  # read p50, redis ratio, writes acknowledged and replicated
+    for row in targets:
+        assert _value(row["Measured"]) > 0
+        assert row["Verdict"] in ("**met**", "**MISSED**")
+    assert "\N{MULTIPLICATION SIGN}" in targets[1]["Measured"]  # the ratio against redis
+
+    reads = {r["Path"].split(":")[0]: r for r in _table(tables, "Point reads")}
+    assert len(reads) == 7
+    for row in reads.values():
+        p50, p99 = _value(row["p50 (µs)"]), _value(row["p99 (µs)"])
+        assert 0 < p50 <= p99 < 1_000_000
+        assert _value(row["redis GET p50 / this p50"]) > 0
+    raw = next(r for name, r in reads.items() if "sqlean connection" in name)
+    assert _value(raw["p50 vs raw connection"]) == 1.0
+    assert any("redis-py" in name for name in reads)
+
+    writes = _table(tables, "Writes over HTTP")
+    assert len(writes) == 4  # every load generator
+    for row in writes:
+        assert _value(row["Acknowledged (writes/s)"]) > 0
+        assert _value(row["Replicated (writes/s)"]) > 0
+        assert _value(row["Errors"]) == 0
+        assert _value(row["vs plain FULL"]) > 0
+        assert _value(row["Primary CPU"]) > 0
+
+    groups = _table(tables, "Group commit")
+    assert len(groups) == 4
+    for row in groups:
+        assert _value(row["Groups"]) >= 1
+        assert 1 <= _value(row["Mean size"]) <= _value(row["Max size"]) <= 512
+        assert _value(row["p50 size"]) <= _value(row["p90 size"]) <= _value(row["Max size"])
+
+    plain = _table(tables, "Peer: plain SQLite")
+    assert len(plain) == 4  # FULL and NORMAL, 1 and 32 threads
+    for row in plain:
+        assert _value(row["Commits/s"]) > 0
+        assert _value(row["litecluster acknowledged / this"]) > 0
+
+    # Every node and redis process is gone, and so are the clusters' directories.
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(workdir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+    assert _redis_in(workdir) == []
+    assert not any(workdir.glob("cluster-*"))
+
+
+def test_sql_benchmark_without_redis_says_how_to_install_it(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, str(SQL), "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 2
+    assert "apt-get install redis-server" in proc.stderr
+    assert not out.exists()

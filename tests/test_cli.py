@@ -175,3 +175,15 @@ def test_demo_keep_leaves_a_cluster_that_status_can_read(tmp_path: Path) -> None
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+
+def test_demo_failover_elects_a_new_primary_and_loses_nothing(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "litecluster", "demo", "--failover", "--seconds", "4",
+         "--dir", str(tmp_path / "fo")],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kill -9" in proc.stdout
+    assert "first write acknowledged after the kill" in proc.stdout
+    assert "acknowledged writes missing on the new primary: 0" in proc.stdout

@@ -88,9 +88,17 @@ def main(log_level: str) -> None:
     help="Use this directory.",
 )
 @click.option("--keep", is_flag=True, help="Keep the files afterwards and print where they are.")
+@click.option("--failover", is_flag=True, help="With etcd: kill the primary and show the takeover.")
 @_friendly
-def demo(seconds: float, replicas: int, directory: Path | None, keep: bool) -> None:
+def demo(seconds: float, replicas: int, directory: Path | None, keep: bool, failover: bool) -> None:
     """Run a primary and replicas locally on a realistic workload, then verify them."""
+    if failover:
+        from .demo_failover import run_failover_demo
+
+        res = run_failover_demo(seconds, click.echo, directory)
+        if not res.ok:
+            raise click.ClickException("the failover demo did not end as expected (see above)")
+        return
     result = run_demo(
         DemoConfig(seconds=seconds, replicas=replicas, directory=directory, keep=keep), click.echo
     )
