@@ -149,13 +149,18 @@ class LocalEtcd:
         binary = shutil.which("etcd")
         if binary is None:
             raise NodeError("etcd is not installed", hint="apt-get install etcd-server")
+        self.binary, self.directory = binary, directory
         self.client_port, self.peer_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
         self.log_path = directory / "etcd.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.start(timeout)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (or restart, on the same ports and data) and wait until it is healthy."""
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [binary, "--name", "lc", "--data-dir", str(directory / "etcd"),
+            [self.binary, "--name", "lc", "--data-dir", str(self.directory / "etcd"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"lc={peer}"],

@@ -347,6 +347,7 @@ class Node:
             out.update(self.follower.status())
         if self.ha is not None:
             out["leadership"] = self.ha.status()
+        out.setdefault("databases", {})  # a candidate between roles serves none
         return out
 
 
