@@ -51,7 +51,7 @@ class ExecuteResult:
     position: Position | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every local read: no frozen-dataclass setattr cost
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -265,7 +265,7 @@ class _Embedded:
             conn = self._conns[db] = sqlite_connect(path, readonly=True)
         try:
             cur = conn.execute(sql, params if params is not None else ())
-            rows = [tuple(r) for r in cur.fetchall()]
+            rows = cur.fetchall()  # already tuples (no row factory)
         except DatabaseError as exc:
             raise ClientError(str(exc), sql_error=str(exc)) from None
         return QueryResult([d[0] for d in cur.description or ()], rows)
