@@ -62,6 +62,21 @@ def write(node: LocalNode, key: str) -> bool:
     return r.status_code == 200 and "error" not in r.json()["results"][0]
 
 
+def wait_for_writable_primary(candidates: list[LocalNode], key: str) -> LocalNode:
+    """The node that is primary and acknowledges a write of ``key`` (waits for an election)."""
+    found: list[LocalNode] = []
+
+    def writable() -> bool:
+        p = the_primary([c for c in candidates if c.running])
+        if p is not None and write(p, key):
+            found.append(p)
+            return True
+        return False
+
+    wait_for(writable, 30, "a primary that acknowledges writes")
+    return found[0]
+
+
 def test_kill_9_of_the_primary_elects_a_replica_and_the_old_primary_rejoins(
     ha: tuple[Nodes, list[LocalNode]],
 ) -> None:
@@ -79,19 +94,9 @@ def test_kill_9_of_the_primary_elects_a_replica_and_the_old_primary_rejoins(
 
     primary.kill()
     killed_at = time.monotonic()
-    new: list[LocalNode] = []
-
-    def elected() -> bool:
-        p = the_primary(others)
-        if p is not None and write(p, "after-failover"):
-            new.append(p)
-            return True
-        return False
-
-    wait_for(elected, 30, "a new primary that acknowledges writes")
+    new_primary = wait_for_writable_primary(others, "after-failover")
     recovery = time.monotonic() - killed_at
     assert recovery < 2 * TTL + 2, f"recovery took {recovery:.1f}s"
-    new_primary = new[0]
     follower = next(o for o in others if o is not new_primary)
     wait_for(lambda: roles([follower])[follower.node_id] == "replica", 30, "the follower")
     wait_converged(new_primary, [follower])
@@ -125,23 +130,13 @@ def test_a_stopped_primary_wakes_as_a_zombie_that_acknowledges_nothing(
     wait_converged(old, others)
     old.signal(signal.SIGSTOP)
     try:
-        new: list[LocalNode] = []
-
-        def elected() -> bool:
-            p = the_primary(others)
-            if p is not None and write(p, "during"):
-                new.append(p)
-                return True
-            return False
-
-        wait_for(elected, 30, "a new primary while the old one is stopped")
+        new_primary = wait_for_writable_primary(others, "during")
     finally:
         old.signal(signal.SIGCONT)
     # The zombie's lease ran out on its own clock while it was stopped: no write it receives
     # after waking is acknowledged, and it soon follows the new primary.
     acked_by_zombie = [k for k in (f"z{i}" for i in range(20)) if write(old, k)]
     wait_for(lambda: roles([old])[old.node_id] == "replica", 30, "the zombie to step down")
-    new_primary = new[0]
     got = httpx.get(f"http://{new_primary.http}/db/query", params={"q": "SELECT k FROM t"}).json()
     keys = {row[0] for row in got["results"][0]["values"]}
     assert {"before", "during"} <= keys
@@ -174,20 +169,9 @@ def test_etcd_down_longer_than_the_ttl_stops_writes_then_the_cluster_recovers(
         time.sleep(TTL)  # etcd stays down longer than the TTL (nothing to wait for: it is down)
         assert not write(primary, "while-etcd-down")
         etcd.start()
-        recovered: list[LocalNode] = []
-
-        def writable() -> bool:
-            p = the_primary(members)
-            if p is not None and write(p, "after"):
-                recovered.append(p)
-                return True
-            return False
-
-        wait_for(writable, 30, "writes after etcd is back")
-        wait_converged(recovered[0], [m for m in members if m is not recovered[0]])
-        got = httpx.get(
-            f"http://{recovered[0].http}/db/query", params={"q": "SELECT k FROM t"}
-        ).json()
+        recovered = wait_for_writable_primary(members, "after")
+        wait_converged(recovered, [m for m in members if m is not recovered])
+        got = httpx.get(f"http://{recovered.http}/db/query", params={"q": "SELECT k FROM t"}).json()
         keys = {row[0] for row in got["results"][0]["values"]}
         assert {"before", "after"} <= keys
         assert "while-etcd-down" not in keys
