@@ -219,3 +219,20 @@ def test_replica_without_its_primary_gives_retryable_errors_and_honours_freshnes
     assert stale.status_code == 503
     assert "recently enough" in stale.json()["error"]
     wait_for(lambda: httpx.get(f"http://{r_http}/readyz").status_code == 503, 30, "not ready")
+
+
+def test_a_write_to_a_new_database_creates_it_and_it_reaches_replicas(
+    cluster: tuple[Nodes, str, str],
+) -> None:
+    nodes, _, r_http = cluster
+    w = httpx.post(f"http://{r_http}/db/execute", params={"db": "flags"},
+                   json=["CREATE TABLE f(name TEXT PRIMARY KEY)", "INSERT INTO f VALUES ('beta')"])  # fmt: skip
+    assert w.status_code == 200, w.text
+    assert "error" not in w.json()["results"][1]
+    # Forwarded by the replica, which answered once it had the write: read it back there.
+    got = httpx.get(f"http://{r_http}/db/query",
+                    params={"db": "flags", "q": "SELECT name FROM f", "level": "none"}).json()  # fmt: skip
+    assert got["results"][0]["values"] == [["beta"]]
+    wait_converged(nodes.all[0], [nodes.all[1]], "flags")
+    bad = httpx.post(f"http://{r_http}/db/execute", params={"db": "../etc"}, json=["SELECT 1"])
+    assert bad.status_code == 400
