@@ -305,5 +305,34 @@ def status(http: str, ca: str | None, as_json: bool) -> None:
         click.echo(render(view))
 
 
+@main.command()
+@click.option("--to", "target", required=True, help="Node id of the replica to hand over to.")
+@click.option(
+    "--http", default="127.0.0.1:4002", show_default=True, help="Any node's HTTP address."
+)
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
+@_friendly
+def switchover(target: str, http: str, ca: str | None) -> None:
+    """Planned handoff of the primary role to TARGET (clusters run with --etcd)."""
+    import ssl
+
+    import httpx
+
+    from .node.status import cluster_status
+
+    view = cluster_status(http, ca=ca)
+    primary = view["primary"]
+    if primary is None:
+        raise click.ClickException(f"no primary reachable: {view['primary_error']}")
+    scheme = "https" if ca else "http"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+    resp = httpx.post(f"{scheme}://{primary['node']['http']}/switchover", params={"to": target},
+                      timeout=30, verify=verify)  # fmt: skip
+    data = resp.json()
+    if resp.status_code != 200:
+        raise click.ClickException(f"switchover refused: {data.get('error', resp.status_code)}")
+    click.echo(f"{primary['node']['id']} handed over to {target} in {data['seconds']:.2f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +180,32 @@ def test_etcd_down_longer_than_the_ttl_stops_writes_then_the_cluster_recovers(
     finally:
         n.close()
         etcd.stop()
+
+
+def test_switchover_hands_the_primary_role_to_the_named_replica_without_loss(
+    ha: tuple[Nodes, list[LocalNode]],
+) -> None:
+    _, members = ha
+    wait_for(lambda: the_primary(members) is not None, 30, "a first primary")
+    old = the_primary(members)
+    assert old is not None
+    others = [m for m in members if m is not old]
+    wait_for(lambda: all(roles([o])[o.node_id] == "replica" for o in others), 30, "replicas")
+    httpx.post(
+        f"http://{old.http}/db/execute", json=["CREATE TABLE t(k TEXT PRIMARY KEY)"]
+    ).raise_for_status()
+    acked = [f"k{i}" for i in range(50) if write(old, f"k{i}")]
+    target = max(others, key=lambda m: m.node_id)  # not the one the election would prefer
+    out = subprocess.run(
+        [sys.executable, "-m", "litecluster", "switchover", "--to", target.node_id,
+         "--http", others[0].http],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"handed over to {target.node_id}" in out.stdout
+    new = wait_for_writable_primary(members, "after-switchover")
+    assert new is target
+    wait_for(lambda: roles([old])[old.node_id] == "replica", 30, "the old primary to follow")
+    wait_converged(target, [m for m in members if m is not target])
+    got = httpx.get(f"http://{target.http}/db/query", params={"q": "SELECT k FROM t"}).json()
+    assert set(acked) <= {row[0] for row in got["results"][0]["values"]}

@@ -22,7 +22,8 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from litecluster.errors import LiteclusterError
+from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
+from litecluster.position import Position
 
 from .etcd import EtcdClient, EtcdError, EtcdUnavailableError
 from .etcd_leadership import EtcdLeadership, Leader
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger("litecluster.ha")
+_ZERO = Position()
 
 
 class HaLoop:
@@ -42,6 +44,7 @@ class HaLoop:
             self.client, cfg.cluster_id, node.node_id, cfg.listen, str(cfg.http), ttl=cfg.lease_ttl
         )
         self.members_prefix = f"/litecluster/{cfg.cluster_id}/members/"
+        self.switchover_key = f"/litecluster/{cfg.cluster_id}/switchover"
         self._member_lease = 0
         self.following: Leader | None = None
         self.last_error = ""
@@ -124,6 +127,10 @@ class HaLoop:
     async def _best_candidate(self) -> bool:
         if not self._eligible():
             return False
+        handoff = await self.client.get(self.switchover_key)
+        if handoff is not None:
+            # A planned switchover names its target: only that node may take the key.
+            return handoff.value.decode() == self.node.node_id
         members = []
         for kv in await self.client.get_prefix(self.members_prefix):
             try:
@@ -164,6 +171,35 @@ class HaLoop:
         else:
             self.following = None
             await self.node._end_role()
+
+    async def switchover(self, target: str, timeout: float = 5.0) -> None:
+        """Planned handoff from this primary to ``target``: writes pause, the target catches
+        up, the leader key is handed over by name; nothing acknowledged is lost."""
+        node = self.node
+        primary = node.primary
+        if primary is None or not self.leadership.valid():
+            raise NotPrimaryError("switchover must be asked of the primary")
+        session = primary.sessions.get(target)
+        if session is None:
+            raise NodeError("the target is not a connected replica", target=target)
+        primary.paused = True  # new writes get a retryable "not primary" from now on
+        try:
+            await primary.drain_writers()
+            heads = {name: db.head for name, db in primary.dbs.items()}
+            deadline = time.monotonic() + timeout
+            while any(session.acked.get(n, _ZERO).txid < t for n, t in heads.items()):
+                if time.monotonic() > deadline:
+                    raise NodeError("the target did not catch up in time; switchover aborted",
+                                    target=target)  # fmt: skip
+                await asyncio.sleep(0.01)  # acks arrive within a heartbeat; bounded above
+            lease = await self.client.grant(max(2, node.config.lease_ttl * 2))
+            await self.client.put(self.switchover_key, target.encode(), lease=lease)
+            log.info("ha.switchover to=%s heads=%s", target, heads)
+            await self.leadership.resign()
+            await node._end_role()
+        except BaseException:
+            primary.paused = False
+            raise
 
     async def resign(self) -> None:
         try:

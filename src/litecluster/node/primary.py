@@ -103,6 +103,8 @@ class Primary:
         self.writers: dict[str, Writer] = {}
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
+        self.paused = False
+        """Set during a planned switchover: new writes are refused (retryable)."""
         self.may_write: Callable[[], bool] = lambda: True
         """False once this node's leadership ran out: writes are refused from then on."""
         self.on_durable: list[Callable[[str, int], None]] = []
@@ -182,7 +184,7 @@ class Primary:
     async def write(
         self, name: str, statements: list[Statement], *, transaction: bool
     ) -> WriteOutcome:
-        if not self.may_write():
+        if not self.may_write() or self.paused:
             raise NotPrimaryError("this node is no longer the primary", epoch=self.epoch)
         db = self.ensure_database(name)
         writer = self.writers.get(name)
@@ -205,6 +207,11 @@ class Primary:
                 epoch=self.epoch,
             )
         return outcome
+
+    async def drain_writers(self) -> None:
+        """Wait until every write already queued has committed (its record is durable)."""
+        for writer in list(self.writers.values()):
+            await writer.submit([], transaction=True)
 
     def acked_by(self, name: str, txid: int) -> int:
         """How many connected replicas have applied ``txid`` of database ``name``."""

@@ -271,6 +271,19 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         return _error(503, exc.message, retryable=True, hint=exc.hint)
 
 
+async def switchover(request: web.Request) -> web.Response:
+    """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
+    node = request.app[NODE]
+    target = request.query.get("to", "")
+    if node.ha is None:
+        raise RequestError("switchover needs a cluster with --etcd")
+    if not target:
+        raise RequestError("missing to=NODE")
+    started = time.perf_counter()
+    await node.ha.switchover(target)
+    return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
+
+
 def add_routes(app: web.Application, node: Node) -> None:
     app[NODE] = node
     app.router.add_post("/db/execute", execute)
@@ -279,3 +292,4 @@ def add_routes(app: web.Application, node: Node) -> None:
     app.router.add_post("/db/request", unified)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/nodes", nodes)
+    app.router.add_post("/switchover", switchover)
