@@ -47,6 +47,7 @@ class HaLoop:
         self.switchover_key = f"/litecluster/{cfg.cluster_id}/switchover"
         self._member_lease = 0
         self.following: Leader | None = None
+        self._leaderless = 0
         self.last_error = ""
 
     def _refresh_identity(self) -> None:
@@ -80,12 +81,18 @@ class HaLoop:
             await self._step_down(await self._observe())
             return
         leader = await self._observe()
+        self._leaderless = 0 if leader is not None else self._leaderless + 1
         if leader is not None:
             if leader.node_id == node.node_id:
                 return  # our own key from before a restart: wait for it to expire
             if self.following is None or self.following.listen != leader.listen:
                 self.following = leader
                 await node.become_replica(leader.listen)
+            return
+        # Wait one more round before running: every member has then published the position it
+        # reached when the old primary's stream stopped, so the most advanced one is known (in
+        # synchronous mode that is the one holding every acknowledged write).
+        if self._leaderless < 2 and self.following is not None:
             return
         if await self._best_candidate() and await self.leadership.acquire():
             await self._promote()
