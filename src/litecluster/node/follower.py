@@ -113,6 +113,7 @@ class Follower:
         """This node's bound HTTP address, told to the primary."""
         self.applied_at: dict[str, float] = {}
         self.on_apply: list[Callable[[str, Position], None]] = []
+        self._apply_failure: BaseException | None = None
         self._ssl = client_context(
             str(config.tls_ca) if config.tls_ca else None, tls=config.tls_ca is not None
         )
@@ -155,7 +156,15 @@ class Follower:
                 await self._session()
             except asyncio.CancelledError:
                 task = asyncio.current_task()
-                if task is None or task.cancelling():
+                failure, self._apply_failure = self._apply_failure, None
+                if failure is not None and task is not None:
+                    # The apply loop failed (disk full, I/O error) and cancelled the reader,
+                    # which may have been waiting on a full queue: reconnect and retry.
+                    task.uncancel()
+                    self.stats.error(failure)
+                    self.upstream.last_error = _first_line(failure)
+                    log.error("replica.apply_failed error=%r", self.upstream.last_error)
+                elif task is None or task.cancelling():
                     raise
                 # Python 3.11's wait_for can raise CancelledError when its timeout and the
                 # awaited read complete together (after a long pause such as SIGSTOP): that is
@@ -264,8 +273,17 @@ class Follower:
             if q is None:
                 self._replica(db)
                 q = queues[db] = asyncio.Queue(QUEUE_FRAMES)
-                tasks.append(asyncio.create_task(self._apply_loop(db, q, writer)))
+                task = asyncio.create_task(self._apply_loop(db, q, writer))
+                task.add_done_callback(failed)
+                tasks.append(task)
             return q
+
+        reader_task = asyncio.current_task()
+
+        def failed(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None and reader_task is not None:
+                self._apply_failure = t.exception()
+                reader_task.cancel()
 
         try:
             while True:

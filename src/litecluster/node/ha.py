@@ -48,6 +48,7 @@ class HaLoop:
         self._member_lease = 0
         self.following: Leader | None = None
         self._leaderless = 0
+        self.disk_full = False
         self.last_error = ""
 
     def _refresh_identity(self) -> None:
@@ -122,7 +123,7 @@ class HaLoop:
 
     def _eligible(self) -> bool:
         node, cfg = self.node, self.node.config
-        if cfg.nofailover:
+        if cfg.nofailover or self.disk_full:
             return False
         if node.follower is not None:
             head = node.follower.upstream.heads.get("main")
@@ -207,6 +208,15 @@ class HaLoop:
         except BaseException:
             primary.paused = False
             raise
+
+    async def step_down_now(self) -> None:
+        """Give up the leader key at once (the node cannot serve as primary)."""
+        try:
+            await self.leadership.resign()
+        except EtcdError as exc:
+            log.warning("ha.resign_failed error=%r", exc.message)
+        self.following = None
+        await self.node._end_role()
 
     async def resign(self) -> None:
         try:

@@ -154,6 +154,7 @@ class Node:
         )
         self.primary.http = str(self.http)
         self.primary.may_write = self.may_write
+        self.primary.on_disk_full = self._disk_full
         self.primary.on_durable.append(self.waiters.notify)
         # On the loop, not in a thread: discovering a database starts streams for connected
         # replicas (tasks), and no replica may be admitted before the databases are open.
@@ -180,6 +181,14 @@ class Node:
         if self.primary is not None:
             return {name: db.head for name, db in self.primary.dbs.items()}
         return {}
+
+    def _disk_full(self) -> None:
+        """A primary that cannot write its disk hands over (with etcd) instead of failing
+        every write; it stays out of elections until it restarts with space."""
+        log.error("node.disk_full node_id=%s: stepping down", self.node_id)
+        if self.ha is not None and not self.ha.disk_full:
+            self.ha.disk_full = True
+            asyncio.get_running_loop().create_task(self.ha.step_down_now())
 
     def may_write(self) -> bool:
         """False once this node may no longer act as primary (its lease ran out)."""

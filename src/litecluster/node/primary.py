@@ -104,6 +104,8 @@ class Primary:
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
         self.paused = False
+        self.on_disk_full: Callable[[], None] = lambda: None
+        """Called when a write failed for lack of disk space."""
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.may_write: Callable[[], bool] = lambda: True
         """False once this node's leadership ran out: writes are refused from then on."""
@@ -191,7 +193,12 @@ class Primary:
         if writer is None:
             writer = self.writers[name] = Writer(name, db.capture, self.writer_config)
             writer.may_commit = self.may_write
-        outcome = await writer.submit(statements, transaction=transaction)
+        try:
+            outcome = await writer.submit(statements, transaction=transaction)
+        except LiteclusterError:
+            if writer.disk_full:
+                self.on_disk_full()
+            raise
         if self.config.sync_replicas and not await self._replicated(name, outcome.position.txid):
             raise SyncTimeoutError(
                 f"the write is durable here but fewer than {self.config.sync_replicas} replicas "

@@ -12,6 +12,7 @@ at, once its record is durable.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import queue
 import threading
@@ -69,6 +70,8 @@ class Writer:
         # its record durable, so the WAL fsync per commit is not needed (see connect_writer).
         self.conn: Connection = capture.connect_writer("NORMAL")
         self.group_sizes: Counter[int] = Counter()
+        self.disk_full = False
+        """Set when a group failed for lack of disk space (the node then steps down)."""
         self.may_commit: Callable[[], bool] = lambda: True
         """Checked under the write lock before each COMMIT: a deposed primary commits nothing."""
         self._deadline = 0.0
@@ -110,10 +113,14 @@ class Writer:
             try:
                 position = self._commit(group)
             except Exception as exc:
+                full = _disk_full(exc)
                 err = exc if isinstance(exc, LiteclusterError) else WriteError(
-                    f"the write transaction failed and was rolled back: {exc}",
-                    db=self.name, hint="nothing was applied; retry the request",
+                    f"the write failed and was not acknowledged: {exc}",
+                    db=self.name, disk_full=full,
+                    hint="free disk space on the primary" if full else "retry the request",
                 )  # fmt: skip
+                if full:
+                    self.disk_full = True
                 log.error(
                     "writer.group_failed db=%s size=%d error=%r", self.name, len(group), str(exc)
                 )
@@ -178,6 +185,12 @@ class Writer:
         except DatabaseError as exc:
             raise WriteError(f"savepoint failed: {exc}", db=self.name) from exc
         return results
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return "disk is full" in str(exc) or "No space left" in str(exc)
 
 
 def _resolve(fut: asyncio.Future[WriteOutcome], outcome: WriteOutcome) -> None:
