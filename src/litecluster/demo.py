@@ -26,7 +26,7 @@ from typing import Any
 
 from .checksum import format_checksum
 from .errors import LiteclusterError
-from .localcluster import LocalNode
+from .localcluster import LocalNode, wait_until
 from .sqlite import Connection, connect
 from .verify import database_checksum
 
@@ -199,15 +199,6 @@ class _Cluster:
             n.stop()
 
 
-def _wait(cond: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 def run_demo(cfg: DemoConfig, echo: Echo = print) -> DemoResult:
     root = cfg.directory or Path(tempfile.mkdtemp(prefix="litecluster-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -310,7 +301,7 @@ def _run(cfg: DemoConfig, cluster: _Cluster, result: DemoResult, echo: Echo) -> 
     if errors:
         raise errors[0]
     primary_sum = database_checksum(str(primary_db)).checksum
-    if not _wait(lambda: cluster.converged(primary_sum), 30.0):
+    if not wait_until(lambda: cluster.converged(primary_sum), 30.0):
         raise LiteclusterError(
             "replicas did not catch up within 30 s", hint="see the node logs in the demo directory"
         )

@@ -22,7 +22,7 @@ import httpx
 
 from .client import ClientError, connect
 from .errors import LiteclusterError
-from .localcluster import LocalEtcd, LocalNode
+from .localcluster import LocalEtcd, LocalNode, wait_until
 
 Echo = Callable[[str], None]
 TTL = 2
@@ -55,11 +55,8 @@ def _primary(nodes: list[LocalNode]) -> LocalNode | None:
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise LiteclusterError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    if not wait_until(cond, timeout):
+        raise LiteclusterError(f"timed out waiting for {what}")
 
 
 def run_failover_demo(

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +24,16 @@ from typing import IO, Any
 import httpx
 
 from litecluster.errors import NodeError
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``cond`` until it holds (True) or ``timeout`` seconds passed (its last answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return cond()
 
 
 @dataclass

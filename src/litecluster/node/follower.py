@@ -111,7 +111,6 @@ class Follower:
         self.tmp = config.data_dir / "tmp"
         self.http = str(config.http)
         """This node's bound HTTP address, told to the primary."""
-        self.applied_at: dict[str, float] = {}
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
         self._ssl = client_context(
@@ -406,7 +405,6 @@ class Follower:
             return True
         self.stats.records_applied += n
         self.stats.bytes_applied += size
-        self.applied_at[db] = time.time()
         for listener in self.on_apply:
             listener(db, replica.position)
         await self._ack(writer, [db])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
 from litecluster.position import Position
 
-from .etcd import EtcdClient, EtcdError, EtcdUnavailableError
+from .etcd import EtcdClient, EtcdError
 from .etcd_leadership import EtcdLeadership, Leader
 
 if TYPE_CHECKING:
@@ -79,9 +79,9 @@ class HaLoop:
         if node.primary is not None:
             if await self.leadership.renew():
                 return
-            await self._step_down(await self._observe())
+            await self._step_down(await self.leadership.observe())
             return
-        leader = await self._observe()
+        leader = await self.leadership.observe()
         self._leaderless = 0 if leader is not None else self._leaderless + 1
         if leader is not None:
             if leader.node_id == node.node_id:
@@ -97,12 +97,6 @@ class HaLoop:
             return
         if await self._best_candidate() and await self.leadership.acquire():
             await self._promote()
-
-    async def _observe(self) -> Leader | None:
-        try:
-            return await self.leadership.observe()
-        except EtcdUnavailableError:
-            raise
 
     async def _publish(self) -> None:
         ttl = self.node.config.lease_ttl

@@ -63,7 +63,8 @@ class NodeCollector:
             status = node.primary.status()
             for name, db in node.primary.dbs.items():
                 pos.add_metric([name], float(db.head))
-                size.add_metric([name], float(db.txlog.stats().bytes))
+            for name, d in status["databases"].items():  # type: ignore[attr-defined]
+                size.add_metric([name], float(d["txlog_bytes"]))
             for rep in status["replicas"]:  # type: ignore[attr-defined]
                 for name, d in rep["databases"].items():
                     lag_r.add_metric([name, rep["node_id"]], float(d["lag_records"]))

@@ -37,6 +37,7 @@ from .httpapi import make_app
 from .leadership import Leadership, StaticLeadership
 from .logs import setup_logging
 from .primary import Primary
+from .protocol import Refuse, encode_message
 from .state import NodeState
 from .stats import Stats
 from .tls import server_context
@@ -253,8 +254,6 @@ class Node:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         """A replica's replication port: refuse, naming the primary."""
-        from .protocol import Refuse, encode_message
-
         primary = self.follower.config.primary if self.follower else None
         writer.write(encode_message(Refuse("not_primary", f"primary is {primary or 'unknown'}")))
         with contextlib.suppress(Exception):
