@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_failover import TTL, roles, the_primary, wait_for_writable_primary
+from ha_cluster import TTL, roles, the_primary, wait_for_writable_primary
 
 from etcd_server import EtcdServer
 from litecluster.localcluster import LocalNode

@@ -1,0 +1,53 @@
+"""Clusters of node processes electing their primary through a real etcd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ha_cluster import TTL
+
+from etcd_server import EtcdServer
+from litecluster.localcluster import LocalNode
+from nodes import Nodes
+
+
+def _cluster(tmp_path: Path, extra: list[str], env: dict[str, str] | None = None
+             ) -> Iterator[tuple[Nodes, list[LocalNode], EtcdServer]]:  # fmt: skip
+    etcd = EtcdServer(tmp_path)
+    n = Nodes(tmp_path)
+    args = ["--etcd", etcd.url, "--lease-ttl", str(TTL), *extra]
+    members = [n.node(f"n{i}", args=args, env=env, start=False) for i in range(1, 4)]
+    for m in members:
+        m.start(wait=False)
+    for m in members:
+        m.wait_ready()
+    try:
+        yield n, members, etcd
+    finally:
+        n.close()
+        etcd.stop()
+
+
+@pytest.fixture
+def ha(tmp_path: Path) -> Iterator[tuple[Nodes, list[LocalNode]]]:
+    """Three nodes in asynchronous mode."""
+    for n, members, _ in _cluster(tmp_path, []):
+        yield n, members
+
+
+@pytest.fixture
+def ha_etcd(tmp_path: Path) -> Iterator[tuple[list[LocalNode], EtcdServer]]:
+    """Three nodes in asynchronous mode, and their etcd (to stop and restart it)."""
+    for _, members, etcd in _cluster(tmp_path, []):
+        yield members, etcd
+
+
+@pytest.fixture
+def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
+    """Three nodes acknowledging a write once one replica holds it (3 s at most)."""
+    for _, members, _ in _cluster(
+        tmp_path, ["--sync-replicas", "1"], {"LITECLUSTER_SYNC_TIMEOUT": "3"}
+    ):
+        yield members

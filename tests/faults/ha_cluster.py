@@ -1,0 +1,108 @@
+"""What the fault tests do to a cluster: find the primary, write, keep a load running."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from litecluster.localcluster import LocalNode
+from support import wait_for
+
+TTL = 2
+SCHEMA = "CREATE TABLE IF NOT EXISTS t(k TEXT PRIMARY KEY)"
+
+
+def roles(members: list[LocalNode]) -> dict[str, str]:
+    out = {}
+    for m in members:
+        if m.running:
+            try:
+                out[m.node_id] = m.status(timeout=2)["node"]["role"]
+            except httpx.HTTPError:
+                out[m.node_id] = "unreachable"
+    return out
+
+
+def the_primary(members: list[LocalNode]) -> LocalNode | None:
+    r = roles(members)
+    primaries = [m for m in members if r.get(m.node_id) == "primary"]
+    assert len(primaries) <= 1, f"two primaries at once: {r}"
+    return primaries[0] if primaries else None
+
+
+def execute(node: LocalNode, statements: list[object], timeout: float = 5) -> httpx.Response:
+    return httpx.post(f"http://{node.http}/db/execute", json=statements, timeout=timeout)
+
+
+def write(node: LocalNode, key: str) -> bool:
+    """Insert ``key``; True only when the node acknowledged it."""
+    try:
+        r = execute(node, [["INSERT INTO t(k) VALUES(?)", key]])
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and "error" not in r.json()["results"][0]
+
+
+def keys(node: LocalNode) -> set[str]:
+    got = httpx.get(f"http://{node.http}/db/query", params={"q": "SELECT k FROM t"}).json()
+    return {row[0] for row in got["results"][0].get("values", [])}
+
+
+def first_primary(members: list[LocalNode], *, with_replicas: bool = True) -> LocalNode:
+    """The elected primary once the table exists (and, by default, the others follow it).
+
+    In synchronous mode the table is acknowledged only once a replica holds it, so the
+    creation is retried until it is.
+    """
+    wait_for(lambda: the_primary(members) is not None, 30, "a first primary")
+    p = the_primary(members)
+    assert p is not None
+    if with_replicas:
+        others = [m for m in members if m is not p]
+        wait_for(lambda: all(roles([o])[o.node_id] == "replica" for o in others), 30, "replicas")
+    wait_for(lambda: execute(p, [SCHEMA]).status_code == 200, 30, "the table")
+    return p
+
+
+def wait_for_writable_primary(candidates: list[LocalNode], key: str) -> LocalNode:
+    """The node that is primary and acknowledges a write of ``key`` (waits for an election)."""
+    found: list[LocalNode] = []
+
+    def writable() -> bool:
+        p = the_primary([c for c in candidates if c.running])
+        if p is not None and write(p, key):
+            found.append(p)
+            return True
+        return False
+
+    wait_for(writable, 30, "a primary that acknowledges writes")
+    return found[0]
+
+
+class LoadWriter(threading.Thread):
+    """Writes new keys to whichever node is primary, recording what was acknowledged and what
+    is indeterminate (an error or no answer: it may or may not have been applied)."""
+
+    def __init__(self, members: list[LocalNode]) -> None:
+        super().__init__(daemon=True)
+        self.members = members
+        self.acked: list[str] = []
+        self.indeterminate: list[str] = []
+        self._halt = threading.Event()  # not _stop: Thread has its own
+
+    def run(self) -> None:
+        i = 0
+        while not self._halt.is_set():
+            target = the_primary([m for m in self.members if m.running])
+            if target is None:
+                time.sleep(0.02)  # no primary to send to: an election is under way
+                continue
+            key = f"k{i}"
+            i += 1
+            (self.acked if write(target, key) else self.indeterminate).append(key)
+
+    def finish(self) -> None:
+        self._halt.set()
+        self.join(30)
