@@ -17,6 +17,16 @@ START = "<!-- bench:engine:start -->"
 END = "<!-- bench:engine:end -->"
 
 
+def _smoke(
+    script: Path, out: Path, workdir: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark in smoke mode as a user would, writing its report to ``out``."""
+    return subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(out), "--workdir", str(workdir)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
 def _tables(text: str) -> dict[str, list[dict[str, str]]]:
     """Markdown tables of the report, by the heading above them (the first table under it)."""
     tables: dict[str, list[dict[str, str]]] = {}
@@ -58,21 +68,7 @@ def _table(tables: dict[str, list[dict[str, str]]], prefix: str) -> list[dict[st
 def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
     out.write_text(f"# Title\n\nKept by hand.\n\n{START}\nold\n{END}\n\nTail kept too.\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ENGINE),
-            "--smoke",
-            "--out",
-            str(out),
-            "--workdir",
-            str(tmp_path / "w"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
+    proc = _smoke(ENGINE, out, tmp_path / "w", timeout=110)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
 
@@ -148,13 +144,7 @@ def test_replication_benchmark_smoke(tmp_path: Path) -> None:
     head = f"# Title\n\nKept by hand.\n\n{START}\nengine section\n{END}\n"
     out.write_text(head)
     workdir = tmp_path / "w"
-    proc = subprocess.run(
-        [sys.executable, str(REPLICATION), "--smoke", "--out", str(out), "--workdir", str(workdir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=230,
-    )
+    proc = _smoke(REPLICATION, out, workdir, timeout=230)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
 
@@ -287,13 +277,7 @@ def test_sql_benchmark_smoke(tmp_path: Path) -> None:
     head = f"# Title\n\nKept by hand.\n\n{REPL_START}\nreplication section\n{REPL_END}\n\n"
     out.write_text(head)
     workdir = tmp_path / "w"
-    proc = subprocess.run(
-        [sys.executable, str(SQL), "--smoke", "--out", str(out), "--workdir", str(workdir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=230,
-    )
+    proc = _smoke(SQL, out, workdir, timeout=230)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
     assert text.startswith(head)
