@@ -58,7 +58,10 @@ def _respond(request: web.Request, results: list[Result], started: float,
         "results": [r.as_json(associative=assoc, timings=timings) for r in results]
     }
     if position is not None:
-        body["position"] = {"epoch": position.epoch, "txid": position.txid}
+        # The acknowledging node is named so that clients and the fault suite's checker can
+        # tell which primary acknowledged a write even when a replica forwarded it.
+        node_id = request.app[NODE].node_id
+        body["position"] = {"epoch": position.epoch, "txid": position.txid, "node": node_id}
     if timings:
         body["time"] = time.perf_counter() - started
     return web.json_response(body, dumps=_dumps(request))
