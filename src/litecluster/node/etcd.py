@@ -154,6 +154,19 @@ class EtcdClient:
         data = await self.call("kv/txn", body)
         return bool(data.get("succeeded"))
 
+    async def put_guarded(
+        self, key: str, value: bytes, *, guard: str, create_revision: int
+    ) -> bool:
+        """Put ``key`` only while ``guard`` still has ``create_revision`` (a leader writing
+        cluster state only while it still holds the leader key it was elected with)."""
+        body = {
+            "compare": [{"key": _b64(guard), "target": "CREATE", "result": "EQUAL",
+                         "create_revision": create_revision}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+        }  # fmt: skip
+        data = await self.call("kv/txn", body)
+        return bool(data.get("succeeded"))
+
     async def _txn(self, compare: dict[str, Any], key: str, value: bytes, lease: int) -> TxnResult:
         body = {
             "compare": [compare],

@@ -7,7 +7,8 @@ priority, nofailover) under a lease of its own, then:
 - otherwise reads the leader key: with a leader, follows it (switching when it changes); with
   none, the node tries to take it only if it is the best eligible candidate: the most advanced
   position among the members, then the highest priority, then the smallest node id; a
-  ``nofailover`` node or one lagging more than ``maximum_lag_on_failover`` never tries.
+  ``nofailover`` node or one lagging more than ``maximum_lag_on_failover`` never tries. In
+  synchronous mode the N-K+1 rule of syncstate must hold as well.
 A promoted replica serves from its own files and continues the cluster's txids from its
 position; a deposed primary rejoins as a replica (a position the new primary does not have
 gets a snapshot).
@@ -16,6 +17,8 @@ gets a snapshot).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -27,6 +30,7 @@ from litecluster.position import Position
 
 from .etcd import EtcdClient, EtcdError
 from .etcd_leadership import EtcdLeadership, Leader
+from .syncstate import SyncState, droppable, member_positions, promotion_blocked
 
 if TYPE_CHECKING:
     from .node import Node
@@ -45,6 +49,11 @@ class HaLoop:
         )
         self.members_prefix = f"/litecluster/{cfg.cluster_id}/members/"
         self.switchover_key = f"/litecluster/{cfg.cluster_id}/switchover"
+        self.sync_key = f"/litecluster/{cfg.cluster_id}/sync"
+        self.sync: SyncState | None = None
+        """The sync state this node published as primary of the current epoch."""
+        self._gone_at: dict[str, dict[str, int]] = {}
+        self.election_blocked = ""
         self._member_lease = 0
         self.following: Leader | None = None
         self._leaderless = 0
@@ -71,13 +80,22 @@ class HaLoop:
                 log.warning("ha.round_failed error=%r", exc.message)
                 if self.node.primary is not None and not self.leadership.valid():
                     await self._step_down(None)
-            await asyncio.sleep(max(0.05, interval - (time.monotonic() - started)))
+            left = max(0.05, interval - (time.monotonic() - started))
+            primary = self.node.primary
+            if primary is None or not self.node.config.sync_replicas:
+                await asyncio.sleep(left)
+                continue
+            # A replica that connects starts counting only once the sync set names it: wake
+            # at once rather than leave synchronous writes waiting for the next round.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(primary.sessions_changed.wait(), left)
 
     async def step(self) -> None:
         await self._publish()
         node = self.node
         if node.primary is not None:
             if await self.leadership.renew():
+                await self._reconcile_sync()
                 return
             await self._step_down(await self.leadership.observe())
             return
@@ -111,6 +129,7 @@ class HaLoop:
         cfg, node = self.node.config, self.node
         return {
             "node_id": node.node_id, "txid": node.positions().get("main", 0),
+            "positions": node.positions(),
             "priority": cfg.priority, "nofailover": cfg.nofailover,
             "eligible": self._eligible(), "listen": str(node.listen), "http": str(node.http),
         }  # fmt: skip
@@ -133,15 +152,23 @@ class HaLoop:
         if handoff is not None:
             # A planned switchover names its target: only that node may take the key.
             return handoff.value.decode() == self.node.node_id
-        members = []
+        records = []
         for kv in await self.client.get_prefix(self.members_prefix):
             try:
                 m = json.loads(kv.value)
             except ValueError:
                 continue
-            if m.get("eligible") and not m.get("nofailover"):
-                members.append(m)
+            if isinstance(m, dict) and isinstance(m.get("node_id"), str):
+                records.append(m)
         me = self._member()
+        blocked = await self._sync_blocks(records, me)
+        if blocked != self.election_blocked:
+            if blocked:
+                log.warning("ha.promotion_blocked node_id=%s reason=%r", me["node_id"], blocked)
+            self.election_blocked = blocked
+        if blocked:
+            return False
+        members = [m for m in records if m.get("eligible") and not m.get("nofailover")]
         members = [m for m in members if m.get("node_id") != me["node_id"]] + [me]
 
         def rank(m: dict[str, Any]) -> tuple[int, int, str]:
@@ -149,9 +176,61 @@ class HaLoop:
 
         return bool(min(members, key=rank)["node_id"] == me["node_id"])
 
+    async def _sync_blocks(self, records: list[dict[str, Any]], me: dict[str, Any]) -> str:
+        """Why the N-K+1 rule forbids promoting this node now ("" when it allows it)."""
+        kv = await self.client.get(self.sync_key)
+        state = SyncState.decode(kv.value) if kv is not None else None
+        alive = {str(m["node_id"]): member_positions(m) for m in records}
+        alive[me["node_id"]] = member_positions(me)
+        return promotion_blocked(state, alive, member_positions(me)) or ""
+
+    async def _publish_sync(self, state: SyncState) -> None:
+        ok = await self.client.put_guarded(
+            self.sync_key, state.encode(), guard=self.leadership.key,
+            create_revision=self.leadership.epoch,
+        )  # fmt: skip
+        if not ok:
+            raise EtcdError("lost the leader key before publishing the sync set")
+        self.sync = state
+
+    async def _reconcile_sync(self) -> None:
+        """Keep the published sync set equal to the connected replicas plus those that left
+        but may still be the only ones holding some acknowledged write."""
+        primary, k = self.node.primary, self.node.config.sync_replicas
+        if primary is None or self.sync is None or k <= 0:
+            return
+        primary.sessions_changed.clear()
+        connected = set(primary.sessions)
+        heads = {name: db.head for name, db in primary.dbs.items()}
+        for gone in self.sync.members - connected:
+            self._gone_at.setdefault(gone, heads)
+        for back in connected:
+            self._gone_at.pop(back, None)
+        counted = [
+            {db: pos.txid for db, pos in s.acked.items()} for s in primary.counted_sessions()
+        ]
+        keep = {m for m, at in self._gone_at.items() if not droppable(at, counted, k)}
+        members = frozenset(connected | keep)
+        if members != self.sync.members:
+            # Published before counting: an election must never miss a replica whose
+            # acknowledgement made a write acknowledged.
+            await self._publish_sync(dataclasses.replace(self.sync, members=members))
+            log.info("ha.sync_set members=%s", sorted(members))
+            self._gone_at = {m: at for m, at in self._gone_at.items() if m in members}
+        primary.sync_members = set(members)
+
     async def _promote(self) -> None:
         node = self.node
         positions = node.positions()
+        k = node.config.sync_replicas
+        try:
+            # Before any write of this epoch: the floor records that, until a replica catches
+            # up, only this node holds what earlier epochs acknowledged.
+            await self._publish_sync(SyncState(self.leadership.epoch, k, floor=positions))
+        except EtcdError:
+            await self.step_down_now()
+            raise
+        self._gone_at = {}
         # The files are the truth now: an old txlog of this node (from an earlier term as
         # primary) may not match them; it is kept aside for inspection, not deleted.
         txlogs = node.config.data_dir / "txlog"
@@ -162,7 +241,8 @@ class HaLoop:
         self.following = None
         log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,
                  self.leadership.epoch, positions)  # fmt: skip
-        await node.become_primary(self.leadership.epoch, positions)
+        # In synchronous mode no replica counts until the published sync set names it.
+        await node.become_primary(self.leadership.epoch, positions, set() if k else None)
 
     async def _step_down(self, leader: Leader | None) -> None:
         log.warning("ha.step_down node_id=%s leader=%s", self.node.node_id,
@@ -228,5 +308,7 @@ class HaLoop:
             "leader_http": leader.http if leader else None,
             "epoch": self.leadership.epoch,
             "lease_left": round(self.leadership.time_left(), 3),
+            "sync_set": sorted(self.sync.members) if self.sync and self.node.primary else None,
+            "election_blocked": self.election_blocked or None,
             "last_error": self.last_error or None,
         }

@@ -145,15 +145,19 @@ class Node:
 
     # ---- roles ----------------------------------------------------------------------------------
 
-    async def become_primary(self, epoch: int, start_txids: dict[str, int]) -> None:
+    async def become_primary(
+        self, epoch: int, start_txids: dict[str, int], sync_members: set[str] | None = None
+    ) -> None:
         """Serve as primary at ``epoch``; ``start_txids`` continue a promoted replica's
-        numbering (its databases' positions)."""
+        numbering (its databases' positions); ``sync_members`` are the replicas whose
+        acknowledgements count in synchronous mode (None: all)."""
         await self._end_role()
         self.state.see_epoch(epoch)
         self.primary = Primary(
             self.config, self.token, epoch, self.node_id, self.stats, start_txids=start_txids
         )
         self.primary.http = str(self.http)
+        self.primary.sync_members = sync_members
         self.primary.may_write = self.may_write
         self.primary.on_disk_full = self._disk_full
         self.primary.on_durable.append(self.waiters.notify)

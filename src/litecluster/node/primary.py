@@ -104,9 +104,14 @@ class Primary:
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
         self.paused = False
+        """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
         """Called when a write failed for lack of disk space."""
-        """Set during a planned switchover: new writes are refused (retryable)."""
+        self.sync_members: set[str] | None = None
+        """Synchronous mode under etcd: only these replicas' acknowledgements count (the set
+        published in etcd; see syncstate). None: every connected replica counts."""
+        self.sessions_changed = asyncio.Event()
+        """Set when a replica connects or disconnects (the sync set follows)."""
         self.may_write: Callable[[], bool] = lambda: True
         """False once this node's leadership ran out: writes are refused from then on."""
         self.on_durable: list[Callable[[str, int], None]] = []
@@ -221,8 +226,13 @@ class Primary:
             await writer.submit([], transaction=True)
 
     def acked_by(self, name: str, txid: int) -> int:
-        """How many connected replicas have applied ``txid`` of database ``name``."""
-        return sum(1 for s in self.sessions.values() if s.acked.get(name, _ZERO).txid >= txid)
+        """How many counted replicas have applied ``txid`` of database ``name``."""
+        return sum(1 for s in self.counted_sessions() if s.acked.get(name, _ZERO).txid >= txid)
+
+    def counted_sessions(self) -> list[Session]:
+        """The connected replicas whose acknowledgements count in synchronous mode."""
+        members = self.sync_members
+        return [s for s in self.sessions.values() if members is None or s.node_id in members]
 
     async def _replicated(self, name: str, txid: int) -> bool:
         """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
@@ -321,6 +331,7 @@ class Primary:
             await self._end(old)
         session = Session(hello.node_id, peer, hello.http, dict(hello.positions))
         self.sessions[hello.node_id] = session
+        self.sessions_changed.set()
         self.departed.pop(hello.node_id, None)
         writer.write(encode_message(Welcome(self.node_id, self.epoch, sorted(self.dbs), self.http)))
         await writer.drain()
@@ -364,6 +375,7 @@ class Primary:
         session.tasks.clear()
         if self.sessions.get(session.node_id) is session:
             del self.sessions[session.node_id]
+            self.sessions_changed.set()
             session.state = "disconnected"
             self.departed[session.node_id] = session
             while len(self.departed) > MAX_DEPARTED:  # status remembers the most recent ones

@@ -1,0 +1,66 @@
+"""Synchronous mode's promotion rule (N-K+1) with real processes: a replica that may lack
+acknowledged writes is never promoted, and one that left the sync set does not block."""
+
+from __future__ import annotations
+
+from ha_cluster import first_primary, keys, wait_for_writable_primary, write
+
+from litecluster.localcluster import LocalNode
+from nodes import wait_converged
+from support import wait_for
+
+
+def _leadership(node: LocalNode) -> dict[str, object]:
+    got = node.status(timeout=2).get("leadership") or {}
+    assert isinstance(got, dict)
+    return got
+
+
+def _sync_set(primary: LocalNode) -> list[str] | None:
+    got = _leadership(primary).get("sync_set")
+    return sorted(got) if isinstance(got, list) else None
+
+
+def test_a_lone_replica_is_not_promoted_when_the_other_may_hold_acknowledged_writes(
+    sync_ha: list[LocalNode],
+) -> None:
+    members = sync_ha
+    primary = first_primary(members)
+    r1, r2 = sorted((m for m in members if m is not primary), key=lambda m: m.node_id)
+    wait_for(lambda: _sync_set(primary) == sorted([r1.node_id, r2.node_id]), 30, "the sync set")
+    acked = [f"k{i}" for i in range(30) if write(primary, f"k{i}")]
+    assert len(acked) == 30
+    primary.kill()
+    r1.kill()
+    # With K=1 each acknowledged write is certain to be on one of r1, r2 only: r2 alone cannot
+    # know it holds them all, so it waits (and says why) instead of taking over.
+    wait_for(lambda: _leadership(r2).get("election_blocked"), 30, "r2 to refuse promotion")
+    assert "sync set" in str(_leadership(r2)["election_blocked"])
+    assert r2.status(timeout=2)["node"]["role"] != "primary"
+    r1.start(wait=False)
+    new = wait_for_writable_primary([r1, r2], "after")
+    assert set(acked) <= keys(new)
+    wait_converged(new, [m for m in (r1, r2) if m is not new])
+
+
+def test_a_replica_gone_before_the_failover_leaves_the_set_and_does_not_block_it(
+    sync_ha: list[LocalNode],
+) -> None:
+    members = sync_ha
+    primary = first_primary(members)
+    r1, r2 = sorted((m for m in members if m is not primary), key=lambda m: m.node_id)
+    wait_for(lambda: _sync_set(primary) == sorted([r1.node_id, r2.node_id]), 30, "the sync set")
+    r1.kill()
+    # Writes go on with r2's acknowledgements; once r2 holds everything r1 could have
+    # acknowledged, r1 leaves the published set.
+    acked = [f"k{i}" for i in range(30) if write(primary, f"k{i}")]
+    assert len(acked) == 30
+    wait_for(lambda: _sync_set(primary) == [r2.node_id], 30, "r1 to leave the sync set")
+    assert write(primary, "last")
+    primary.kill()
+    wait_for(lambda: r2.status(timeout=2)["node"]["role"] == "primary", 30, "r2's promotion")
+    assert set(acked) | {"last"} <= keys(r2)
+    # Alone it cannot acknowledge a synchronous write; with r1 back it can.
+    r1.start(wait=False)
+    assert wait_for_writable_primary([r2], "after") is r2
+    wait_converged(r2, [r1])
