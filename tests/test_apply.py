@@ -410,3 +410,35 @@ def test_local_write_racing_an_apply_is_detected(
         apply_twice()
     assert rep.diverged is not None
     assert query(rep.db_path, "SELECT count(*) FROM kv WHERE k = 5000") == [(1,)]
+
+
+def test_adopt_takes_only_a_position_whose_checksum_is_the_files(
+    setup: tuple[Cluster, Replica],
+) -> None:
+    """A former primary names its file's position from its txlog; a wrong claim is refused."""
+    cluster, rep = setup
+    write(cluster, 5, start=100)
+    cluster.sync()
+    before = state(rep)
+    wrong = Position(9, rep.position.txid + 3, rep.position.checksum ^ 1)
+    assert not rep.adopt(wrong)
+    assert state(rep) == before
+    claimed = Position(9, rep.position.txid + 3, rep.position.checksum)
+    assert rep.adopt(claimed)
+    assert rep.position == claimed == persisted(rep)
+
+
+def test_set_aside_keeps_a_consistent_copy_named_after_its_position(
+    setup: tuple[Cluster, Replica], tmp_path: Path
+) -> None:
+    from litecluster.snapshot import set_aside
+
+    cluster, rep = setup
+    write(cluster, 5, start=100)
+    cluster.sync()
+    kept = set_aside(rep, tmp_path / "diverged", "a test")
+    assert kept.name.startswith(f"{rep.db_path.stem}.epoch{rep.position.epoch}.txid")
+    assert query(kept, "SELECT count(*) FROM kv") == query(rep.db_path, "SELECT count(*) FROM kv")
+    assert query(kept, "PRAGMA integrity_check") == [("ok",)]
+    assert query(kept, "PRAGMA journal_mode") == [("delete",)]
+    assert "a test" in kept.with_name(kept.name + ".why").read_text()

@@ -342,6 +342,21 @@ class Replica:
             self._position = Position(0, 0, self.hashes.checksum)
             self.posfile.write(self._position, self.page_size)
 
+    def adopt(self, position: Position) -> bool:
+        """Take ``position`` as the file's when the file's checksum is the one it names.
+
+        A node that was primary knows its file's position from its own txlog (the replica
+        position file is stale by then); with that position, the new primary can tell whether
+        the file is part of its history or holds writes nobody else has.
+        """
+        with self._lock:
+            if position.checksum != self.hashes.checksum:
+                return False
+            self._position = position
+            self.diverged = None
+            self.posfile.write(position, self.page_size)
+            return True
+
     def _set_page_size(self, page_size: int) -> None:
         self.conn.execute(f"PRAGMA page_size={int(page_size)}")
         self.page_size = pragma_int(self.conn, "page_size")

@@ -31,7 +31,7 @@ from .apply import Replica
 from .capture import Capture
 from .errors import SnapshotCorruptError
 from .position import Position
-from .sqlite import pragma_int
+from .sqlite import connect, pragma_int
 
 MAGIC = b"LCSNAP01"
 VERSION = 1
@@ -173,3 +173,28 @@ def install_snapshot(
         iter_snapshot_pages(source, header),
         progress,
     )
+
+
+def set_aside(replica: Replica, directory: Path, why: str) -> Path:
+    """Copy a replica's database, as it is now, into ``directory`` before a snapshot replaces
+    it: a deposed primary's divergent tail (writes no other node has) stays on disk for an
+    operator to inspect or replay, instead of vanishing under the new primary's history.
+
+    The copy is a consistent SQLite database (the backup API, not a file copy of a database
+    in WAL mode), named after the position it holds.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    pos = replica.position
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    dest = directory / f"{replica.db_path.stem}.epoch{pos.epoch}.txid{pos.txid}.{stamp}.db"
+    tmp = dest.with_suffix(".partial")
+    target = connect(tmp)
+    try:
+        replica.conn.backup(target)
+        # One self-contained file, readable by any SQLite tool without -wal/-shm companions.
+        target.execute("PRAGMA journal_mode=DELETE").fetchall()
+    finally:
+        target.close()
+    (directory / f"{dest.name}.why").write_text(f"{why}\nposition {pos}\n")
+    os.replace(tmp, dest)
+    return dest

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import secrets
+import shutil
 import ssl
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import IO
 
 from litecluster.apply import Replica, ReplicaConfig
 from litecluster.errors import (
+    DivergenceError,
     LiteclusterError,
     PeerRefusedError,
     ProtocolError,
@@ -33,7 +35,8 @@ from litecluster.errors import (
 )
 from litecluster.position import Position
 from litecluster.record import TxRecord
-from litecluster.snapshot import install_snapshot
+from litecluster.snapshot import install_snapshot, set_aside
+from litecluster.txlog import TxLog
 
 from .config import DB_NAME, NodeConfig
 from .protocol import (
@@ -74,6 +77,7 @@ class _Incoming:
     path: Path
     file: IO[bytes]
     received: int = 0
+    diverged: bool = False
 
 
 @dataclass
@@ -110,6 +114,8 @@ class Follower:
         self.upstream = Upstream(str(config.primary))
         self.tmp = config.data_dir / "tmp"
         self.http = str(config.http)
+        self._diverged: set[str] = set()
+        """Databases whose applied records contradicted the primary's stream."""
         """This node's bound HTTP address, told to the primary."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
@@ -136,8 +142,35 @@ class Follower:
             path = self.config.data_dir / "db" / f"{name}.db"
             replica = Replica(path, ReplicaConfig(durable=self.config.replica_durable))
             self.replicas[name] = replica
+            self._position_from_txlog(name, replica)
             log.info("replica.opened db=%s position=%s", name, replica.position)
         return replica
+
+    def _position_from_txlog(self, name: str, replica: Replica) -> None:
+        """A node that was primary has a txlog of its own: its last record tells the file's
+        position. A file matching neither that nor its replica position holds commits no log
+        knows, so it is set aside (not overwritten) if a snapshot replaces it."""
+        logdir = self.config.data_dir / "txlog" / name
+        if replica.diverged is None and replica.position.txid > 0:
+            return
+        if logdir.is_dir() and any(logdir.glob("*.txlog")):
+            with TxLog(logdir, readonly=True) as txlog:
+                last = txlog.last()
+            if last is not None:
+                pos = Position(last.epoch, last.txid, last.post_checksum)
+                if replica.adopt(pos):
+                    log.info("replica.position_from_txlog db=%s position=%s", name, pos)
+                    return
+        if replica.diverged is not None:
+            self._diverged.add(name)
+
+    def _set_aside(self, name: str, replica: Replica, why: str) -> Path:
+        kept = set_aside(replica, self.config.data_dir / "diverged", why)
+        # This node's own txlog (from its term as primary) holds the divergent records.
+        logdir = self.config.data_dir / "txlog" / name
+        if logdir.is_dir():
+            shutil.move(str(logdir), str(kept.with_suffix(".txlog")))
+        return kept
 
     def close(self) -> None:
         for replica in self.replicas.values():
@@ -317,7 +350,9 @@ class Follower:
                 raise ProtocolError("unexpected snapshot start", db=msg.db)
             path = self.tmp / f"recv-{msg.db}-{secrets.token_hex(4)}"
             spool = open(path, "wb")  # noqa: SIM115 (closed at SnapshotEnd or when the session ends)
-            incoming[msg.db] = _Incoming(msg.db, msg.position.position(), msg.size, path, spool)
+            incoming[msg.db] = _Incoming(
+                msg.db, msg.position.position(), msg.size, path, spool, diverged=msg.diverged
+            )
             self.stats.snapshot_bytes_expected = msg.size
             self.stats.snapshot_bytes_received = 0
             log.info(
@@ -399,6 +434,8 @@ class Follower:
         except (ReplicaError, SnapshotError) as exc:
             # Divergence, a log restart (RESET), a record that does not follow: re-snapshot.
             self.stats.error(exc)
+            if isinstance(exc, DivergenceError):
+                self._diverged.add(db)
             log.warning("replica.needs_snapshot db=%s reason=%r", db, exc.message)
             writer.write(encode_message(NeedSnapshot(db, exc.message)))
             await writer.drain()
@@ -412,6 +449,14 @@ class Follower:
 
     async def _install(self, db: str, replica: Replica, inc: _Incoming) -> None:
         started = time.monotonic()
+        if inc.diverged or db in self._diverged:
+            self._diverged.discard(db)
+            why = f"diverged from the primary of epoch {self.upstream.epoch} ({self.upstream.address})"
+            kept = await asyncio.to_thread(self._set_aside, db, replica, why)
+            log.warning(
+                "replica.diverged db=%s position=%s kept=%s: writes no other node has were set "
+                "aside before installing the primary's snapshot", db, replica.position, kept,
+            )  # fmt: skip
         try:
             pos = await asyncio.to_thread(install_snapshot, replica, inc.path)
         finally:

@@ -75,6 +75,7 @@ class Session:
     sent: dict[str, int] = field(default_factory=dict)
     state: str = "streaming"
     snapshot_wanted: set[str] = field(default_factory=set)
+    diverged: set[str] = field(default_factory=set)
     snapshotting: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -426,7 +427,8 @@ class Primary:
             await asyncio.sleep(self.config.heartbeat_interval)
 
     def _start_txid(self, session: Session, db: PrimaryDb) -> int | None:
-        """Where the replica's stream starts, or None when it needs a snapshot."""
+        """Where the replica's stream starts, or None when it needs a snapshot (noting in
+        ``session.diverged`` when its position is not in this primary's history)."""
         pos = session.hello.get(db.name, Pos(0, 0, 0))
         if pos.epoch > self.epoch:
             return None
@@ -437,9 +439,16 @@ class Primary:
         if fresh and expected == fresh_database_checksum(db.capture.page_size, self.tmp):
             return 1
         if expected is None or expected != pos.checksum:
+            # Ahead of the head, or a different checksum at a txid both have: the replica has
+            # records this primary never had. Below the log's start it is merely behind.
+            diverged = pos.txid > db.head or expected is not None
+            if diverged and pos.txid > 0:
+                session.diverged.add(db.name)
             log.info(
-                "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d",
+                "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d "
+                "diverged=%s",
                 session.node_id, db.name, pos.position(), db.txlog.first_txid, db.head,
+                diverged,
             )  # fmt: skip
             return None
         return pos.txid + 1
@@ -489,7 +498,10 @@ class Primary:
                 "snapshot.sending node_id=%s db=%s position=%s bytes=%d",
                 session.node_id, db.name, header.position, size,
             )  # fmt: skip
-            writer.write(encode_message(SnapshotStart(db.name, Pos.of(header.position), size)))
+            diverged = db.name in session.diverged
+            session.diverged.discard(db.name)
+            start = SnapshotStart(db.name, Pos.of(header.position), size, diverged)
+            writer.write(encode_message(start))
             sent = 0
             with open(tmp, "rb") as f:
                 while chunk := f.read(SNAPSHOT_CHUNK):

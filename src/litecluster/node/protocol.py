@@ -93,6 +93,9 @@ class SnapshotStart(msgspec.Struct, frozen=True):
     position: Pos
     size: int
     """Bytes of the snapshot stream that follow in chunks."""
+    diverged: bool = False
+    """The replica's position is not in the primary's history: it holds writes no one else
+    has (a deposed primary's tail), which it sets aside before installing."""
 
 
 class SnapshotChunk(msgspec.Struct, frozen=True):
