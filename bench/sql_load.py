@@ -23,7 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -68,7 +68,9 @@ class LoadRun:
     errors: int
     first_error: str
     latency_ns: np.ndarray
-    """Send-to-answer time of every acknowledged write."""
+    """Send-to-answer time of every acknowledged write (from its first send, when retried)."""
+    retries: int = 0
+    """Requests sent again after an answer the load's ``retry`` rule said to retry."""
 
     @property
     def wall_s(self) -> float:
@@ -184,16 +186,16 @@ def _post_sync(c: httpx.Client, payload: list[list[Any]]) -> str:
 
 # ---- asyncio -----------------------------------------------------------------------------------
 
-Send = Callable[[int, list[list[Any]]], Awaitable[str]]
+Send = Callable[[int, int], Awaitable[str]]
+"""``send(client, seq)``: one write (``seq`` -1 is the warm-up); '' when acknowledged."""
 
 
-async def _drive(
-    kind: str, n: int, seconds: float, value: str, tag: str, before_go: Callable[[], None],
-    send: Send,
-) -> LoadRun:  # fmt: skip
+async def drive(
+    kind: str, n: int, seconds: float, before_go: Callable[[], None], send: Send
+) -> LoadRun:
     """Warm every client up, call ``before_go``, then run them all until the time is up."""
     tallies = [Tally() for _ in range(n)]
-    warm = await asyncio.gather(*(send(i, body(tag, i, -1, value)) for i in range(n)))
+    warm = await asyncio.gather(*(send(i, -1) for i in range(n)))
     before_go()
     started = time.monotonic()
     stop_at = started + seconds
@@ -206,7 +208,7 @@ async def _drive(
         clock, seq = time.perf_counter_ns, 0
         while time.monotonic() < stop_at:
             t0 = clock()
-            err = await send(i, body(tag, i, seq, value))
+            err = await send(i, seq)
             t1 = clock()
             seq += 1
             if err:
@@ -225,14 +227,14 @@ async def _httpx_async(
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(base_url=f"http://{http}", timeout=TIMEOUT, limits=limits) as c:
 
-        async def send(_i: int, payload: list[list[Any]]) -> str:
+        async def send(i: int, seq: int) -> str:
             try:
-                resp = await c.post("/db/execute", json=payload)
+                resp = await c.post("/db/execute", json=body(tag, i, seq, value))
                 return check_answer(resp.status_code, resp.json())
             except (httpx.HTTPError, ValueError) as exc:
                 return f"{type(exc).__name__}: {exc}"
 
-        return await _drive("httpx_async", n, seconds, value, tag, before_go, send)
+        return await drive("httpx_async", n, seconds, before_go, send)
 
 
 async def _aiohttp(
@@ -246,43 +248,128 @@ async def _aiohttp(
         f"http://{http}", connector=connector, timeout=timeout
     ) as session:
 
-        async def send(_i: int, payload: list[list[Any]]) -> str:
+        async def send(i: int, seq: int) -> str:
             try:
+                payload = body(tag, i, seq, value)
                 async with session.post("/db/execute", json=payload) as resp:
                     return check_answer(resp.status, await resp.json(content_type=None))
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 return f"{type(exc).__name__}: {exc}"
 
-        return await _drive("aiohttp", n, seconds, value, tag, before_go, send)
+        return await drive("aiohttp", n, seconds, before_go, send)
 
 
 async def _raw(
     http: str, n: int, seconds: float, value: str, tag: str, before_go: Callable[[], None]
 ) -> LoadRun:
-    host, port = http.rsplit(":", 1)
-    conns = [await asyncio.open_connection(host, int(port)) for _ in range(n)]
-    head = f"POST /db/execute HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\n"
+    def request(i: int, seq: int) -> tuple[str, str, bytes]:
+        return "POST", "/db/execute", json.dumps(body(tag, i, seq, value)).encode()
 
-    async def send(i: int, payload: list[list[Any]]) -> str:
-        reader, writer = conns[i]
-        data = json.dumps(payload).encode()
-        writer.write(f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    def check(status: int, answer: bytes) -> str:
         try:
-            raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
-            status, length = _parse_head(raw_head)
-            answer = await reader.readexactly(length)
             return check_answer(status, json.loads(answer))
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        except ValueError as exc:
             return f"{type(exc).__name__}: {exc}"
 
+    return await raw_load("raw", http, n, seconds, request, check, before_go)
+
+
+# ---- the minimal HTTP/1.1 client ---------------------------------------------------------------
+
+Request = Callable[[int, int], tuple[str, str, bytes]]
+"""``request(client, seq)``: the method, path and body of one request."""
+Check = Callable[[int, bytes], str]
+"""``check(status, body)``: '' for an acknowledged write, else what went wrong."""
+
+
+class RawConn:
+    """One keep-alive HTTP/1.1 connection to ``http`` (HOST:PORT) that writes the request bytes
+    itself and reads a ``Content-Length`` framed answer: the least client CPU per request.
+    (Re)opened on demand; after an error it is closed and the next request reconnects."""
+
+    def __init__(self, http: str, timeout: float = TIMEOUT,
+                 content_type: str = "application/json") -> None:  # fmt: skip
+        self.http = http
+        self.timeout = timeout
+        self.content_type = content_type
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> None:
+        if self._conn is None:
+            host, port = self.http.rsplit(":", 1)
+            self._conn = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), self.timeout
+            )
+
+    async def request(self, method: str, path: str, data: bytes = b"") -> tuple[int, bytes]:
+        """Status and body; raises OSError, TimeoutError, IncompleteReadError or ValueError."""
+        try:
+            await self.open()
+            assert self._conn is not None
+            reader, writer = self._conn
+            head = (
+                f"{method} {path} HTTP/1.1\r\nHost: {self.http}\r\n"
+                f"Content-Type: {self.content_type}\r\nContent-Length: {len(data)}\r\n\r\n"
+            )
+            writer.write(head.encode() + data)
+            raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
+            status, length = parse_head(raw_head)
+            return status, await asyncio.wait_for(reader.readexactly(length), self.timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn[1].close()
+            self._conn = None
+
+
+RAW_ERRORS = (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError)
+"""What :meth:`RawConn.request` raises when the exchange failed."""
+
+
+async def raw_load(
+    kind: str,
+    http: str,
+    n: int,
+    seconds: float,
+    request: Request,
+    check: Check,
+    before_go: Callable[[], None],
+    content_type: str = "application/json",
+    retry: Callable[[str], float | None] | None = None,
+) -> LoadRun:
+    """``n`` clients, each on its own :class:`RawConn` to ``http``, sending ``request(i, seq)``
+    one at a time for ``seconds`` (after a warm-up request each, ``seq`` -1). ``retry(error)``:
+    the pause (seconds) before sending the same request again, None to count the error."""
+    conns = [RawConn(http, content_type=content_type) for _ in range(n)]
+    for c in conns:
+        await c.open()
+    retried = [0] * n
+
+    async def send(i: int, seq: int) -> str:
+        while True:
+            try:
+                status, answer = await conns[i].request(*request(i, seq))
+            except RAW_ERRORS as exc:
+                return f"{type(exc).__name__}: {exc}"
+            err = check(status, answer)
+            pause = retry(err) if err and retry is not None else None
+            if pause is None:
+                return err
+            retried[i] += 1
+            await asyncio.sleep(pause)
+
     try:
-        return await _drive("raw", n, seconds, value, tag, before_go, send)
+        run = await drive(kind, n, seconds, before_go, send)
     finally:
-        for _, writer in conns:
-            writer.close()
+        for c in conns:
+            c.close()
+    return replace(run, retries=sum(retried))
 
 
-def _parse_head(head: bytes) -> tuple[int, int]:
+def parse_head(head: bytes) -> tuple[int, int]:
     """Status and Content-Length of an HTTP/1.1 response head (no chunked answers here)."""
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
