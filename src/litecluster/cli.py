@@ -292,15 +292,21 @@ def serve(config_file: str | None, **flags: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_friendly
 def status(http: str, ca: str | None, as_json: bool) -> None:
-    """Show every node of the cluster: role, epoch, position per database, lag, state."""
+    """Show every node of the cluster: role, epoch, position per database, lag, state, and
+    the leader: epoch, lease time left and sync set."""
     import json
 
-    from .node.status import cluster_status, render, rows
+    from .node.status import cluster_status, leadership, render, rows
 
     view = cluster_status(http, ca=ca)
     if as_json:
         nodes = [r.as_dict() for r in rows(view)]
-        click.echo(json.dumps({"nodes": nodes, "primary_error": view["primary_error"]}, indent=1))
+        out = {
+            "nodes": nodes,
+            "leadership": leadership(view),
+            "primary_error": view["primary_error"],
+        }
+        click.echo(json.dumps(out, indent=1))
     else:
         click.echo(render(view))
 
@@ -314,24 +320,39 @@ def status(http: str, ca: str | None, as_json: bool) -> None:
 @_friendly
 def switchover(target: str, http: str, ca: str | None) -> None:
     """Planned handoff of the primary role to TARGET (clusters run with --etcd)."""
-    import ssl
+    from .node.manual import switchover as hand_over
 
-    import httpx
+    old, seconds = hand_over(http, target, ca=ca)
+    click.echo(f"{old} handed over to {target} in {seconds:.2f} s")
 
-    from .node.status import cluster_status
 
-    view = cluster_status(http, ca=ca)
-    primary = view["primary"]
-    if primary is None:
-        raise click.ClickException(f"no primary reachable: {view['primary_error']}")
-    scheme = "https" if ca else "http"
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
-    resp = httpx.post(f"{scheme}://{primary['node']['http']}/switchover", params={"to": target},
-                      timeout=30, verify=verify)  # fmt: skip
-    data = resp.json()
-    if resp.status_code != 200:
-        raise click.ClickException(f"switchover refused: {data.get('error', resp.status_code)}")
-    click.echo(f"{primary['node']['id']} handed over to {target} in {data['seconds']:.2f} s")
+@main.command()
+@click.option("--http", required=True, help="HTTP address of the replica to promote.")
+@click.option(
+    "--follow", "followers", multiple=True, metavar="HTTP",
+    help="HTTP address of another replica to point at the new primary (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--force", is_flag=True,
+    help="Promote even though the old primary still streams to this node (fence it yourself).",
+)  # fmt: skip
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
+@_friendly
+def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) -> None:
+    """Make a replica of a static cluster (no --etcd) its primary, at a new epoch.
+
+    Run it once the old primary is down: the replica continues the cluster's history from
+    what it has applied. Replicas named with --follow are pointed at it; restart the others
+    (and the old primary, if it comes back) with --primary set to the new primary.
+    """
+    from .node.manual import follow, promote_node
+
+    result = promote_node(http, force=force, ca=ca)
+    positions = " ".join(f"{db}={txid}" for db, txid in sorted(result["positions"].items()))
+    click.echo(f"{result['node_id']} is the primary at epoch {result['epoch']} ({positions})")
+    for other in followers:
+        got = follow(other, result["listen"], ca=ca)
+        click.echo(f"{got['node_id']} follows {result['node_id']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,10 @@ acknowledged writes is never promoted, and one that left the sync set does not b
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from ha_cluster import first_primary, keys, wait_for_writable_primary, write
 
 from litecluster.localcluster import LocalNode
@@ -28,6 +32,17 @@ def test_a_lone_replica_is_not_promoted_when_the_other_may_hold_acknowledged_wri
     primary = first_primary(members)
     r1, r2 = sorted((m for m in members if m is not primary), key=lambda m: m.node_id)
     wait_for(lambda: _sync_set(primary) == sorted([r1.node_id, r2.node_id]), 30, "the sync set")
+    # `status`, asked of a replica, shows the leader, its epoch, lease and sync set.
+    cli = [sys.executable, "-m", "litecluster", "status", "--http", r2.http]
+    lead = json.loads(subprocess.run([*cli, "--json"], capture_output=True, text=True,
+                                     timeout=30, check=True).stdout)["leadership"]  # fmt: skip
+    assert lead["leader_id"] == primary.node_id
+    assert lead["epoch"] == primary.status()["node"]["epoch"]
+    assert 0 < lead["lease_left"] <= 2
+    assert lead["sync_set"] == sorted([r1.node_id, r2.node_id])
+    text = subprocess.run(cli, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert f"leader {primary.node_id} " in text
+    assert f"sync K=1 set [{r1.node_id}, {r2.node_id}]" in text
     acked = [f"k{i}" for i in range(30) if write(primary, f"k{i}")]
     assert len(acked) == 30
     primary.kill()

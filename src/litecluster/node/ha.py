@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -231,18 +230,11 @@ class HaLoop:
             await self.step_down_now()
             raise
         self._gone_at = {}
-        # The files are the truth now: an old txlog of this node (from an earlier term as
-        # primary) may not match them; it is kept aside for inspection, not deleted.
-        txlogs = node.config.data_dir / "txlog"
-        if txlogs.exists() and any(txlogs.iterdir()):
-            aside = node.config.data_dir / f"txlog.before-epoch-{self.leadership.epoch}"
-            shutil.move(str(txlogs), str(aside))
-            log.warning("ha.txlog_moved_aside dir=%s", aside)
         self.following = None
         log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,
                  self.leadership.epoch, positions)  # fmt: skip
         # In synchronous mode no replica counts until the published sync set names it.
-        await node.become_primary(self.leadership.epoch, positions, set() if k else None)
+        await node.promote(self.leadership.epoch, set() if k else None)
 
     async def _step_down(self, leader: Leader | None) -> None:
         log.warning("ha.step_down node_id=%s leader=%s", self.node.node_id,
@@ -308,6 +300,7 @@ class HaLoop:
             "leader_http": leader.http if leader else None,
             "epoch": self.leadership.epoch,
             "lease_left": round(self.leadership.time_left(), 3),
+            "sync_replicas": self.node.config.sync_replicas,
             "sync_set": sorted(self.sync.members) if self.sync and self.node.primary else None,
             "election_blocked": self.election_blocked or None,
             "last_error": self.last_error or None,

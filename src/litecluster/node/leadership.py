@@ -28,7 +28,8 @@ class Leadership(Protocol):
 
 
 class StaticLeadership:
-    """The configuration names the primary (or names none: then this node is it).
+    """The configuration names the primary (or names none: then this node is it); an operator
+    may change that at run time (``litecluster promote``).
 
     The epoch is the configured one, raised to the highest epoch this node has persisted, so a
     restart never goes back in time.
@@ -50,3 +51,11 @@ class StaticLeadership:
     @property
     def epoch(self) -> int:
         return self._epoch
+
+    def promoted(self, epoch: int) -> None:
+        """An operator made this node the primary (``litecluster promote``) at ``epoch``."""
+        self._primary, self._epoch = None, epoch
+
+    def follow(self, primary: Address) -> None:
+        """An operator pointed this node at a new primary."""
+        self._primary = primary

@@ -17,6 +17,7 @@ import faulthandler
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -34,7 +35,7 @@ from .config import Address, NodeConfig, read_token
 from .follower import Follower
 from .ha import HaLoop
 from .httpapi import make_app
-from .leadership import Leadership, StaticLeadership
+from .leadership import StaticLeadership
 from .logs import setup_logging
 from .primary import Primary
 from .protocol import Refuse, encode_message
@@ -63,7 +64,7 @@ class Node:
             self.state.close()
             raise
         self.node_id = self.state.node_id
-        self.leadership: Leadership = StaticLeadership(config, self.state)
+        self.leadership = StaticLeadership(config, self.state)
         self.ha: HaLoop | None = None
         if config.etcd:
             self.ha = HaLoop(self)
@@ -178,6 +179,52 @@ class Node:
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)
         log.info("node.role role=replica primary=%s", primary)
+
+    async def promote(self, epoch: int, sync_members: set[str] | None = None) -> None:
+        """Turn this replica into the primary of ``epoch``, continuing the cluster's txids from
+        its own files (what it has applied)."""
+        positions = self.positions()
+        # The files are the truth now: an old txlog of this node (from an earlier term as
+        # primary) may not match them; it is kept aside for inspection, not deleted.
+        txlogs = self.config.data_dir / "txlog"
+        if txlogs.exists() and any(txlogs.iterdir()):
+            aside = self.config.data_dir / f"txlog.before-epoch-{epoch}"
+            await asyncio.to_thread(shutil.move, str(txlogs), str(aside))
+            log.warning("node.txlog_moved_aside dir=%s", aside)
+        await self.become_primary(epoch, positions, sync_members)
+
+    async def manual_promote(self, *, force: bool) -> int:
+        """``litecluster promote`` on a static cluster: this replica becomes the primary of a
+        new epoch. Returns the epoch. Refused while the current primary is still streaming to
+        it (two primaries would both accept writes), unless forced."""
+        if self.ha is not None:
+            raise NodeError("this cluster elects its primary through etcd",
+                            hint="use litecluster switchover --to NODE")  # fmt: skip
+        if self.follower is None:
+            raise NodeError("this node is already the primary", epoch=self.epoch)
+        up = self.follower.upstream
+        if up.state == "streaming" and not force:
+            raise NodeError(
+                "the primary is alive and streaming to this node",
+                primary=up.address,
+                hint="stop the old primary first (or pass --force after fencing it otherwise)",
+            )
+        epoch = max(self.state.epoch, up.epoch, self.leadership.epoch) + 1
+        self.state.see_epoch(epoch)  # persisted before serving: a restart never goes back
+        self.leadership.promoted(epoch)
+        await self.promote(epoch)
+        log.warning("node.promoted_by_operator node_id=%s epoch=%d", self.node_id, epoch)
+        return epoch
+
+    async def manual_follow(self, primary: Address) -> None:
+        """Point a replica of a static cluster at a new primary (after ``promote``)."""
+        if self.ha is not None:
+            raise NodeError("this cluster elects its primary through etcd")
+        if self.primary is not None:
+            raise NodeError("a primary cannot be told to follow another node",
+                            hint="stop it, and restart it with --primary NEW")  # fmt: skip
+        self.leadership.follow(primary)
+        await self.become_replica(primary)
 
     def positions(self) -> dict[str, int]:
         """This node's txid per database (as a replica: what it has applied)."""

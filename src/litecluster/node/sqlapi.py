@@ -24,7 +24,7 @@ from litecluster.errors import LiteclusterError
 from litecluster.position import Position
 from litecluster.sqlite import Connection, connect
 
-from .config import DB_NAME
+from .config import DB_NAME, Address
 from .sqlexec import RequestError, Result, Statement, parse_statements, run_statement
 from .tls import client_context
 
@@ -271,7 +271,8 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
     except StaleReadError as exc:
         return _error(503, exc.message, **{k: str(v) for k, v in exc.context.items()})
     except LiteclusterError as exc:
-        return _error(503, exc.message, retryable=True, hint=exc.hint)
+        context = {k: str(v) for k, v in exc.context.items() if k not in ("hint", "retryable")}
+        return _error(503, exc.message, retryable=True, hint=exc.hint, **context)
 
 
 async def switchover(request: web.Request) -> web.Response:
@@ -287,6 +288,31 @@ async def switchover(request: web.Request) -> web.Response:
     return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
 
 
+async def promote(request: web.Request) -> web.Response:
+    """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
+    node = request.app[NODE]
+    epoch = await node.manual_promote(force=_flag(request, "force"))
+    return web.json_response(
+        {
+            "node_id": node.node_id,
+            "epoch": epoch,
+            "listen": str(node.listen),
+            "positions": node.positions(),
+        }
+    )
+
+
+async def follow(request: web.Request) -> web.Response:
+    """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
+    node = request.app[NODE]
+    try:
+        primary = Address.parse(request.query.get("primary", ""))
+    except ValueError as exc:
+        raise RequestError("primary must be HOST:PORT", detail=str(exc)) from None
+    await node.manual_follow(primary)
+    return web.json_response({"node_id": node.node_id, "following": str(primary)})
+
+
 def add_routes(app: web.Application, node: Node) -> None:
     app[NODE] = node
     app.router.add_post("/db/execute", execute)
@@ -296,3 +322,5 @@ def add_routes(app: web.Application, node: Node) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/nodes", nodes)
     app.router.add_post("/switchover", switchover)
+    app.router.add_post("/promote", promote)
+    app.router.add_post("/follow", follow)

@@ -101,12 +101,43 @@ def _cells(r: NodeRow) -> tuple[str, ...]:
             lag_ms, r.state)  # fmt: skip
 
 
+def leadership(view: dict[str, Any]) -> dict[str, Any] | None:
+    """Who leads, at which epoch, with how much lease left and which sync set (from the
+    primary when it answered: only it holds the lease)."""
+    primary = view["primary"]
+    source = primary or view["asked"]
+    lead = source.get("leadership")
+    if lead is None:
+        if primary is None:
+            return None
+        node = primary["node"]
+        return {"leader_id": node["id"], "leader_http": node["http"], "epoch": node["epoch"],
+                "mode": "static"}  # fmt: skip
+    return {**lead, "mode": "etcd"}
+
+
+def _leadership_line(lead: dict[str, Any]) -> str:
+    line = f"leader {lead['leader_id']} ({lead['leader_http']}) epoch {lead['epoch']}"
+    if lead["mode"] == "static":
+        return line + ", static cluster (no lease)"
+    line += f", lease {lead['lease_left']:.2f} s left"
+    if lead.get("sync_replicas"):
+        members = ", ".join(lead.get("sync_set") or [])
+        line += f", sync K={lead['sync_replicas']} set [{members}]"
+    if lead.get("election_blocked"):
+        line += f"; election blocked: {lead['election_blocked']}"
+    return line
+
+
 def render(view: dict[str, Any]) -> str:
     table = rows(view)
     head = ("NODE", "ROLE", "ADDRESS", "EPOCH", "DB", "TXID", "CHECKSUM", "LAG", "LAG_MS", "STATE")
     cells = [head, *(_cells(r) for r in table)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(head))).rstrip() for c in cells]
+    lead = leadership(view)
+    if lead is not None:
+        lines.append(_leadership_line(lead))
     if view["primary"] is None:
         why = view.get("primary_error") or "unknown"
         lines.append(f"primary unreachable: {why}")
