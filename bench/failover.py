@@ -2,17 +2,17 @@
 
 Usage::
 
-    python bench/failover.py [--quick | --smoke] [--runs N] [--ttl 2,5] [--out docs/BENCHMARKS.md]
-                             [--json FILE] [--workdir DIR]
+    python bench/failover.py [--quick | --smoke] [--runs N] [--ttl 2,5] [--sync-replicas K]
+                             [--out docs/BENCHMARKS.md] [--json FILE] [--workdir DIR]
 
 For each lease TTL, a real etcd (``etcd-server``) and 3 ``litecluster serve --etcd`` processes
-on 127.0.0.1 (asynchronous mode). Each of the ``--runs`` runs:
+on 127.0.0.1 (asynchronous mode unless ``--sync-replicas``). Each of the ``--runs`` runs:
 
 1. waits until the cluster is settled (one primary, both replicas streaming from it and caught
    up), then writes to the primary with a few clients for about a second (plus a random part
    of a renewal round, so that the kill falls anywhere in the primary's lease cycle);
 2. ``kill -9`` the primary's process group, and from that instant sends writes to both
-   survivors (one client each, back to back, 5 ms pause after a refusal) until one is
+   survivors (one client each, back to back, 10 ms pause after a refusal) until one is
    acknowledged by a node other than the killed one (``position.node`` of the answer): the
    failover time is from the kill to that answer;
 3. restarts the killed node (it rejoins as a replica) and counts the writes acknowledged before
@@ -71,7 +71,7 @@ from sql_load import RAW_ERRORS, RawConn  # noqa: E402
 REPO = HERE.parent
 SCHEMA = "CREATE TABLE IF NOT EXISTS t(k TEXT PRIMARY KEY)"
 INSERT = "INSERT INTO t(k) VALUES(?)"
-RETRY_PAUSE = 0.005
+RETRY_PAUSE = 0.01
 log = logger("failover")
 
 
@@ -82,6 +82,7 @@ class Preset:
     load_seconds: float
     """Writes to the primary before each kill (plus a random part of a renewal round)."""
     load_clients: int = 4
+    sync_replicas: int = 0
 
 
 PRESETS = {
@@ -293,7 +294,10 @@ def one_failover(
 def run_ttl(res: Results, p: Preset, work: Path, ttl: int, rng: random.Random) -> None:
     root = work / f"ttl{ttl}"
     try:
-        with Etcd(root) as etcd, HaCluster(root, etcd.url, HaSetup(f"fo{ttl}", ttl)) as cl:
+        with (
+            Etcd(root) as etcd,
+            HaCluster(root, etcd.url, HaSetup(f"fo{ttl}", ttl, p.sync_replicas)) as cl,
+        ):
             watch = LeaderWatch(etcd.url, f"fo{ttl}")
             watch.start()
             watch.ready.wait(10)
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="one run at TTL 2 s (for tests)")
     ap.add_argument("--runs", type=int, help="failovers per TTL")
     ap.add_argument("--ttl", help="lease TTLs in seconds, comma separated (default 2,5)")
+    ap.add_argument("--sync-replicas", type=int, default=0, help="K (default 0: asynchronous)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--json", type=Path, help="write every run's figures to this file")
     ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
@@ -352,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.runs:
         preset = replace(preset, runs=args.runs)
+    if args.sync_replicas:
+        preset = replace(preset, sync_replicas=args.sync_replicas)
     if args.ttl:
         preset = replace(preset, ttls=tuple(int(x) for x in args.ttl.split(",")))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lcfailover-"))
@@ -365,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "ttls": list(preset.ttls),
             "load_seconds": preset.load_seconds,
             "load_clients": preset.load_clients,
+            "sync_replicas": preset.sync_replicas,
             "retry_pause_s": RETRY_PAUSE,
         },
     )

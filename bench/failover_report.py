@@ -81,6 +81,15 @@ def _s(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
+def _s3(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _ms(x: float | None, scale: float = 1.0) -> str:
+    """Seconds as milliseconds (or a count, with ``scale`` 1000), 3 significant digits."""
+    return "n/a" if x is None else fmt_num(x * 1000 / scale)
+
+
 def _by_ttl(res: Results) -> dict[int, list[FailoverRun]]:
     out: dict[int, list[FailoverRun]] = {int(t): [] for t in res.config["ttls"]}
     for r in res.runs:
@@ -132,11 +141,13 @@ def _targets(res: Results) -> list[str]:
 def _method(res: Results) -> list[str]:
     c = res.config
     ttls = " and ".join(f"{t} s" for t in c["ttls"])
+    k = int(c.get("sync_replicas", 0))
+    mode = f"`--sync-replicas {k}`" if k else "asynchronous mode"
     return [
         "### Method",
         "",
         f"* For each lease TTL ({ttls}): a real etcd and 3 `litecluster serve --etcd URL "
-        "--lease-ttl TTL` processes on 127.0.0.1 (asynchronous mode, default settings), "
+        f"--lease-ttl TTL` processes on 127.0.0.1 ({mode}, default settings otherwise), "
         f"started once and reused for {c['runs']} failover{'s' if c['runs'] != 1 else ''}. "
         "Before each run the cluster is settled (one primary; both replicas streaming from it "
         f"and caught up); {c['load_clients']} clients then write to the primary for "
@@ -154,8 +165,8 @@ def _method(res: Results) -> list[str]:
         "key to the new primary's log line `node.role role=primary` (log timestamps have "
         "millisecond resolution); *first write* that line to the acknowledged write.",
         "* *Lost* counts the writes the old primary acknowledged in the load before the kill "
-        "that the new primary lacks once the cluster settled again (asynchronous mode: "
-        "acknowledged but not yet streamed).",
+        "that the new primary lacks once the cluster settled again (in asynchronous mode: "
+        "acknowledged but not yet streamed; in synchronous mode it must be 0).",
         "",
     ]
 
@@ -178,16 +189,19 @@ def _summary(res: Results) -> list[str]:
                 _s(_pct(totals, 90)),
                 _s(max(totals) if totals else None),
                 _s(min(totals) if totals else None),
-                *(_s(_pct(v, 50)) for v in parts),
-                _s(_pct(_vals(runs, lambda r: float(r.refused)), 50)),
+                _s(_pct(parts[0], 50)),
+                _s(_pct(parts[1], 50)),
+                _ms(_pct(parts[2], 50)),
+                _ms(_pct(parts[3], 50)),
+                _ms(_pct(_vals(runs, lambda r: float(r.refused)), 50), 1000),
                 f"{fmt_num(sum(lost), 1)} of {fmt_num(acked, 1)}" if lost else "n/a",
             )
         )
     return table_section(
         res,
         "Failover time by lease TTL",
-        "Seconds. Components are medians of each component over the runs (they need not add "
-        "up to the median total).",
+        "Seconds unless stated. Components are medians of each component over the runs (they "
+        "need not add up to the median total).",
         (
             "Lease TTL",
             "Runs with a new primary",
@@ -197,8 +211,8 @@ def _summary(res: Results) -> list[str]:
             "min",
             "Detection p50",
             "Election p50",
-            "Promotion p50",
-            "First write p50",
+            "Promotion p50 (ms)",
+            "First write p50 (ms)",
             "Refused writes p50",
             "Acknowledged writes lost (all runs)",
         ),
@@ -212,8 +226,8 @@ def _runs(res: Results) -> list[str]:
              "in parentheses).", ""]  # fmt: skip
     for ttl, runs in _by_ttl(res).items():
         cells = [
-            f"{_s(r.total_s)} ({_s(r.detection_s)} + {_s(r.election_s)} + {_s(r.promotion_s)} "
-            f"+ {_s(r.first_write_s)})"
+            f"{_s(r.total_s)} ({_s3(r.detection_s)} + {_s3(r.election_s)} + "
+            f"{_s3(r.promotion_s)} + {_s3(r.first_write_s)})"
             for r in runs
         ]
         lines.append(f"* TTL {ttl} s: " + ("; ".join(cells) if cells else "no run"))

@@ -3,7 +3,9 @@ reports."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +20,12 @@ END = "<!-- bench:engine:end -->"
 
 
 def _smoke(
-    script: Path, out: Path, workdir: Path, timeout: float
+    script: Path, out: Path, workdir: Path, timeout: float, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a benchmark in smoke mode as a user would, writing its report to ``out``."""
     return subprocess.run(
-        [sys.executable, str(script), "--smoke", "--out", str(out), "--workdir", str(workdir)],
+        [sys.executable, str(script), "--smoke", "--out", str(out), "--workdir", str(workdir),
+         *extra],
         cwd=REPO, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -355,3 +358,168 @@ def test_sql_benchmark_without_redis_says_how_to_install_it(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert "apt-get install redis-server" in proc.stderr
     assert not out.exists()
+
+
+def _leftovers(workdir: Path) -> list[int]:
+    """Processes whose command line names ``workdir`` (nodes, etcd, dqlite-demo)."""
+    return [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(workdir) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+FAILOVER = REPO / "bench" / "failover.py"
+FO_START = "<!-- bench:failover:start -->"
+FO_END = "<!-- bench:failover:end -->"
+
+
+@pytest.mark.timeout(240)
+def test_failover_benchmark_smoke(tmp_path: Path) -> None:
+    """etcd and 3 nodes, one kill -9 of the primary: the section is appended with the failover
+    time and its components, the JSON holds the run, and no process is left behind."""
+    out = tmp_path / "BENCHMARKS.md"
+    head = f"# Title\n\nKept by hand.\n\n{SQL_START}\nsql section\n{SQL_END}\n"
+    out.write_text(head)
+    workdir, result = tmp_path / "w", tmp_path / "failover.json"
+    proc = _smoke(FAILOVER, out, workdir, 230, "--json", str(result))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith(head)
+    assert text.count(FO_START) == 1
+    assert text.endswith(FO_END + "\n")
+    section = text[text.index(FO_START) :]
+    assert "--smoke" in section
+    assert "### Failures" not in section, section
+    for fact in ("| CPU |", "| Cores |", "| etcd |", "| fdatasync"):
+        assert fact in section
+
+    tables = _tables(section)
+    targets = _table(tables, "Targets")
+    assert len(targets) == 2  # p50 at TTL 2 s, max at TTL 2 s
+    for row in targets:
+        assert 0 < _value(row["Measured"]) < 60
+        assert row["Verdict"] in ("**met**", "**MISSED**")
+    (row,) = _table(tables, "Failover time by lease TTL")
+    assert row["Lease TTL"] == "2 s"
+    assert row["Runs with a new primary"] == "1 of 1"
+    assert 0 < _value(row["min"]) <= _value(row["p50"]) <= _value(row["max"]) < 60
+    assert _value(row["Detection p50"]) > 0
+    assert _value(row["Election p50"]) > 0
+    assert "* TTL 2 s: " in section
+
+    data = json.loads(result.read_text())
+    (run,) = data["runs"]
+    assert run["ttl"] == 2
+    assert run["new_primary"] not in ("", run["killed"])
+    assert 0 < run["total_s"] < 60
+    parts = [run[k] for k in ("detection_s", "election_s", "promotion_s", "first_write_s")]
+    assert all(p is not None and p > -0.05 for p in parts), run  # watch vs log clocks
+    assert sum(parts) <= run["total_s"] + 0.1  # components fit in the total (clock reads apart)
+    assert run["acked_before"] > 0
+    assert run["lost"] is not None
+
+    assert _leftovers(workdir) == []
+    assert not any(workdir.glob("ttl*"))
+
+
+SYNC = REPO / "bench" / "sync_write.py"
+SYNC_START = "<!-- bench:sync:start -->"
+SYNC_END = "<!-- bench:sync:end -->"
+
+
+@pytest.mark.timeout(240)
+def test_sync_write_benchmark_smoke(tmp_path: Path) -> None:
+    """litecluster async, K=1 and K=2 and a dqlite-demo cluster: plausible rows and ratios, and
+    no process left behind. Without dqlite-demo the report must say why its rows are missing."""
+    out = tmp_path / "BENCHMARKS.md"
+    head = f"# Title\n\n{FO_START}\nfailover section\n{FO_END}\n\nTail kept.\n"
+    out.write_text(head)
+    workdir, result = tmp_path / "w", tmp_path / "sync.json"
+    proc = _smoke(SYNC, out, workdir, 230, "--json", str(result))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith(head.rstrip("\n"))
+    assert text.count(SYNC_START) == 1
+    assert text.endswith(SYNC_END + "\n")
+    section = text[text.index(SYNC_START) :]
+    assert "--smoke" in section
+    assert "### Failures" not in section, section
+
+    tables = _tables(section)
+    writes = _table(tables, "Writes: 3-node clusters")
+    lite = [r for r in writes if r["Variant"].startswith("litecluster")]
+    assert len(lite) == 6  # async, K=1, K=2 at 2 concurrency levels
+    for row in lite:
+        assert _value(row["Writes/s"]) > 0
+        assert _value(row["Errors"]) == 0
+        assert 0 < _value(row["p50 (ms)"]) <= _value(row["p99 (ms)"])
+        assert _value(row["Nodes CPU (cores, all 3)"]) > 0
+        assert _value(row["Writes per primary transaction (mean)"]) >= 1
+    assert [_value(r["vs asynchronous"]) for r in lite[0::3]] == [1.0, 1.0]
+    data = json.loads(result.read_text())
+    assert {p["variant"] for p in data["phases"]} >= {"async", "k1", "k2"}
+    assert _leftovers(workdir) == []
+    assert not any(workdir.glob("*-1"))
+
+    target = _table(tables, "Targets")[0]
+    if shutil.which("dqlite-demo") is None:
+        assert "apt-get install go-dqlite" in section
+        assert target["Verdict"] == "not measured"
+        pytest.skip("dqlite-demo not installed (apt-get install go-dqlite): dqlite rows unchecked")
+    dq = [r for r in writes if r["Variant"].startswith("dqlite")]
+    assert len(dq) == 3  # retrying and counting errors at 8 clients, one row at 1 client
+    for row in dq:
+        assert _value(row["Writes/s"]) > 0
+        assert _value(row["vs dqlite"]) <= 1.0
+    assert "\N{MULTIPLICATION SIGN}" in target["Measured"]
+    assert _value(target["Measured"]) > 0
+    assert target["Verdict"] in ("**met**", "**MISSED**")
+
+
+@pytest.mark.parametrize("script", [FAILOVER, SYNC])
+def test_cluster_benchmarks_without_etcd_say_how_to_install_it(
+    tmp_path: Path, script: Path
+) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 2
+    assert "apt-get install etcd-server" in proc.stderr
+    assert not out.exists()
+
+
+def test_cluster_reports_without_runs_invent_nothing(tmp_path: Path) -> None:
+    """Reports of runs that measured nothing say so, and replace only their own section."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import failover_report
+        import sync_report
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    fo = failover_report.Results("python bench/failover.py", {"CPU": "test"},
+                                 {"runs": 20, "ttls": [2, 5], "load_seconds": 1.0,
+                                  "load_clients": 4, "retry_pause_s": 0.01})  # fmt: skip
+    sy = sync_report.Results("python bench/sync_write.py", {"CPU": "test"},
+                             {"repeats": 5, "seconds": 5.0, "warmup_s": 1.0, "clients": [32, 1],
+                              "value_bytes": 100, "lease_ttl": 5, "retry_pause_s": 0.001},
+                             skipped={"dqlite": "not measured (--no-dqlite)"})  # fmt: skip
+    out = tmp_path / "B.md"
+    out.write_text(f"# T\n\n{FO_START}\nold\n{FO_END}\n\nTail kept.\n")
+    for _ in range(2):
+        failover_report.write_report(out, fo)
+        sync_report.write_report(out, sy)
+    text = out.read_text()
+    assert text.startswith(f"# T\n\n{FO_START}\n")
+    assert f"{FO_END}\n\nTail kept.\n" in text
+    assert text.endswith(SYNC_END + "\n")
+    assert "\nold\n" not in text
+    assert text.count(FO_START) == text.count(SYNC_START) == 1
+    assert text.count("not measured") >= 3  # failover p50, max per TTL; sync target
+    assert "--no-dqlite" in text
