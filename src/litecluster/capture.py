@@ -154,6 +154,8 @@ class Capture(BackgroundLoop):
         self.txid = 0
         self.wal = WalMark()
         self._wal_checksum = (0, 0)
+        self._annotations = b""
+        """Set by commit() for the one transaction it commits; recovery never has any."""
         self._recover()
         self.published = Position(self.config.epoch, self.txid, self.hashes.checksum)
         """The position after the last capture round, readable without waiting for a round."""
@@ -508,8 +510,30 @@ class Capture(BackgroundLoop):
         return TxRecord(
             epoch=self.config.epoch, txid=self.txid, page_size=self.page_size, db_size=tx.db_size,
             pre_checksum=pre, post_checksum=self.hashes.checksum, timestamp_ns=time.time_ns(),
-            pages=pages, wal=tx.end,
+            pages=pages, wal=tx.end, annotations=self._take_annotations(),
         )  # fmt: skip
+
+    def _take_annotations(self) -> bytes:
+        out, self._annotations = self._annotations, b""
+        return out
+
+    def commit(self, conn: Connection, annotations: bytes) -> list[TxRecord]:
+        """COMMIT the write transaction open on ``conn`` (this process's writer, holding the
+        SQLite write lock) and capture it with ``annotations`` on its record.
+
+        Capture's lock is held across the COMMIT so that no poll reads the transaction before
+        its annotations are set, and the commits before it are captured first so that the
+        annotations land on this transaction's record and no other.
+        """
+        with self._lock:
+            self._poll_locked()
+            self._annotations = annotations
+            try:
+                conn.execute("COMMIT")
+            finally:
+                records = self.poll()
+                self._annotations = b""
+        return records
 
     def _poll_locked(self, limit: int | None = None) -> list[TxRecord]:
         header = self._header()

@@ -7,6 +7,13 @@ non-transaction request inside its own), so a failing request is rolled back alo
 others of the group still commit. After COMMIT the writer captures the commit itself (no wait
 for capture's next poll) and answers every request of the group with the position it committed
 at, once its record is durable.
+
+Besides SQL, a request may be a *procedure*: a Python function run on the write connection
+inside the request's savepoint (the key/value commands: read-modify-write logic that must see
+and change the database atomically). It returns a value for the caller and annotation bytes
+(the keys it changed, messages to publish); the group's annotations travel with its txlog
+record (a msgpack list, one entry per procedure that returned some), so replicas learn what
+changed without diffing pages.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
 
 from litecluster.capture import Capture
 from litecluster.errors import LiteclusterError, NotPrimaryError
@@ -42,11 +52,28 @@ class WriterConfig:
     statement_timeout: float = 10.0
 
 
+Procedure = Callable[[Connection], tuple[Any, bytes]]
+"""Runs inside the writer's transaction; returns (value for the caller, annotation bytes)."""
+
+
 @dataclass
 class WriteOutcome:
     results: list[Result]
     position: Position
     group_size: int
+    value: Any = None
+    """What a procedure returned."""
+
+
+def decode_annotations(raw: bytes) -> list[bytes]:
+    """The per-procedure annotations of a record written by the writer (empty for others)."""
+    if not raw:
+        return []
+    try:
+        got = msgspec.msgpack.decode(raw, type=list[bytes])
+    except msgspec.DecodeError:
+        return []  # a record annotated by something else: not ours to interpret
+    return got
 
 
 @dataclass
@@ -56,6 +83,10 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[WriteOutcome]
     results: list[Result] = field(default_factory=list)
+    procedure: Procedure | None = None
+    value: Any = None
+    annotation: bytes = b""
+    error: BaseException | None = None
 
 
 class Writer:
@@ -85,6 +116,14 @@ class Writer:
     async def submit(self, statements: list[Statement], *, transaction: bool) -> WriteOutcome:
         loop = asyncio.get_running_loop()
         req = _Request(statements, transaction, loop, loop.create_future())
+        self._queue.put(req)
+        return await req.future
+
+    async def call(self, procedure: Procedure) -> WriteOutcome:
+        """Run ``procedure`` in the next group's transaction; its exception (raised after its
+        savepoint was rolled back) fails this request alone."""
+        loop = asyncio.get_running_loop()
+        req = _Request([], True, loop, loop.create_future(), procedure=procedure)
         self._queue.put(req)
         return await req.future
 
@@ -129,7 +168,10 @@ class Writer:
                 continue
             self.group_sizes[len(group)] += 1
             for req in group:
-                outcome = WriteOutcome(req.results, position, len(group))
+                if req.error is not None:
+                    req.loop.call_soon_threadsafe(_fail, req.future, req.error)
+                    continue
+                outcome = WriteOutcome(req.results, position, len(group), req.value)
                 req.loop.call_soon_threadsafe(_resolve, req.future, outcome)
 
     def _commit(self, group: list[_Request]) -> Position:
@@ -140,6 +182,10 @@ class Writer:
                     req.results = self._run_request(req)
                 if not self.may_commit():
                     raise NotPrimaryError("this node is no longer the primary", db=self.name)
+                notes = [req.annotation for req in group if req.annotation]
+                if notes:
+                    self.capture.commit(self.conn, msgspec.msgpack.encode(notes))
+                    return self.capture.published
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:
@@ -151,12 +197,28 @@ class Writer:
 
     def _run_request(self, req: _Request) -> list[Result]:
         self._deadline = time.monotonic() + self.config.statement_timeout
+        if req.procedure is not None:
+            self._run_procedure(req, req.procedure)
+            return []
         if req.transaction:
             return self._in_savepoint("req", req.statements, all_or_nothing=True)
         out: list[Result] = []
         for stmt in req.statements:
             out.extend(self._in_savepoint("stmt", [stmt], all_or_nothing=True))
         return out
+
+    def _run_procedure(self, req: _Request, procedure: Procedure) -> None:
+        self.conn.execute("SAVEPOINT proc")
+        try:
+            req.value, req.annotation = procedure(self.conn)
+        except Exception as exc:
+            if _disk_full(exc):
+                raise  # the whole group fails, and the node steps down (see _run)
+            self.conn.execute("ROLLBACK TO proc")
+            req.error = exc
+        if not self.conn.in_transaction:  # defensive: never lose the group
+            raise WriteError("a procedure ended the group transaction", db=self.name)
+        self.conn.execute("RELEASE proc")
 
     def _in_savepoint(
         self, name: str, statements: list[Statement], *, all_or_nothing: bool
