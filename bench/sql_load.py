@@ -280,6 +280,9 @@ Request = Callable[[int, int], tuple[str, str, bytes]]
 """``request(client, seq)``: the method, path and body of one request."""
 Check = Callable[[int, bytes], str]
 """``check(status, body)``: '' for an acknowledged write, else what went wrong."""
+Retry = Callable[[str, int], float | None]
+"""``retry(error, seq)``: the pause (seconds) before the client sends the same request again,
+or None to count the error and go on with the next request."""
 
 
 class RawConn:
@@ -338,11 +341,11 @@ async def raw_load(
     check: Check,
     before_go: Callable[[], None],
     content_type: str = "application/json",
-    retry: Callable[[str], float | None] | None = None,
+    retry: Retry | None = None,
 ) -> LoadRun:
     """``n`` clients, each on its own :class:`RawConn` to ``http``, sending ``request(i, seq)``
-    one at a time for ``seconds`` (after a warm-up request each, ``seq`` -1). ``retry(error)``:
-    the pause (seconds) before sending the same request again, None to count the error."""
+    one at a time for ``seconds`` (after a warm-up request each, ``seq`` -1; a client whose
+    warm-up fails sends nothing more)."""
     conns = [RawConn(http, content_type=content_type) for _ in range(n)]
     for c in conns:
         await c.open()
@@ -355,7 +358,7 @@ async def raw_load(
             except RAW_ERRORS as exc:
                 return f"{type(exc).__name__}: {exc}"
             err = check(status, answer)
-            pause = retry(err) if err and retry is not None else None
+            pause = retry(err, seq) if err and retry is not None else None
             if pause is None:
                 return err
             retried[i] += 1

@@ -188,7 +188,8 @@ def _method(res: Results) -> list[str]:
         "identically on litecluster). dqlite-demo answers `Error: database is locked` when a "
         "write meets another in flight; one dqlite row sends such a write again after "
         f"{fmt_num(1000 * c['retry_pause_s'])} ms (every write ends acknowledged, as with "
-        "litecluster), the other counts it as an error and goes on with the next key.",
+        "litecluster), the other counts it as an error and goes on with the next key (its "
+        "warm-up write alone is retried, so that every client takes part).",
         f"* Load: {levels} concurrent clients in this process (asyncio on uvloop), each with "
         "one keep-alive HTTP/1.1 connection whose request bytes it writes itself "
         "(`sql_load.RawConn`, the least client CPU per request), one write at a time: a new "

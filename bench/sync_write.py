@@ -71,7 +71,7 @@ from cluster_common import (  # noqa: E402
 )
 from engine_common import FSYNC_FACT, command_line, finish_run, fsync_fact, start_facts  # noqa: E402
 from replication_cluster import machine_cpu  # noqa: E402
-from sql_load import LoadRun, check_answer, raw_load  # noqa: E402
+from sql_load import LoadRun, Retry, check_answer, raw_load  # noqa: E402
 from sql_writes import GroupStats, hist_delta  # noqa: E402
 from sync_report import DQLITE, VARIANTS, Phase, Preset, Results, write_report  # noqa: E402
 
@@ -168,7 +168,7 @@ class Target:
     """``request(tag, client, seq)``."""
     check: Callable[[int, bytes], str]
     pids: Callable[[], list[int]]
-    retry: Callable[[str], float | None] | None = None
+    retry: Retry | None = None
     status: Callable[[], dict[str, Any]] | None = None
     """litecluster: the primary's ``/status`` (group sizes before and after)."""
 
@@ -185,8 +185,9 @@ def measure(variant: str, repeat: int, clients: int, t: Target, p: Preset) -> Ph
     def request(i: int, seq: int) -> tuple[str, str, bytes]:
         return t.request(tag, i, seq)
 
-    uvloop.run(raw_load("warm-up", t.http, clients, p.warmup_s, warm_request, t.check,
-                        lambda: None, retry=t.retry))  # fmt: skip
+    warm = raw_load("warm-up", t.http, clients, p.warmup_s, warm_request, t.check, lambda: None,
+                    retry=t.retry)  # fmt: skip
+    uvloop.run(warm)
     sampler = Sampler(t.pids)
     marks: dict[str, Any] = {}
 
@@ -263,12 +264,15 @@ def dqlite_cluster(
         api = dq.leader().api
         request = _dqlite_request(value)
 
-        def retry(err: str) -> float | None:
+        def retry(err: str, _seq: int) -> float | None:
             return RETRY_PAUSE if "database is locked" in err else None
+
+        def retry_warmup(err: str, seq: int) -> float | None:
+            return retry(err, seq) if seq < 0 else None  # else the client would drop out
 
         targets = {
             "dqlite": Target(api, request, _dqlite_check, dq.pids, retry=retry),
-            "dqlite_errors": Target(api, request, _dqlite_check, dq.pids),
+            "dqlite_errors": Target(api, request, _dqlite_check, dq.pids, retry=retry_warmup),
         }
         _measure_all(res, "dqlite", rep, p, variants, targets)
 
