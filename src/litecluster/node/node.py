@@ -226,6 +226,17 @@ class Node:
         self.leadership.follow(primary)
         await self.become_replica(primary)
 
+    def known_primary(self) -> str | None:
+        """The HTTP address of the primary as far as this node knows (None: itself, or
+        unknown), for "not primary" errors that tell clients where to go."""
+        if self.ha is not None:
+            leader = self.ha.leadership.leader
+            if leader is not None and leader.node_id != self.node_id:
+                return leader.http
+        if self.follower is not None and self.follower.upstream.http:
+            return self.follower.upstream.http
+        return None
+
     def positions(self) -> dict[str, int]:
         """This node's txid per database (as a replica: what it has applied)."""
         if self.follower is not None:

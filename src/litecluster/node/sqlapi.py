@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from litecluster.errors import LiteclusterError
+from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.position import Position
 from litecluster.sqlite import Connection, connect
 
@@ -272,6 +272,8 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         return _error(503, exc.message, **{k: str(v) for k, v in exc.context.items()})
     except LiteclusterError as exc:
         context = {k: str(v) for k, v in exc.context.items() if k not in ("hint", "retryable")}
+        if isinstance(exc, NotPrimaryError):
+            context["primary"] = request.app[NODE].known_primary() or "unknown"
         return _error(503, exc.message, retryable=True, hint=exc.hint, **context)
 
 
