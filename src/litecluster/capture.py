@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,16 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import xxhash
-
 from . import faults
 from .apply import forget_cache, merge_batch, write_batch
-from .checksum import PageHashes, page_hash, zero_page
+from .capture_state import load_base, save_base, state_before, uncaptured
+from .checksum import PageHashes, page_hash
 from .errors import CaptureGapError, ConfigError, LiteclusterError, SQLiteUnsupportedError, WalError
 from .position import Position
 from .record import RecordKind, TxRecord
 from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
-from .txlog import TxLog, fsync_dir
+from .txlog import TxLog
 from .wal import (
     WAL_HEADER_SIZE,
     WalHeader,
@@ -283,14 +281,14 @@ class Capture(BackgroundLoop):
         hashes, header, txs = self._scan_locked()
         end = txs[-1].commit_frame if txs else 0
         if last is None:
-            last = self._load_base()
+            last = load_base(self.txlog.dir, self.page_size)
         if last is None:
             # A new log: the database as it is now is the log's starting position (position 0 of
             # a new database, or the position a promoted replica had reached).
             self.txid = max(self.txlog.last_txid, self.config.start_txid)
             self.hashes = hashes
             self._set_wal(header, end)
-            self._save_base(hashes)
+            save_base(self.txlog.dir, self.config.epoch, hashes, self.wal, self.txid)
             log.info(
                 "capture.start db=%s txid=%d checksum=%016x",
                 self.db_path,
@@ -299,8 +297,10 @@ class Capture(BackgroundLoop):
             )
             return
         self.txid = last.txid
-        pending = self._uncaptured(last, header, txs)
-        before = self._state_before(hashes, pending, last, header)
+        pending = uncaptured(last, header, txs)
+        before = state_before(
+            self.db_path, self.page_size, self._wal_file(), hashes, pending, last, header
+        )
         if before.checksum != last.post_checksum:
             if not pending and self._roll_forward(hashes, last):
                 return
@@ -366,97 +366,6 @@ class Capture(BackgroundLoop):
             if rec.post_checksum == checksum:
                 found = rec.txid
         return found
-
-    # Position 0 of a new log must be durable before anything can be captured after it: a crash
-    # before the first record is durable would otherwise fold the transactions committed
-    # meanwhile into a new "position 0" at the next start, and a replica or snapshot already at
-    # position 0 would no longer be in the log's history. The base is kept beside the log.
-
-    _BASE = struct.Struct(">8sQQIIIIIQ")
-
-    def _base_path(self) -> Path:
-        return self.txlog.dir / "BASE"
-
-    def _save_base(self, hashes: PageHashes) -> None:
-        w = self.wal
-        body = self._BASE.pack(
-            b"LCBASE01", self.config.epoch, hashes.checksum, hashes.page_count, w.salt1,
-            w.salt2, w.ckpt_seq, w.frame, self.txid,
-        )  # fmt: skip
-        tmp = self._base_path().with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(body + struct.pack(">Q", xxhash.xxh3_64_intdigest(body)))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self._base_path())
-        fsync_dir(self.txlog.dir)
-
-    def _load_base(self) -> TxRecord | None:
-        try:
-            raw = self._base_path().read_bytes()
-        except FileNotFoundError:
-            return None
-        body = raw[: self._BASE.size]
-        if len(raw) != self._BASE.size + 8 or raw[self._BASE.size :] != struct.pack(
-            ">Q", xxhash.xxh3_64_intdigest(body)
-        ):
-            raise WalError("the txlog's BASE file is damaged", file=str(self._base_path()))
-        _magic, epoch, checksum, pages, salt1, salt2, seq, frame, txid = self._BASE.unpack(body)
-        return TxRecord(
-            epoch=epoch, txid=txid, page_size=self.page_size, db_size=pages,
-            pre_checksum=checksum, post_checksum=checksum, timestamp_ns=0, pages=(),
-            kind=RecordKind.RESET, wal=WalMark(salt1, salt2, seq, frame),
-        )  # fmt: skip
-
-    def _uncaptured(
-        self, last: TxRecord, header: WalHeader | None, txs: list[WalTransaction]
-    ) -> list[WalTransaction]:
-        if header is None:
-            return []
-        if (header.salt1, header.salt2) == (last.wal.salt1, last.wal.salt2):
-            return [tx for tx in txs if tx.first_frame > last.wal.frame]
-        return txs
-
-    def _state_before(
-        self,
-        now: PageHashes,
-        pending: list[WalTransaction],
-        last: TxRecord,
-        header: WalHeader | None,
-    ) -> PageHashes:
-        """Hashes of the database before ``pending`` (the WAL transactions not yet captured).
-
-        Pages the pending transactions touched are read as they were: from earlier frames of
-        the same WAL generation, else from the database file (which capture never lets a
-        checkpoint fill past what it captured). The caller checks the result against the last
-        record's checksum, so a wrong guess is detected, never trusted.
-        """
-        if not pending:
-            return now
-        assert header is not None
-        first = pending[0].first_frame
-        touched = set().union(*(tx.pages for tx in pending))
-        size_before = last.db_size
-        touched.update(range(now.page_count + 1, size_before + 1))  # pages the txns truncated
-        older: dict[int, bytes] = {}
-        f = self._wal_file()
-        if first > 1 and f is not None:
-            for tx in iter_transactions(f, header, 0, (header.checksum1, header.checksum2)):
-                if tx.first_frame >= first:
-                    break
-                older.update((p, d) for p, d in tx.pages.items() if p in touched)
-        before = now.copy()
-        txn = before.begin()
-        txn.resize(size_before)
-        with open(self.db_path, "rb") as db:
-            for pgno in sorted(p for p in touched if p <= size_before):
-                data = older.get(pgno)
-                if data is None:
-                    data = os.pread(db.fileno(), self.page_size, (pgno - 1) * self.page_size)
-                    data = data.ljust(self.page_size, b"\0") if data else zero_page(self.page_size)
-                txn.set_page(pgno, page_hash(pgno, data))
-        txn.commit()
-        return before
 
     def _set_wal(self, header: WalHeader | None, frame: int) -> None:
         if header is None:
