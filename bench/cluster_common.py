@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -364,7 +365,7 @@ class DqliteCluster:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             self._start(node)
-            self._wait(lambda n=node: self._answers(n), deadline, f"dqlite node {node.index}")
+            self._wait(functools.partial(self._answers, node), deadline, f"node {node.index}")
         self._wait(self._all_voters, deadline, "every dqlite node to be a voter")
 
     def _wait(self, cond: Callable[[], bool], deadline: float, what: str) -> None:

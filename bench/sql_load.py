@@ -70,7 +70,7 @@ class LoadRun:
     latency_ns: np.ndarray
     """Send-to-answer time of every acknowledged write (from its first send, when retried)."""
     retries: int = 0
-    """Requests sent again after an answer the load's ``retry`` rule said to retry."""
+    """Requests sent again (after the warm-up) as the load's ``retry`` rule said."""
 
     @property
     def wall_s(self) -> float:
@@ -361,7 +361,8 @@ async def raw_load(
             pause = retry(err, seq) if err and retry is not None else None
             if pause is None:
                 return err
-            retried[i] += 1
+            if seq >= 0:
+                retried[i] += 1  # the warm-up request's retries are not the measured load's
             await asyncio.sleep(pause)
 
     try:

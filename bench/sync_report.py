@@ -262,15 +262,22 @@ def _writes(res: Results) -> list[str]:
 
 
 def _first_errors(res: Results) -> list[str]:
-    seen = [(p.variant, p.clients, p.repeat, p.first_error) for p in res.phases if p.first_error]
+    seen: dict[tuple[str, int, str], int] = {}
+    for p in res.phases:
+        if p.first_error:
+            key = (p.variant, p.clients, p.first_error)
+            seen[key] = seen.get(key, 0) + 1
     if not seen:
         return []
     return [
-        "### First error of each phase with errors",
+        "### First error of the phases with errors",
         "",
         f"Produced by `{res.command}`.",
         "",
-        *(f"* {VARIANTS[v].label}, {n} clients, repeat {r}: `{e}`" for v, n, r, e in seen),
+        *(
+            f"* {VARIANTS[v].label}, {n} clients, {k} phase{'s' if k != 1 else ''}: `{e}`"
+            for (v, n, e), k in seen.items()
+        ),
         "",
     ]
 
