@@ -60,6 +60,7 @@ from .protocol import (
 from .state import NodeState
 from .stats import Stats
 from .tls import client_context
+from .writer import decode_annotations
 
 log = logging.getLogger("litecluster.follower")
 
@@ -114,6 +115,9 @@ class Follower:
         self.upstream = Upstream(str(config.primary))
         self.tmp = config.data_dir / "tmp"
         self.http = str(config.http)
+        self.on_annotations: list[Callable[[str, int, list[bytes]], None]] = []
+        """Called on the loop with (database, txid, annotations) for each applied record that
+        carries annotations, in txid order, once it is visible in the local file."""
         self._diverged: set[str] = set()
         """Databases whose applied records contradicted the primary's stream."""
         """This node's bound HTTP address, told to the primary."""
@@ -418,6 +422,8 @@ class Follower:
     ) -> bool:
         """Apply; True when the replica cannot follow and asked for a snapshot."""
 
+        applied_notes: list[tuple[int, list[bytes]]] = []
+
         def work() -> tuple[int, int]:
             records: list[TxRecord] = []
             for data in batch:
@@ -426,12 +432,20 @@ class Follower:
             have = replica.position.txid
             records = [r for r in records if r.txid > have]
             for i in range(0, len(records), BATCH_RECORDS):
-                replica.apply(records[i : i + BATCH_RECORDS])
+                chunk = records[i : i + BATCH_RECORDS]
+                replica.apply(chunk)
+                if self.on_annotations:
+                    applied_notes.extend(
+                        (r.txid, notes)
+                        for r in chunk
+                        if (notes := decode_annotations(r.annotations))
+                    )
             return len(records), sum(len(d) for d in batch)
 
         try:
             n, size = await asyncio.to_thread(work)
         except (ReplicaError, SnapshotError) as exc:
+            self._announce(db, applied_notes)
             # Divergence, a log restart (RESET), a record that does not follow: re-snapshot.
             self.stats.error(exc)
             if isinstance(exc, DivergenceError):
@@ -440,12 +454,21 @@ class Follower:
             writer.write(encode_message(NeedSnapshot(db, exc.message)))
             await writer.drain()
             return True
+        self._announce(db, applied_notes)
         self.stats.records_applied += n
         self.stats.bytes_applied += size
         for listener in self.on_apply:
             listener(db, replica.position)
         await self._ack(writer, [db])
         return False
+
+    def _announce(self, db: str, notes: list[tuple[int, list[bytes]]]) -> None:
+        for txid, record_notes in notes:
+            for callback in self.on_annotations:
+                try:
+                    callback(db, txid, record_notes)
+                except Exception:  # a listener's bug must not stop replication
+                    log.exception("replica.on_annotations_failed db=%s", db)
 
     async def _install(self, db: str, replica: Replica, inc: _Incoming) -> None:
         started = time.monotonic()

@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from litecluster.apply import fresh_database_checksum
@@ -52,7 +52,7 @@ from .protocol import (
 )
 from .sqlexec import RequestError, Statement
 from .stats import Stats
-from .writer import WriteOutcome, Writer, WriterConfig
+from .writer import Procedure, WriteOutcome, Writer, WriterConfig
 
 log = logging.getLogger("litecluster.primary")
 
@@ -115,6 +115,9 @@ class Primary:
         """Set when a replica connects or disconnects (the sync set follows)."""
         self.may_write: Callable[[], bool] = lambda: True
         """False once this node's leadership ran out: writes are refused from then on."""
+        self.on_commit: list[Callable[[str, Position, list[bytes]], None]] = []
+        """Called in a writer's thread with (database, position, annotations) after a group
+        that carried annotations became durable (see Writer.on_commit)."""
         self.on_durable: list[Callable[[str, int], None]] = []
         """Called on the event loop with (database, durable txid) as records become durable."""
         self.sessions: dict[str, Session] = {}
@@ -192,15 +195,33 @@ class Primary:
     async def write(
         self, name: str, statements: list[Statement], *, transaction: bool
     ) -> WriteOutcome:
-        if not self.may_write() or self.paused:
-            raise NotPrimaryError("this node is no longer the primary", epoch=self.epoch)
+        return await self._submit(name, lambda w: w.submit(statements, transaction=transaction))
+
+    async def call(self, name: str, procedure: Procedure) -> WriteOutcome:
+        """Run ``procedure`` in the writer of database ``name`` (see Writer.call)."""
+        return await self._submit(name, lambda w: w.call(procedure))
+
+    def writer(self, name: str) -> Writer:
         db = self.ensure_database(name)
         writer = self.writers.get(name)
         if writer is None:
             writer = self.writers[name] = Writer(name, db.capture, self.writer_config)
             writer.may_commit = self.may_write
+            writer.on_commit.append(lambda pos, notes: self._committed(name, pos, notes))
+        return writer
+
+    def _committed(self, name: str, position: Position, notes: list[bytes]) -> None:
+        for callback in self.on_commit:
+            callback(name, position, notes)
+
+    async def _submit(
+        self, name: str, run: Callable[[Writer], Awaitable[WriteOutcome]]
+    ) -> WriteOutcome:
+        if not self.may_write() or self.paused:
+            raise NotPrimaryError("this node is no longer the primary", epoch=self.epoch)
+        writer = self.writer(name)
         try:
-            outcome = await writer.submit(statements, transaction=transaction)
+            outcome = await run(writer)
         except LiteclusterError:
             if writer.disk_full:
                 self.on_disk_full()

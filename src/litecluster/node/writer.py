@@ -105,6 +105,10 @@ class Writer:
         """Set when a group failed for lack of disk space (the node then steps down)."""
         self.may_commit: Callable[[], bool] = lambda: True
         """Checked under the write lock before each COMMIT: a deposed primary commits nothing."""
+        self.on_commit: list[Callable[[Position, list[bytes]], None]] = []
+        """Called in the writer thread after each group whose procedures returned annotations
+        is durable, before the next group runs (so state derived from them, such as the last
+        change of each key, is current when the next procedure looks)."""
         self._deadline = 0.0
         self.conn.set_progress_handler(self._interrupt, 10_000)
         self._thread = threading.Thread(target=self._run, name=f"writer:{name}", daemon=True)
@@ -167,6 +171,13 @@ class Writer:
                     req.loop.call_soon_threadsafe(_fail, req.future, err)
                 continue
             self.group_sizes[len(group)] += 1
+            notes = [req.annotation for req in group if req.annotation and req.error is None]
+            if notes:
+                for callback in self.on_commit:
+                    try:
+                        callback(position, notes)
+                    except Exception:  # a listener's bug must not stop the writer
+                        log.exception("writer.on_commit_failed db=%s", self.name)
             for req in group:
                 if req.error is not None:
                     req.loop.call_soon_threadsafe(_fail, req.future, req.error)
@@ -182,7 +193,7 @@ class Writer:
                     req.results = self._run_request(req)
                 if not self.may_commit():
                     raise NotPrimaryError("this node is no longer the primary", db=self.name)
-                notes = [req.annotation for req in group if req.annotation]
+                notes = [req.annotation for req in group if req.annotation and req.error is None]
                 if notes:
                     self.capture.commit(self.conn, msgspec.msgpack.encode(notes))
                     return self.capture.published
