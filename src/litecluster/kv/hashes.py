@@ -1,0 +1,261 @@
+"""Hash commands. Fields are rows ``kv_hash(id, h, field, value)``, ordered by the field's
+hash (HGETALL's order, and HSCAN's cursor)."""
+
+from __future__ import annotations
+
+from litecluster.kv.db import Ctx, KeyRow, key_hash
+from litecluster.kv.errors import (
+    NAN_OR_INF,
+    NOT_A_FLOAT_HASH_VALUE,
+    NOT_A_STRING_HASH_VALUE,
+    OVERFLOW,
+    SYNTAX,
+    fail,
+)
+from litecluster.kv.glob import compile_glob
+from litecluster.kv.keys import parse_cursor, scan_options, scan_page
+from litecluster.kv.parse import (
+    INT64_MAX,
+    INT64_MIN,
+    format_long_double,
+    parse_long_double,
+    to_int,
+    to_long_double,
+)
+from litecluster.kv.registry import command
+from litecluster.kv.reply import OK, Map, Pairs, Reply
+from litecluster.kv.resp import parse_ll
+from litecluster.kv.sampling import sample
+from litecluster.kv.schema import HASH
+
+MAX_RANDOM_COUNT = 10_000_000
+"""Largest |count| of HRANDFIELD/SRANDMEMBER (Redis has none; this bounds the reply)."""
+
+
+def _get(ctx: Ctx, row: KeyRow, field: bytes) -> bytes | None:
+    rows = ctx.conn.execute(
+        "SELECT value FROM kv_hash WHERE id=? AND h=? AND field=?", (row.id, key_hash(field), field)
+    ).fetchall()
+    return bytes(rows[0][0]) if rows else None
+
+
+def _put(ctx: Ctx, row: KeyRow, field: bytes, value: bytes) -> bool:
+    """Set a field; True if it is new (the caller counts it into ``row.len``)."""
+    h = key_hash(field)
+    cur = ctx.conn.execute(
+        "UPDATE kv_hash SET value=? WHERE id=? AND h=? AND field=?", (value, row.id, h, field)
+    )
+    if cur.rowcount:
+        return False
+    ctx.conn.execute(
+        "INSERT INTO kv_hash(id, h, field, value) VALUES (?, ?, ?, ?)", (row.id, h, field, value)
+    )
+    return True
+
+
+def _hash_for_write(ctx: Ctx, key: bytes) -> KeyRow:
+    row = ctx.write_typed(key, HASH)
+    return row if row is not None else ctx.new_container(key, HASH)
+
+
+def _hset(ctx: Ctx, a: list[bytes]) -> int:
+    if len(a) % 2 == 1:
+        raise fail(f"ERR wrong number of arguments for '{a[0].decode()}' command")
+    row = _hash_for_write(ctx, a[1])
+    added = 0
+    for j in range(2, len(a), 2):
+        added += _put(ctx, row, a[j], a[j + 1])
+    row.len += added
+    ctx.save(row)
+    ctx.notify("hset", a[1])
+    return added
+
+
+@command("hset")
+def hset(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _hset(ctx, a)
+
+
+@command("hmset")
+def hmset(ctx: Ctx, a: list[bytes]) -> Reply:
+    _hset(ctx, a)
+    return OK
+
+
+@command("hsetnx")
+def hsetnx(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = _hash_for_write(ctx, a[1])
+    if not row.new and _get(ctx, row, a[2]) is not None:
+        return 0
+    _put(ctx, row, a[2], a[3])
+    row.len += 1
+    ctx.save(row)
+    ctx.notify("hset", a[1])
+    return 1
+
+
+@command("hget")
+def hget(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], HASH)
+    return None if row is None else _get(ctx, row, a[2])
+
+
+@command("hmget")
+def hmget(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], HASH)
+    return [None if row is None else _get(ctx, row, f) for f in a[2:]]
+
+
+def _all(ctx: Ctx, row: KeyRow | None) -> list[tuple[bytes, bytes]]:
+    if row is None:
+        return []
+    rows = ctx.conn.execute(
+        "SELECT field, value FROM kv_hash WHERE id=? ORDER BY h, field", (row.id,)
+    ).fetchall()
+    return [(bytes(f), bytes(v)) for f, v in rows]
+
+
+@command("hgetall")
+def hgetall(ctx: Ctx, a: list[bytes]) -> Reply:
+    pairs: list[tuple[Reply, Reply]] = list(_all(ctx, ctx.read_typed(a[1], HASH)))
+    return Map(pairs)
+
+
+@command("hkeys")
+def hkeys(ctx: Ctx, a: list[bytes]) -> Reply:
+    return [f for f, _ in _all(ctx, ctx.read_typed(a[1], HASH))]
+
+
+@command("hvals")
+def hvals(ctx: Ctx, a: list[bytes]) -> Reply:
+    return [v for _, v in _all(ctx, ctx.read_typed(a[1], HASH))]
+
+
+@command("hdel")
+def hdel(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.write_typed(a[1], HASH)
+    if row is None:
+        return 0
+    removed = 0
+    for field in a[2:]:
+        cur = ctx.conn.execute(
+            "DELETE FROM kv_hash WHERE id=? AND h=? AND field=?", (row.id, key_hash(field), field)
+        )
+        removed += cur.rowcount
+    if removed:
+        row.len -= removed
+        ctx.notify("hdel", a[1])
+        ctx.save(row)
+    return removed
+
+
+@command("hexists")
+def hexists(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], HASH)
+    return int(row is not None and _get(ctx, row, a[2]) is not None)
+
+
+@command("hlen")
+def hlen(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], HASH)
+    return 0 if row is None else row.len
+
+
+@command("hstrlen")
+def hstrlen(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], HASH)
+    value = None if row is None else _get(ctx, row, a[2])
+    return 0 if value is None else len(value)
+
+
+@command("hincrby")
+def hincrby(ctx: Ctx, a: list[bytes]) -> Reply:
+    delta = to_int(a[3])
+    row = _hash_for_write(ctx, a[1])
+    old = None if row.new else _get(ctx, row, a[2])
+    value = 0
+    if old is not None:
+        parsed = parse_ll(old)
+        if parsed is None:
+            raise fail(NOT_A_STRING_HASH_VALUE)
+        value = parsed
+    if (delta < 0 and value < 0 and delta < INT64_MIN - value) or (
+        delta > 0 and value > 0 and delta > INT64_MAX - value
+    ):
+        raise fail(OVERFLOW)
+    value += delta
+    row.len += _put(ctx, row, a[2], b"%d" % value)
+    ctx.save(row)
+    ctx.notify("hincrby", a[1])
+    return value
+
+
+@command("hincrbyfloat")
+def hincrbyfloat(ctx: Ctx, a: list[bytes]) -> Reply:
+    delta = to_long_double(a[3])
+    if not abs(delta) < float("inf"):
+        raise fail("ERR value is NaN or Infinity")
+    row = _hash_for_write(ctx, a[1])
+    old = None if row.new else _get(ctx, row, a[2])
+    value = to_long_double(b"0")
+    if old is not None:
+        parsed = parse_long_double(old)
+        if parsed is None:
+            raise fail(NOT_A_FLOAT_HASH_VALUE)
+        value = parsed
+    value = value + delta
+    if not abs(value) < float("inf"):
+        raise fail(NAN_OR_INF)
+    text = format_long_double(value)
+    row.len += _put(ctx, row, a[2], text)
+    ctx.save(row)
+    ctx.notify("hincrbyfloat", a[1])
+    return text
+
+
+@command("hrandfield")
+def hrandfield(ctx: Ctx, a: list[bytes]) -> Reply:
+    if len(a) == 2:
+        row = ctx.read_typed(a[1], HASH)
+        if row is None:
+            return None
+        return bytes(
+            sample(ctx.conn, "kv_hash", "field", row.id or 0, row.len, 1, distinct=True)[0][0]
+        )
+    count = to_int(a[2])
+    if count < -INT64_MAX:
+        raise fail(f"ERR value is out of range, value must between {-INT64_MAX} and {INT64_MAX}")
+    if len(a) > 4 or (len(a) == 4 and a[3].upper() != b"WITHVALUES"):
+        raise fail(SYNTAX)
+    withvalues = len(a) == 4
+    if withvalues and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
+        raise fail("ERR value is out of range")
+    row = ctx.read_typed(a[1], HASH)
+    if row is None or count == 0:
+        return []
+    if abs(count) > MAX_RANDOM_COUNT:
+        raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
+    rows = sample(ctx.conn, "kv_hash", "field, value", row.id or 0, row.len, abs(count),
+                  distinct=count > 0)  # fmt: skip
+    if withvalues:
+        return Pairs([(bytes(f), bytes(v)) for f, v in rows])
+    return [bytes(f) for f, _ in rows]
+
+
+@command("hscan")
+def hscan(ctx: Ctx, a: list[bytes]) -> Reply:
+    cursor = parse_cursor(a[2])
+    count, pattern, _ = scan_options(a, 3, allow_type=False)
+    row = ctx.read_typed(a[1], HASH)
+    if row is None:
+        return [b"0", []]
+    nxt, rows = scan_page(
+        ctx.conn, "SELECT h, field, value FROM kv_hash WHERE id=? AND h >= ?",
+        (row.id,), cursor, count,
+    )  # fmt: skip
+    match = compile_glob(pattern) if pattern is not None else None
+    out: list[Reply] = []
+    for _h, field, value in rows:
+        if match is None or match(field):
+            out += [bytes(field), bytes(value)]
+    return [b"%d" % nxt, out]

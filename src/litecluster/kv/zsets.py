@@ -1,0 +1,449 @@
+"""Sorted set commands. Members are rows ``kv_zset(id, h, member, score)`` (a member's score
+is one b-tree search away by its hash) and the index ``kv_zset_score(id, score, member)``
+holds Redis's order (score, then member bytes) for ranges by rank, score and lex. A rank is a
+count over that index (O(rank) in SQLite, O(log n) in Redis's skiplist)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litecluster.kv.db import Ctx, KeyRow, key_hash
+from litecluster.kv.errors import (
+    MIN_MAX_NOT_FLOAT,
+    MIN_MAX_NOT_LEX,
+    OUT_OF_RANGE_POSITIVE,
+    SYNTAX,
+    fail,
+)
+from litecluster.kv.glob import compile_glob
+from litecluster.kv.keys import parse_cursor, scan_options, scan_page
+from litecluster.kv.parse import strtod, to_double, to_int
+from litecluster.kv.registry import command
+from litecluster.kv.reply import Double, Pairs, Reply
+from litecluster.kv.schema import ZSET
+
+_ORDER = {False: "ORDER BY score, member", True: "ORDER BY score DESC, member DESC"}
+
+
+def _score_of(ctx: Ctx, row: KeyRow, member: bytes) -> float | None:
+    rows = ctx.conn.execute(
+        "SELECT score FROM kv_zset WHERE id=? AND h=? AND member=?",
+        (row.id, key_hash(member), member),
+    ).fetchall()
+    return float(rows[0][0]) if rows else None
+
+
+def _set_score(ctx: Ctx, row: KeyRow, member: bytes, score: float, new: bool) -> None:
+    if new:
+        ctx.conn.execute(
+            "INSERT INTO kv_zset(id, h, member, score) VALUES (?, ?, ?, ?)",
+            (row.id, key_hash(member), member, score),
+        )
+    else:
+        ctx.conn.execute(
+            "UPDATE kv_zset SET score=? WHERE id=? AND h=? AND member=?",
+            (score, row.id, key_hash(member), member),
+        )
+
+
+def _delete_members(ctx: Ctx, row: KeyRow, members: list[bytes]) -> int:
+    cur = ctx.conn.executemany(
+        "DELETE FROM kv_zset WHERE id=? AND h=? AND member=?",
+        [(row.id, key_hash(m), m) for m in members],
+    )
+    return int(cur.rowcount)
+
+
+def _zadd(ctx: Ctx, a: list[bytes], incr_command: bool) -> Reply:
+    flags: set[bytes] = {b"INCR"} if incr_command else set()
+    ch = False
+    idx = 2
+    while idx < len(a):
+        opt = a[idx].upper()
+        if opt in (b"NX", b"XX", b"INCR", b"GT", b"LT"):
+            flags.add(opt)
+        elif opt == b"CH":
+            ch = True
+        else:
+            break
+        idx += 1
+    elements = len(a) - idx
+    if elements % 2 or not elements:
+        raise fail(SYNTAX)
+    nx, xx, gt, lt, incr = (o in flags for o in (b"NX", b"XX", b"GT", b"LT", b"INCR"))
+    if nx and xx:
+        raise fail("ERR XX and NX options at the same time are not compatible")
+    if (gt and nx) or (lt and nx) or (gt and lt):
+        raise fail("ERR GT, LT, and/or NX options at the same time are not compatible")
+    if incr and elements > 2:
+        raise fail("ERR INCR option supports a single increment-element pair")
+    pairs = [(to_double(a[j]), a[j + 1]) for j in range(idx, len(a), 2)]
+    row = ctx.write_typed(a[1], ZSET)
+    added = updated = processed = 0
+    score = 0.0
+    if row is None and not xx:
+        row = ctx.new_container(a[1], ZSET)
+    if row is not None:
+        for score, member in pairs:
+            current = None if row.new and row.len == 0 else _score_of(ctx, row, member)
+            if current is not None:
+                if nx:
+                    continue
+                if incr:
+                    score += current
+                    if math.isnan(score):
+                        raise fail("ERR resulting score is not a number (NaN)")
+                if (lt and score >= current) or (gt and score <= current):
+                    continue
+                if score != current:
+                    _set_score(ctx, row, member, score, new=False)
+                    updated += 1
+                processed += 1
+            elif not xx:
+                _set_score(ctx, row, member, score, new=True)
+                row.len += 1
+                added += 1
+                processed += 1
+        ctx.save(row)
+        if added or updated:
+            ctx.notify("zincr" if incr else "zadd", a[1])
+    if incr:
+        return Double(score) if processed else None
+    return added + updated if ch else added
+
+
+@command("zadd")
+def zadd(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zadd(ctx, a, False)
+
+
+@command("zincrby")
+def zincrby(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zadd(ctx, a, True)
+
+
+@command("zrem")
+def zrem(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.write_typed(a[1], ZSET)
+    if row is None:
+        return 0
+    removed = _delete_members(ctx, row, list(dict.fromkeys(a[2:])))
+    if removed:
+        row.len -= removed
+        ctx.notify("zrem", a[1])
+        ctx.save(row)
+    return removed
+
+
+@command("zscore")
+def zscore(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], ZSET)
+    score = None if row is None else _score_of(ctx, row, a[2])
+    return None if score is None else Double(score)
+
+
+@command("zmscore")
+def zmscore(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], ZSET)
+    out: list[Reply] = []
+    for member in a[2:]:
+        score = None if row is None else _score_of(ctx, row, member)
+        out.append(None if score is None else Double(score))
+    return out
+
+
+@command("zcard")
+def zcard(ctx: Ctx, a: list[bytes]) -> Reply:
+    row = ctx.read_typed(a[1], ZSET)
+    return 0 if row is None else row.len
+
+
+# ---- ranges ---------------------------------------------------------------------------------
+
+
+def _range_bound(arg: bytes) -> tuple[float, bool]:
+    """A ZRANGEBYSCORE bound: (value, exclusive), read with plain strtod as Redis does."""
+    exclusive = arg[:1] == b"("
+    value = strtod(arg[1:] if exclusive else arg)
+    if value is None:
+        raise fail(MIN_MAX_NOT_FLOAT)
+    return value, exclusive
+
+
+def score_range(lo: bytes, hi: bytes) -> tuple[str, list[Any]]:
+    (mn, mnx), (mx, mxx) = _range_bound(lo), _range_bound(hi)
+    sql = f"score {'>' if mnx else '>='} ? AND score {'<' if mxx else '<='} ?"
+    return sql, [mn, mx]
+
+
+def _lex_bound(arg: bytes, *, is_min: bool) -> tuple[str, list[Any]]:
+    if arg == b"-":
+        return ("1" if is_min else "0"), []
+    if arg == b"+":
+        return ("0" if is_min else "1"), []
+    if arg[:1] not in (b"(", b"["):
+        raise fail(MIN_MAX_NOT_LEX)
+    op = (">" if is_min else "<") if arg[:1] == b"(" else (">=" if is_min else "<=")
+    return f"member {op} ?", [arg[1:]]
+
+
+def lex_range(lo: bytes, hi: bytes) -> tuple[str, list[Any]]:
+    (s1, p1), (s2, p2) = _lex_bound(lo, is_min=True), _lex_bound(hi, is_min=False)
+    return f"{s1} AND {s2}", p1 + p2
+
+
+def _rank_bounds(start: int, end: int, n: int) -> tuple[int, int] | None:
+    if start < 0:
+        start += n
+    if end < 0:
+        end += n
+    start = max(start, 0)
+    if start > end or start >= n:
+        return None
+    return start, min(end, n - 1)
+
+
+def _select(
+    ctx: Ctx, row: KeyRow, where: str, params: list[Any], *, reverse: bool,
+    offset: int = 0, limit: int = -1,
+) -> list[tuple[bytes, float]]:  # fmt: skip
+    if offset < 0 or limit == 0:
+        return []
+    rows = ctx.conn.execute(
+        f"SELECT member, score FROM kv_zset WHERE id=? AND {where} {_ORDER[reverse]}"
+        " LIMIT ? OFFSET ?",
+        [row.id, *params, limit if limit > 0 else -1, offset],
+    ).fetchall()
+    return [(bytes(m), float(s)) for m, s in rows]
+
+
+def _reply(items: list[tuple[bytes, float]], withscores: bool) -> Reply:
+    if withscores:
+        return Pairs([(m, Double(s)) for m, s in items])
+    return [m for m, _ in items]
+
+
+def _zrange(ctx: Ctx, a: list[bytes], kind: str | None, reverse: bool | None) -> Reply:
+    """ZRANGE and its older forms; ``kind`` and ``reverse`` fixed by the command or None."""
+    withscores, offset, limit = False, 0, -1
+    j = 4
+    while j < len(a):
+        opt, left = a[j].upper(), len(a) - j - 1
+        if opt == b"WITHSCORES":
+            withscores = True
+        elif opt == b"LIMIT" and left >= 2:
+            offset, limit = to_int(a[j + 1]), to_int(a[j + 2])
+            j += 2
+        elif reverse is None and opt == b"REV":
+            reverse = True
+        elif kind is None and opt in (b"BYLEX", b"BYSCORE"):
+            kind = opt.decode()
+        else:
+            raise fail(SYNTAX)
+        j += 1
+    reverse = bool(reverse)
+    kind = kind or "RANK"
+    if limit != -1 and kind == "RANK":
+        raise fail(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+        )
+    if withscores and kind == "BYLEX":
+        raise fail("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    lo, hi = (a[3], a[2]) if reverse and kind != "RANK" else (a[2], a[3])
+    if kind == "RANK":
+        start, end = to_int(lo), to_int(hi)
+    elif kind == "BYSCORE":
+        where, params = score_range(lo, hi)
+    else:
+        where, params = lex_range(lo, hi)
+    row = ctx.read_typed(a[1], ZSET)
+    if row is None:
+        return []
+    if kind == "RANK":
+        span = _rank_bounds(start, end, row.len)
+        if span is None:
+            return []
+        items = _select(ctx, row, "1", [], reverse=reverse, offset=span[0],
+                        limit=span[1] - span[0] + 1)  # fmt: skip
+    else:
+        items = _select(ctx, row, where, params, reverse=reverse, offset=offset, limit=limit)
+    return _reply(items, withscores)
+
+
+@command("zrange")
+def zrange(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, None, None)
+
+
+@command("zrevrange")
+def zrevrange(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, "RANK", True)
+
+
+@command("zrangebyscore")
+def zrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, "BYSCORE", False)
+
+
+@command("zrevrangebyscore")
+def zrevrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, "BYSCORE", True)
+
+
+@command("zrangebylex")
+def zrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, "BYLEX", False)
+
+
+@command("zrevrangebylex")
+def zrevrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _zrange(ctx, a, "BYLEX", True)
+
+
+def _count(ctx: Ctx, a: list[bytes], where: str, params: list[Any]) -> Reply:
+    row = ctx.read_typed(a[1], ZSET)
+    if row is None:
+        return 0
+    rows = ctx.conn.execute(
+        f"SELECT count(*) FROM kv_zset WHERE id=? AND {where}", [row.id, *params]
+    ).fetchall()
+    return int(rows[0][0])
+
+
+@command("zcount")
+def zcount(ctx: Ctx, a: list[bytes]) -> Reply:
+    where, params = score_range(a[2], a[3])
+    return _count(ctx, a, where, params)
+
+
+@command("zlexcount")
+def zlexcount(ctx: Ctx, a: list[bytes]) -> Reply:
+    where, params = lex_range(a[2], a[3])
+    return _count(ctx, a, where, params)
+
+
+def _rank(ctx: Ctx, a: list[bytes], reverse: bool) -> Reply:
+    row = ctx.read_typed(a[1], ZSET)
+    if row is None:
+        return None
+    score = _score_of(ctx, row, a[2])
+    if score is None:
+        return None
+    rows = ctx.conn.execute(
+        "SELECT count(*) FROM kv_zset WHERE id=? AND (score < ? OR (score = ? AND member < ?))",
+        (row.id, score, score, a[2]),
+    ).fetchall()
+    rank = int(rows[0][0])
+    return row.len - 1 - rank if reverse else rank
+
+
+@command("zrank")
+def zrank(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _rank(ctx, a, False)
+
+
+@command("zrevrank")
+def zrevrank(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _rank(ctx, a, True)
+
+
+def _pop(ctx: Ctx, a: list[bytes], maximum: bool) -> Reply:
+    if len(a) > 3:
+        raise fail(SYNTAX)
+    count = -1
+    if len(a) == 3:
+        count = to_int(a[2])
+        if count < 0:
+            raise fail(OUT_OF_RANGE_POSITIVE)
+    row = ctx.write_typed(a[1], ZSET)
+    if row is None or count == 0:
+        return []
+    items = _select(ctx, row, "1", [], reverse=maximum, limit=max(count, 1))
+    _delete_members(ctx, row, [m for m, _ in items])
+    row.len -= len(items)
+    ctx.notify("zpopmax" if maximum else "zpopmin", a[1])
+    ctx.save(row)
+    if count == -1:
+        return [items[0][0], Double(items[0][1])]
+    return Pairs([(m, Double(s)) for m, s in items])
+
+
+@command("zpopmin")
+def zpopmin(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _pop(ctx, a, False)
+
+
+@command("zpopmax")
+def zpopmax(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _pop(ctx, a, True)
+
+
+def _remove_range(ctx: Ctx, a: list[bytes], kind: str) -> Reply:
+    if kind == "rank":
+        start, end = to_int(a[2]), to_int(a[3])
+    elif kind == "score":
+        where, params = score_range(a[2], a[3])
+    else:
+        where, params = lex_range(a[2], a[3])
+    row = ctx.write_typed(a[1], ZSET)
+    if row is None:
+        return 0
+    if kind == "rank":
+        span = _rank_bounds(start, end, row.len)
+        if span is None:
+            return 0
+        items = _select(ctx, row, "1", [], reverse=False, offset=span[0],
+                        limit=span[1] - span[0] + 1)  # fmt: skip
+    else:
+        items = _select(ctx, row, where, params, reverse=False)
+    if not items:
+        return 0
+    removed = _delete_members(ctx, row, [m for m, _ in items])
+    row.len -= removed
+    ctx.notify(f"zremrangeby{kind}", a[1])
+    ctx.save(row)
+    return removed
+
+
+@command("zremrangebyscore")
+def zremrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _remove_range(ctx, a, "score")
+
+
+@command("zremrangebyrank")
+def zremrangebyrank(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _remove_range(ctx, a, "rank")
+
+
+@command("zremrangebylex")
+def zremrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
+    return _remove_range(ctx, a, "lex")
+
+
+def format_scan_score(score: float) -> bytes:
+    """A score as ZSCAN prints it for small sorted sets (Redis's ``d2string``)."""
+    if math.isinf(score):
+        return b"inf" if score > 0 else b"-inf"
+    if score == int(score) and abs(score) < 2**63:
+        return b"%d" % int(score)
+    return b"%.17g" % score
+
+
+@command("zscan")
+def zscan(ctx: Ctx, a: list[bytes]) -> Reply:
+    cursor = parse_cursor(a[2])
+    count, pattern, _ = scan_options(a, 3, allow_type=False)
+    row = ctx.read_typed(a[1], ZSET)
+    if row is None:
+        return [b"0", []]
+    nxt, rows = scan_page(
+        ctx.conn, "SELECT h, member, score FROM kv_zset WHERE id=? AND h >= ?",
+        (row.id,), cursor, count,
+    )  # fmt: skip
+    match = compile_glob(pattern) if pattern is not None else None
+    out: list[Reply] = []
+    for _h, member, score in rows:
+        if match is None or match(member):
+            out += [bytes(member), format_scan_score(float(score))]
+    return [b"%d" % nxt, out]
