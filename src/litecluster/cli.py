@@ -266,6 +266,7 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--priority", type=int, help="Promotion priority among equal candidates [0].")
 @click.option("--nofailover", is_flag=True, default=None, help="Never promote this node.")
 @click.option("--sync-replicas", type=int, help="Acknowledge writes once K replicas hold them [0].")
+@click.option("--resp", help="Serve the Redis protocol on HOST:PORT (key/value data in db 'kv').")
 @_friendly
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run a node: the primary, or (with --primary) a replica of it.

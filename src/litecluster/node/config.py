@@ -96,6 +96,18 @@ class NodeConfig:
     sync_timeout: float = 10.0
     log_format: str = "kv"
     log_level: str = "INFO"
+    resp: Address | None = None
+    """Serve the Redis protocol on this address (unset: no Redis-protocol server)."""
+    kv_db: str = "kv"
+    """The database holding the key/value data."""
+    resp_auth: bool = True
+    """Clients must AUTH with the cluster token (user ``default``) or a ``resp_users_file`` user."""
+    resp_users_file: Path | None = None
+    """More Redis users: one ``USER PASSWORD`` per line (``#`` starts a comment)."""
+    resp_replica_writes: str = "forward"
+    """On a replica: ``forward`` writes to the primary, or ``readonly`` (answer -READONLY)."""
+    resp_output_limit: int = 32 * 1024 * 1024
+    """Unread bytes a pub/sub client may have queued before it is disconnected."""
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -248,8 +260,34 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "sync_replicas", "sync_replicas >= 0 and sync_timeout > 0")
     if config.lease_ttl < 2:
         raise _bad(config, "lease_ttl", "must be at least 2 (etcd's minimum)")
+    if not DB_NAME.match(config.kv_db):
+        raise _bad(config, "kv_db", "bad database name")
+    if config.resp_replica_writes not in ("forward", "readonly"):
+        raise _bad(config, "resp_replica_writes", "must be forward or readonly")
+    if config.resp_output_limit <= 0:
+        raise _bad(config, "resp_output_limit", "must be greater than zero")
+    if config.resp_users_file is not None and not Path(config.resp_users_file).is_file():
+        raise _bad(config, "resp_users_file", "file not found")
     if config.primary is not None and config.primary == config.listen:
         raise _bad(config, "primary", "a node cannot replicate from its own listen address")
+
+
+def resp_passwords(config: NodeConfig, token: str) -> dict[str, str]:
+    """The Redis users and their passwords (empty: no AUTH needed)."""
+    if not config.resp_auth:
+        return {}
+    users = {"default": token}
+    if config.resp_users_file is not None:
+        for n, line in enumerate(config.resp_users_file.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            user, _, password = line.partition(" ")
+            if not password.strip():
+                raise ConfigError("a user without a password", field="resp_users_file",
+                                  value=str(config.resp_users_file), line=n)  # fmt: skip
+            users[user] = password.strip()
+    return users
 
 
 def read_token(config: NodeConfig) -> str:

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from litecluster.errors import LiteclusterError
+
 from . import sqlapi
+from .kvstore import KvRequestError
 from .metrics import registry_for, render
 
 if TYPE_CHECKING:
@@ -67,4 +70,17 @@ def make_app(node: Node) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, node)
+    app.router.add_post("/kv/exec", kv_exec)
     return app
+
+
+async def kv_exec(request: web.Request) -> web.Response:
+    """A replica's forwarded key/value write (msgpack in and out; see node/kvstore.py)."""
+    node: Node = request.app[NODE_KEY]
+    body = await request.read()
+    try:
+        raw = await node.kv.serve_forwarded(body)
+    except LiteclusterError as exc:
+        status = 400 if isinstance(exc, KvRequestError) else 503
+        return _json({"error": exc.message, "hint": exc.hint}, status)
+    return web.Response(body=raw, content_type="application/msgpack")

@@ -35,10 +35,13 @@ from .config import Address, NodeConfig, read_token
 from .follower import Follower
 from .ha import HaLoop
 from .httpapi import make_app
+from .kvstore import KvStore
 from .leadership import StaticLeadership
 from .logs import setup_logging
 from .primary import Primary
 from .protocol import Refuse, encode_message
+from .pubsub import PubSub
+from .respserver import RespServer
 from .state import NodeState
 from .stats import Stats
 from .tls import server_context
@@ -83,6 +86,11 @@ class Node:
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
+        self.kv = KvStore(self)
+        self.pubsub = PubSub()
+        self.kv.listeners.append(self.pubsub.on_changes)
+        self.resp: RespServer | None = None
+        self.resp_address = ""
 
     @property
     def epoch(self) -> int:
@@ -128,6 +136,16 @@ class Node:
                 hint="pick a free port with --listen HOST:PORT",
             ) from None
         self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
+        if self.config.resp is not None:
+            self.resp = RespServer(self, self.kv, self.pubsub)
+            try:
+                self.resp_address = await self.resp.start()
+            except OSError as exc:
+                raise NodeError(
+                    f"cannot listen on the Redis-protocol address: {exc.strerror}",
+                    resp=str(self.config.resp), hint="pick a free port with --resp HOST:PORT",
+                ) from None  # fmt: skip
+        self._watch(asyncio.create_task(self.kv.expire_forever(), name="kv-expiry"))
         if self.ha is not None:
             self._watch(asyncio.create_task(self.ha.run(), name="ha"))
         elif await self.leadership.acquire():
@@ -167,6 +185,7 @@ class Node:
         self.primary.open_databases(asyncio.get_running_loop())
         self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
         self._watch(self._role_task, cancel_ok=True)
+        self.kv.attach(asyncio.get_running_loop())
         log.info("node.role role=primary epoch=%d", epoch)
 
     async def become_replica(self, primary: Address) -> None:
@@ -176,6 +195,7 @@ class Node:
         self.follower.http = str(self.http)
         self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
         await asyncio.to_thread(self.follower.open_databases)
+        self.kv.attach(asyncio.get_running_loop())
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)
         log.info("node.role role=replica primary=%s", primary)
@@ -307,6 +327,7 @@ class Node:
             "listen": str(self.listen),
             "http": str(self.http),
             "scheme": "https" if self.server_ssl else "http",
+            "resp": self.resp_address or None,
         }
         tmp.write_text(json.dumps(data))
         tmp.replace(path)
@@ -343,6 +364,8 @@ class Node:
         self.stopping.set()
         if self._server is not None:
             self._server.close()
+        if self.resp is not None:
+            await self.resp.close()
         if self.primary is not None:
             await self.primary.end_sessions()
         if self.ha is not None:
@@ -364,6 +387,7 @@ class Node:
             await asyncio.to_thread(self.primary.close)
         if self.follower is not None:
             await asyncio.to_thread(self.follower.close)
+        self.kv.close()
         (self.config.data_dir / ADDR_FILE).unlink(missing_ok=True)
         self.state.close()
         log.info("node.stopped node_id=%s", self.node_id)
@@ -377,7 +401,8 @@ class Node:
         if self.primary is not None:
             pdb = self.primary.dbs.get(db)
             return pdb.capture.published.txid if pdb else 0
-        assert self.follower is not None
+        if self.follower is None:
+            return 0  # between roles
         rep = self.follower.replicas.get(db)
         return rep.position.txid if rep else 0
 
