@@ -212,3 +212,99 @@ class Twin:
         self.db = db
         self.r3.call("SELECT", db)
         self.r2.call("SELECT", db)
+
+    # ---- commands whose replies are not deterministic: checked by their properties -------
+
+    def check_scan(self, name: str, key: bytes | None, opts: list[Any]) -> None:
+        """Iterate SCAN/HSCAN/SSCAN/ZSCAN to the end on both: the same set of elements."""
+
+        def iterate(call: Any) -> set[Any]:
+            seen: set[Any] = set()
+            cursor = b"0"
+            for _ in range(10_000):
+                head = [name] + ([key] if key is not None else [])
+                reply = call(*head, cursor, *opts)
+                if isinstance(reply, Err):
+                    return {("error", reply.text)}
+                cursor, items = reply  # type: ignore[misc]
+                if name.upper() in ("HSCAN", "ZSCAN"):
+                    seen.update(zip(items[0::2], items[1::2], strict=True))
+                else:
+                    seen.update(items)
+                if cursor == b"0":
+                    return seen
+            raise AssertionError("the scan did not end")
+
+        self.log.append(f"{name} {key!r} {opts!r} (full iteration)")
+        ours, theirs = iterate(self.ours), iterate(self.theirs)
+        assert ours == theirs, (
+            f"{name} differs\n  ours:  {ours}\n  redis: {theirs}\n  after:\n  "
+            + "\n  ".join(self.log[-25:])
+        )
+
+    def check_random(self, *parts: Any) -> None:
+        """SRANDMEMBER, HRANDFIELD, RANDOMKEY, SPOP: the same shape, elements that exist; after
+        SPOP, this side is made to hold what redis-server kept."""
+        args = args_of(parts)
+        name = args[0].upper()
+        self.log.append(" ".join(repr(a)[2:-1] for a in args) + " (by properties)")
+        context = "\n  ".join(self.log[-25:])
+        before = self.theirs("SMEMBERS", args[1]) if name == b"SPOP" else None
+        theirs = self.theirs(*args)
+        ours = parse_one(encode(self.ours(*args), 3))
+        if isinstance(theirs, Err) or isinstance(ours, Err):
+            assert ours == theirs, f"{ours!r} != {theirs!r} after\n  {context}"
+            return
+        if name == b"RANDOMKEY":
+            assert (ours is None) == (theirs is None), context
+            if ours is not None:
+                assert self.theirs("EXISTS", ours) == 1, context
+            return
+        if theirs is None or ours is None:
+            assert ours == theirs, f"{ours!r} != {theirs!r} after\n  {context}"
+            return
+        if name == b"SPOP":
+            members = set(before.items if isinstance(before, SetReply) else [])
+            got_ours = set(ours.items) if isinstance(ours, SetReply) else {ours}
+            got_theirs = set(theirs.items) if isinstance(theirs, SetReply) else {theirs}
+            assert type(ours) is type(theirs), context
+            assert len(got_ours) == len(got_theirs), context
+            assert got_ours <= members, context
+            if got_ours != got_theirs:  # resynchronise: keep what redis-server kept
+                extra = sorted(got_ours - got_theirs)
+                gone = sorted(got_theirs - got_ours)
+                self.ours("SADD", args[1], *extra)
+                self.ours("SREM", args[1], *gone)
+            return
+        self._check_sample(name, args, ours, theirs, context)
+
+    def _check_sample(
+        self, name: bytes, args: list[bytes], ours: Reply, theirs: Reply, context: str
+    ) -> None:
+        is_hash = name == b"HRANDFIELD"
+        if is_hash:
+            whole = self.theirs("HGETALL", args[1])
+            assert isinstance(whole, Map)
+            fields = dict(whole.items)
+            members: set[Any] = set(fields)
+        else:
+            whole = self.theirs("SMEMBERS", args[1])
+            members = set(whole.items) if isinstance(whole, SetReply) else set()
+        if len(args) == 2:
+            assert ours in members, context
+            return
+        assert isinstance(ours, list), context
+        assert isinstance(theirs, list), context
+        assert len(ours) == len(theirs), f"{ours!r} vs {theirs!r} after\n  {context}"
+        withvalues = len(args) == 4
+        for item in ours:
+            if withvalues:
+                assert isinstance(item, list), context
+                assert item[0] in members, context
+                assert fields[item[0]] == item[1], context
+            else:
+                assert item in members, context
+        count = int(args[2])
+        if count > 0:
+            firsts = [i[0] if withvalues else i for i in ours]  # type: ignore[index]
+            assert len(set(firsts)) == len(firsts), context

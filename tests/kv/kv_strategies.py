@@ -54,7 +54,8 @@ def options(*choices: Any, max_size: int = 3) -> st.SearchStrategy[list[Any]]:
     """Zero or more option groups, each a list of parts (constants or strategies)."""
     groups = [
         st.tuples(*(p if isinstance(p, st.SearchStrategy) else st.just(p) for p in c)).map(list)
-        if isinstance(c, tuple) else st.just([c])
+        if isinstance(c, tuple)
+        else c.map(lambda x: [x]) if isinstance(c, st.SearchStrategy) else st.just([c])
         for c in choices
     ]  # fmt: skip
     return st.lists(st.one_of(*groups), max_size=max_size).map(

@@ -233,7 +233,7 @@ def hrandfield(ctx: Ctx, a: list[bytes]) -> Reply:
     row = ctx.read_typed(a[1], HASH)
     if row is None or count == 0:
         return []
-    if abs(count) > MAX_RANDOM_COUNT:
+    if count < -MAX_RANDOM_COUNT:
         raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
     rows = sample(ctx.conn, "kv_hash", "field, value", row.id or 0, row.len, abs(count),
                   distinct=count > 0)  # fmt: skip

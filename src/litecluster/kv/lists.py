@@ -129,7 +129,7 @@ def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
         raise fail(f"ERR wrong number of arguments for '{a[0].decode()}' command")
     count = None
     if len(a) == 3:
-        count = to_int(a[2])
+        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
         if count < 0:
             raise fail(OUT_OF_RANGE_POSITIVE)
     row = _list(ctx, a[1], write=True)

@@ -5,7 +5,7 @@ so SQLite does the merging and nothing is materialised in Python."""
 from __future__ import annotations
 
 from litecluster.kv.db import Ctx, KeyRow, key_hash
-from litecluster.kv.errors import SYNTAX, WRONGTYPE, fail
+from litecluster.kv.errors import OUT_OF_RANGE_POSITIVE, SYNTAX, WRONGTYPE, fail
 from litecluster.kv.glob import compile_glob
 from litecluster.kv.hashes import MAX_RANDOM_COUNT
 from litecluster.kv.keys import parse_cursor, scan_options, scan_page
@@ -105,9 +105,9 @@ def spop(ctx: Ctx, a: list[bytes]) -> Reply:
         raise fail(SYNTAX)
     count = 1
     if len(a) == 3:
-        count = to_int(a[2])
+        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
         if count < 0:
-            raise fail("ERR value is out of range, must be positive")
+            raise fail(OUT_OF_RANGE_POSITIVE)
     row = ctx.write_typed(a[1], SET)
     if row is None:
         return None if len(a) == 2 else SetReply([])
@@ -141,7 +141,7 @@ def srandmember(ctx: Ctx, a: list[bytes]) -> Reply:
     row = ctx.read_typed(a[1], SET)
     if row is None or count == 0:
         return []
-    if abs(count) > MAX_RANDOM_COUNT:
+    if count < -MAX_RANDOM_COUNT:
         raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
     rows = sample(ctx.conn, "kv_set", "member", row.id or 0, row.len, abs(count),
                   distinct=count > 0)  # fmt: skip

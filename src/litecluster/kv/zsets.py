@@ -353,7 +353,7 @@ def _pop(ctx: Ctx, a: list[bytes], maximum: bool) -> Reply:
         raise fail(SYNTAX)
     count = -1
     if len(a) == 3:
-        count = to_int(a[2])
+        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
         if count < 0:
             raise fail(OUT_OF_RANGE_POSITIVE)
     row = ctx.write_typed(a[1], ZSET)
