@@ -48,6 +48,9 @@ class LocalNode:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    command_prefix: list[str] = field(default_factory=list)
+    """Runs the node through another program, e.g. ``["ip", "netns", "exec", NS]`` (which
+    must exec the node in place: its pid is how readiness is recognised)."""
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -65,8 +68,8 @@ class LocalNode:
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in _reap)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
+            [*self.command_prefix, *self.command()], stdout=self._log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
         )  # fmt: skip
         if wait:
             self.wait_ready(timeout)
@@ -156,13 +159,14 @@ class LocalEtcd:
     """A real etcd server on 127.0.0.1 (Debian's ``etcd-server``), for the failover demo and
     tests."""
 
-    def __init__(self, directory: Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, directory: Path, *, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
+        """``host``: the address clients reach etcd on (an address of this machine)."""
         binary = shutil.which("etcd")
         if binary is None:
             raise NodeError("etcd is not installed", hint="apt-get install etcd-server")
         self.binary, self.directory = binary, directory
         self.client_port, self.peer_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.url = f"http://{host}:{self.client_port}"
         self.log_path = directory / "etcd.log"
         self.start(timeout)
 

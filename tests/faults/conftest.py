@@ -1,8 +1,10 @@
-"""Clusters of node processes electing their primary through a real etcd."""
+"""Clusters of node processes electing their primary through a real etcd, and the suite's
+report (recovery times, writes lost per failover in asynchronous mode), printed at the end of
+the run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,26 @@ def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
         tmp_path, ["--sync-replicas", "1"], {"LITECLUSTER_SYNC_TIMEOUT": "3"}
     ):
         yield members
+
+
+_REPORT: list[str] = []
+
+
+@pytest.fixture
+def fault_report(
+    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
+) -> Callable[[str, object], None]:
+    """``report(name, value)``: a measurement shown in the run's summary (and the JUnit XML)."""
+
+    def report(name: str, value: object) -> None:
+        record_property(name, value)
+        _REPORT.append(f"{request.node.name}: {name} = {value}")
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _REPORT:
+        terminalreporter.section("fault suite measurements")
+        for line in _REPORT:
+            terminalreporter.write_line(line)

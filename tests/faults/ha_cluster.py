@@ -1,17 +1,15 @@
-"""What the fault tests do to a cluster: find the primary, write, keep a load running."""
+"""What the fault tests do to a cluster: find the primary, write a key, read the keys back
+(history.py runs the recorded workloads, checker.py checks them)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
+from history import SCHEMA
 
 from litecluster.localcluster import LocalNode
 from support import wait_for
 
 TTL = 2
-SCHEMA = "CREATE TABLE IF NOT EXISTS t(k TEXT PRIMARY KEY)"
 
 
 def roles(members: list[LocalNode]) -> dict[str, str]:
@@ -51,10 +49,11 @@ def keys(node: LocalNode) -> set[str]:
 
 
 def first_primary(members: list[LocalNode], *, with_replicas: bool = True) -> LocalNode:
-    """The elected primary once the table exists (and, by default, the others follow it).
+    """The elected primary once the workloads' tables exist (and, by default, the others
+    follow it).
 
-    In synchronous mode the table is acknowledged only once a replica holds it, so the
-    creation is retried until it is.
+    In synchronous mode the tables are acknowledged only once a replica holds them, so the
+    creation (idempotent) is retried until it is.
     """
     wait_for(lambda: the_primary(members) is not None, 30, "a first primary")
     p = the_primary(members)
@@ -62,8 +61,17 @@ def first_primary(members: list[LocalNode], *, with_replicas: bool = True) -> Lo
     if with_replicas:
         others = [m for m in members if m is not p]
         wait_for(lambda: all(roles([o])[o.node_id] == "replica" for o in others), 30, "replicas")
-    wait_for(lambda: execute(p, [SCHEMA]).status_code == 200, 30, "the table")
+    wait_for(lambda: _created(p), 30, "the tables")
     return p
+
+
+def _created(node: LocalNode) -> bool:
+    try:
+        r = httpx.post(f"http://{node.http}/db/execute", json=SCHEMA,
+                       params={"transaction": "true"}, timeout=5)  # fmt: skip
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and not any("error" in x for x in r.json()["results"])
 
 
 def wait_for_writable_primary(candidates: list[LocalNode], key: str) -> LocalNode:
@@ -79,30 +87,3 @@ def wait_for_writable_primary(candidates: list[LocalNode], key: str) -> LocalNod
 
     wait_for(writable, 30, "a primary that acknowledges writes")
     return found[0]
-
-
-class LoadWriter(threading.Thread):
-    """Writes new keys to whichever node is primary, recording what was acknowledged and what
-    is indeterminate (an error or no answer: it may or may not have been applied)."""
-
-    def __init__(self, members: list[LocalNode]) -> None:
-        super().__init__(daemon=True)
-        self.members = members
-        self.acked: list[str] = []
-        self.indeterminate: list[str] = []
-        self._halt = threading.Event()  # not _stop: Thread has its own
-
-    def run(self) -> None:
-        i = 0
-        while not self._halt.is_set():
-            target = the_primary([m for m in self.members if m.running])
-            if target is None:
-                time.sleep(0.02)  # no primary to send to: an election is under way
-                continue
-            key = f"k{i}"
-            i += 1
-            (self.acked if write(target, key) else self.indeterminate).append(key)
-
-    def finish(self) -> None:
-        self._halt.set()
-        self.join(30)
