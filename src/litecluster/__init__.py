@@ -24,6 +24,7 @@ from .errors import (
     TxlogError,
     WalError,
 )
+from .kvhelpers import ConfigValues, FeatureFlags, SessionStore
 from .position import Position
 from .record import RecordKind, TxRecord
 from .snapshot import SnapshotHeader, install_snapshot, read_snapshot_header
@@ -33,6 +34,9 @@ from .verify import VerifyResult, database_checksum, verify_replica
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigValues",
+    "FeatureFlags",
+    "SessionStore",
     "Capture",
     "Client",
     "ClientError",

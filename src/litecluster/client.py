@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from litecluster.errors import LiteclusterError, NodeError
+from litecluster.kvclient import KV
 from litecluster.position import Position
 from litecluster.sqlite import Connection, DatabaseError
 from litecluster.sqlite import connect as sqlite_connect
@@ -113,6 +114,7 @@ class Client:
         ca: str | None = None,
         read_your_writes: bool = True,
         timeout: float = 10.0,
+        kv_db: str = "kv",
     ) -> None:
         self.url = url if "://" in url else f"http://{url}"
         self.db = db
@@ -120,6 +122,7 @@ class Client:
         self.timeout = timeout
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
+        self.kv_db = kv_db
         self._embedded: _Embedded | None = None
         if replica is not None:
             if primary is None:
@@ -129,6 +132,8 @@ class Client:
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
             self._embedded = _Embedded(Path(replica), primary, token, ca, timeout)
+        self.kv = KV(self)
+        """The key/value API (see litecluster.kvclient)."""
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -182,6 +187,7 @@ class Client:
         return query_result(self._post("/db/query", [statement(sql, params)], params_q))
 
     def close(self) -> None:
+        self.kv.close()
         self._http.close()
         if self._embedded is not None:
             self._embedded.close()

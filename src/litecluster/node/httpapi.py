@@ -75,11 +75,11 @@ def make_app(node: Node) -> web.Application:
 
 
 async def kv_exec(request: web.Request) -> web.Response:
-    """A replica's forwarded key/value write (msgpack in and out; see node/kvstore.py)."""
+    """Key/value commands over HTTP (msgpack in and out; see KvStore.serve)."""
     node: Node = request.app[NODE_KEY]
     body = await request.read()
     try:
-        raw = await node.kv.serve_forwarded(body)
+        raw = await node.kv.serve(body)
     except LiteclusterError as exc:
         status = 400 if isinstance(exc, KvRequestError) else 503
         return _json({"error": exc.message, "hint": exc.hint}, status)

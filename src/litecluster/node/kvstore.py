@@ -29,8 +29,9 @@ import aiohttp
 import msgspec
 
 from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
-from litecluster.kv.commands import run
+from litecluster.kv.commands import lookup, run
 from litecluster.kv.db import Ctx, expire_cycle
+from litecluster.kv.registry import Command
 from litecluster.kv.reply import Err, Reply, dumps, loads
 from litecluster.kv.schema import ensure_schema, has_schema
 from litecluster.position import Position
@@ -127,6 +128,9 @@ class Request:
     since: int = 0
     """The txid the watched keys were read at."""
     publish: list[tuple[bytes, bytes]] = field(default_factory=list)
+    all_or_nothing: bool = False
+    """Roll every command back when one fails (the Python client's atomic blocks), instead of
+    Redis's EXEC semantics (the others still apply)."""
 
 
 class _Wire(msgspec.Struct, array_like=True):
@@ -134,6 +138,7 @@ class _Wire(msgspec.Struct, array_like=True):
     watch: list[tuple[int, bytes]]
     since: int
     publish: list[tuple[bytes, bytes]]
+    all_or_nothing: bool = False
 
 
 class _WireReply(msgspec.Struct, array_like=True):
@@ -239,10 +244,13 @@ class KvStore:
     async def write(self, request: Request) -> list[Reply] | None:
         """Run ``request`` on the primary (forwarding from a replica); None when EXEC was
         aborted by a watched key."""
-        node = self.node
-        if node.primary is not None:
-            replies, _ = await self.run_on_primary(request)
-            return replies
+        return (await self.write_at(request))[0]
+
+    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int]:
+        """Like :meth:`write`, with the txid at which the write is visible on this node."""
+        if self.node.primary is not None:
+            replies, position = await self.run_on_primary(request)
+            return replies, position.txid
         return await self._forward(request)
 
     async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
@@ -266,7 +274,11 @@ class KvStore:
             replies: list[Reply] = []
             for db, args in request.commands:
                 ctx = Ctx(conn, db, now, events, flushed)
-                replies.append(execute(ctx, args))
+                reply = execute(ctx, args)
+                if request.all_or_nothing and isinstance(reply, Err):
+                    raise AtomicAbortedError(f"nothing was applied: {reply.text}",
+                                             command=args[0].decode("utf-8", "replace"))  # fmt: skip
+                replies.append(reply)
             if request.publish:
                 # A message must travel in a record, and a record needs a change to a page.
                 conn.execute(
@@ -279,13 +291,14 @@ class KvStore:
 
         return run
 
-    async def _forward(self, request: Request) -> list[Reply] | None:
+    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int]:
         node = self.node
         up = node.follower.upstream if node.follower is not None else None
         if up is None or not up.http or up.state != "streaming":
             raise NotPrimaryError("no primary reachable to forward the write to",
                                   primary=up.http if up else None)  # fmt: skip
-        body = _encode(_Wire(request.commands, request.watch, request.since, request.publish))
+        body = _encode(_Wire(request.commands, request.watch, request.since, request.publish,
+                             request.all_or_nothing))  # fmt: skip
         scheme = "https" if node.config.tls_ca else "http"
         timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
         try:
@@ -307,19 +320,33 @@ class KvStore:
         got = msgspec.msgpack.decode(raw, type=_WireReply)
         # Answer once this node has the write too: its client then reads what it wrote here.
         await node.wait_applied(self.db_name, got.txid)
-        return None if got.replies is None else [loads(r) for r in got.replies]
+        return (None if got.replies is None else [loads(r) for r in got.replies]), got.txid
 
-    async def serve_forwarded(self, body: bytes) -> bytes:
-        """The primary's side of ``POST /kv/exec``."""
+    async def serve(self, body: bytes) -> bytes:
+        """``POST /kv/exec`` (msgpack): read-only requests run on this node's file; writes
+        run on the primary (this node, or forwarded by it) and answer once visible here.
+        Replicas forward their clients' writes with it; the Python client sends both."""
         try:
             wire = msgspec.msgpack.decode(body, type=_Wire)
         except msgspec.DecodeError as exc:
             raise KvRequestError(f"malformed key/value request: {exc}") from None
+        if not wire.commands and not wire.publish:
+            raise KvRequestError("a key/value request needs commands")
+        if any(not args or not isinstance(db, int) or db < 0 for db, args in wire.commands):
+            raise KvRequestError("every command needs a DB index >= 0 and a name")
         request = Request(wire.commands, [(db, k) for db, k in wire.watch], wire.since,
-                          wire.publish)  # fmt: skip
-        replies, position = await self.run_on_primary(request)
+                          wire.publish, wire.all_or_nothing)  # fmt: skip
+        if (
+            not request.watch
+            and not request.publish
+            and all(_readonly(args) for _, args in request.commands)
+        ):
+            replies: list[Reply] | None = self.read(request.commands)
+            txid = self.applied_txid()
+        else:
+            replies, txid = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(_WireReply(encoded, position.txid, position.epoch))
+        return _encode(_WireReply(encoded, txid, self.node.epoch))
 
     # ---- expiry -------------------------------------------------------------------------------
 
@@ -359,5 +386,14 @@ class KvStore:
         self._conn = self._empty = None
 
 
+def _readonly(args: list[bytes]) -> bool:
+    found = lookup(args)
+    return isinstance(found, Command) and found.info.readonly
+
+
 class KvRequestError(NodeError):
-    """A malformed forwarded key/value request."""
+    """A malformed key/value request, or one that cannot apply (answered 400)."""
+
+
+class AtomicAbortedError(KvRequestError):
+    """A command of an all-or-nothing request failed: none of it was applied."""
