@@ -308,3 +308,20 @@ def test_a_client_that_never_reads_does_not_hold_the_server(pair: Pair) -> None:
     stop.set()
     s.close()
     t.join(10)
+
+
+def test_redis_benchmark_runs_without_errors(pair: Pair) -> None:
+    bench = shutil.which("redis-benchmark")
+    if bench is None:
+        pytest.skip("redis-benchmark is not installed (Debian package redis-tools)")
+    for port in (pair.pport, pair.rport):
+        out = subprocess.run(
+            [bench, "-p", str(port), "-a", pair.token, "-t", "set,get,incr,lpush,hset,sadd",
+             "-n", "300", "-c", "10", "-q"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "rror" not in out.stdout + out.stderr
+        for test in ("SET", "GET", "INCR", "LPUSH", "HSET", "SADD"):
+            assert f"{test}: " in out.stdout
+    assert int(pair.client().llen("mylist")) >= 600, "every LPUSH was applied"
