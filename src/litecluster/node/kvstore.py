@@ -31,6 +31,7 @@ import msgspec
 from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
 from litecluster.kv.commands import lookup, run
 from litecluster.kv.db import Ctx, expire_cycle
+from litecluster.kv.errors import CommandError
 from litecluster.kv.registry import Command
 from litecluster.kv.reply import Err, Reply, dumps, loads
 from litecluster.kv.schema import ensure_schema, has_schema
@@ -222,7 +223,7 @@ class KvStore:
         now = now_ms()
         conn.execute("BEGIN")
         try:
-            return [execute(Ctx(conn, db, now), args) for db, args in commands]
+            return [_read_one(Ctx(conn, db, now), args) for db, args in commands]
         finally:
             conn.execute("COMMIT")
 
@@ -384,6 +385,24 @@ class KvStore:
             if conn is not None:
                 conn.close()
         self._conn = self._empty = None
+
+
+def _read_one(ctx: Ctx, args: list[bytes]) -> Reply:
+    """A read-only command without the savepoint writes need (the hot path of GET)."""
+    found = lookup(args)
+    if isinstance(found, Err):
+        return found
+    if found.handler is None or not found.info.readonly:
+        return execute(ctx, args)
+    try:
+        return found.handler(ctx, [found.name.encode(), *args[1:]])
+    except CommandError as exc:
+        return Err(exc.message)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        log.exception("kv.command_failed command=%s", found.name)
+        return Err(f"ERR internal error in '{found.name}' ({type(exc).__name__}); see the log")
 
 
 def _readonly(args: list[bytes]) -> bool:
