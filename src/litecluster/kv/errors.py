@@ -24,9 +24,15 @@ class CommandError(KvError):
 
 
 class RespProtocolError(KvError):
-    """A client sent bytes that are not a valid request; ``message`` is Redis's reply text."""
+    """A client sent bytes that are not a valid request; ``message`` is Redis's text
+    (``Protocol error: ...``)."""
 
     default_hint = "the client is not speaking RESP (or sent more than the configured limits)"
+
+    @property
+    def reply_text(self) -> str:
+        """The error reply redis-server sends before it closes the connection."""
+        return f"ERR {self.message}"
 
 
 class SchemaError(KvError):

@@ -17,6 +17,7 @@ from litecluster.kv.keys import parse_cursor, scan_options, scan_page
 from litecluster.kv.parse import (
     INT64_MAX,
     INT64_MIN,
+    add_long_double,
     format_long_double,
     parse_long_double,
     to_int,
@@ -203,10 +204,10 @@ def hincrbyfloat(ctx: Ctx, a: list[bytes]) -> Reply:
         if parsed is None:
             raise fail(NOT_A_FLOAT_HASH_VALUE)
         value = parsed
-    value = value + delta
-    if not abs(value) < float("inf"):
+    total = add_long_double(value, delta)
+    if total is None:
         raise fail(NAN_OR_INF)
-    text = format_long_double(value)
+    text = format_long_double(total)
     row.len += _put(ctx, row, a[2], text)
     ctx.save(row)
     ctx.notify("hincrbyfloat", a[1])

@@ -137,6 +137,13 @@ def to_long_double(arg: bytes, error: str = NOT_FLOAT) -> np.longdouble:
     return value
 
 
+def add_long_double(a: np.longdouble, b: np.longdouble) -> np.longdouble | None:
+    """``a + b`` in long double; None if the sum is NaN or infinite (Redis refuses those)."""
+    with np.errstate(all="ignore"):
+        total = a + b
+    return total if bool(np.isfinite(total)) else None
+
+
 def format_long_double(value: np.longdouble) -> bytes:
     """``ld2string(..., LD_STR_HUMAN)``: ``%.17Lf`` without trailing zeros, "-0" as "0"."""
     text = np.format_float_positional(value, precision=17, unique=False, fractional=True)

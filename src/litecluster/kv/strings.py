@@ -16,7 +16,14 @@ from litecluster.kv.errors import (
     WRONGTYPE,
     fail,
 )
-from litecluster.kv.parse import INT64_MAX, INT64_MIN, format_long_double, to_int, to_long_double
+from litecluster.kv.parse import (
+    INT64_MAX,
+    INT64_MIN,
+    add_long_double,
+    format_long_double,
+    to_int,
+    to_long_double,
+)
 from litecluster.kv.registry import command
 from litecluster.kv.reply import OK, Reply
 from litecluster.kv.resp import parse_ll
@@ -249,10 +256,10 @@ def decrby(ctx: Ctx, a: list[bytes]) -> Reply:
 def incrbyfloat(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _string_row(ctx, a[1])
     value = to_long_double(row.value or b"") if row is not None else to_long_double(b"0")
-    value = value + to_long_double(a[2])
-    if not bool(abs(value) < float("inf")):
+    total = add_long_double(value, to_long_double(a[2]))
+    if total is None:
         raise fail(NAN_OR_INF)
-    text = format_long_double(value)
+    text = format_long_double(total)
     ctx.put_string(a[1], text, row.expire_at if row else None, row)
     ctx.notify("incrbyfloat", a[1])
     return text

@@ -425,7 +425,7 @@ def format_scan_score(score: float) -> bytes:
     """A score as ZSCAN prints it for small sorted sets (Redis's ``d2string``)."""
     if math.isinf(score):
         return b"inf" if score > 0 else b"-inf"
-    if score == int(score) and abs(score) < 2**63:
+    if abs(score) <= float(2**62) and score == int(score):  # double2ll's safe range: LLONG_MAX/2
         return b"%d" % int(score)
     return b"%.17g" % score
 
