@@ -26,15 +26,20 @@ import msgspec
 
 from litecluster.errors import LiteclusterError
 from litecluster.kv.commands import execute, lookup
+from litecluster.kv.db import key_hash
+from litecluster.kv.errors import WRONGTYPE
 from litecluster.kv.registry import Command
 from litecluster.kv.reply import NULL_ARRAY, Double, Err, Map, Pairs, Reply, SetReply, Simple, loads
-from litecluster.sqlite import Connection
+from litecluster.kv.schema import STRING
+from litecluster.sqlite import Connection, OperationalError
 from litecluster.sqlite import connect as sqlite_connect
 
 if TYPE_CHECKING:
     from litecluster.client import Client
 
 log = logging.getLogger("litecluster.kvclient")
+
+_GET = "SELECT type, expire_at, value FROM kv_keys WHERE db=? AND h=? AND key=?"
 
 Value = str | bytes | int | float
 
@@ -164,7 +169,27 @@ class KV:
     # ---- strings and keys ---------------------------------------------------------------------
 
     def get(self, key: Value) -> Any:
-        return self.execute("GET", key)
+        conn = self._conn
+        if conn is None:
+            if self._client._embedded is None:
+                return self.execute("GET", key)
+            conn = self._local_conn()
+        # The hot path of an embedded replica: one indexed SELECT, no transaction (a single
+        # statement reads one consistent state), no command dispatch.
+        raw = key.encode() if isinstance(key, str) else _arg(key)
+        with self._lock:
+            try:
+                row = conn.execute(_GET, (self.db_index, key_hash(raw), raw)).fetchone()
+            except OperationalError:
+                return self.execute("GET", key)  # no key/value tables yet
+        if row is None:
+            return None
+        if row[1] is not None and row[1] < time.time_ns() // 1_000_000:
+            return None
+        if row[0] != STRING:
+            raise KvError(WRONGTYPE)
+        value: bytes = row[2]
+        return value.decode("utf-8", "surrogateescape") if self.decode else value
 
     def set(self, key: Value, value: Value, *, ttl: float | None = None, nx: bool = False,
             xx: bool = False) -> bool:  # fmt: skip
