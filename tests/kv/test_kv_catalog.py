@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kv_harness import RawClient, RedisServer
 
@@ -67,3 +69,10 @@ def test_every_command_is_implemented_answered_by_the_server_or_refused(
         client.close()
     assert everything == implemented | answered | REDIS_ONLY
     assert not (implemented & REDIS_ONLY)
+
+
+def test_docs_list_every_implemented_command() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "kv.md").read_text()
+    listed = {c.name.upper() for c in COMMANDS.values()}
+    missing = sorted(n for n in listed if n not in doc)
+    assert missing == [], f"docs/kv.md does not name {missing}"

@@ -151,7 +151,8 @@ def execute(conn: Connection, db_index: int, now_ms: int, args: list[bytes]) -> 
 
 
 def run(ctx: Ctx, args: list[bytes]) -> Reply:
-    """Run one command with ``ctx``, in its own savepoint (rolled back on an error reply).
+    """Run one command with ``ctx``, in its own savepoint (rolled back on an error reply);
+    a read inside the caller's transaction needs none.
 
     The building block of MULTI/EXEC and pipelines on the primary: several commands share
     one ``ctx`` (its ``events`` then list all their changes) inside the caller's transaction.
@@ -165,6 +166,12 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return Err(f"ERR '{found.name}' is a connection command: the server answers it")
     argv = [found.name.encode(), *args[1:]]
     conn = ctx.conn
+    if found.info.readonly and conn.in_transaction:
+        # A read changes nothing, and the caller's transaction already is its snapshot.
+        try:
+            return found.handler(ctx, argv)
+        except CommandError as exc:
+            return Err(exc.message)
     mark = (len(ctx.events), len(ctx.flushed))
     conn.execute("SAVEPOINT kv")
     try:
