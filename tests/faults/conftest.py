@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from ha_cluster import TTL
+from netns import NsCluster, unavailable
 
 from etcd_server import EtcdServer
 from litecluster.localcluster import LocalNode
@@ -19,13 +20,13 @@ def _cluster(tmp_path: Path, extra: list[str], env: dict[str, str] | None = None
              ) -> Iterator[tuple[Nodes, list[LocalNode], EtcdServer]]:  # fmt: skip
     etcd = EtcdServer(tmp_path)
     n = Nodes(tmp_path)
-    args = ["--etcd", etcd.url, "--lease-ttl", str(TTL), *extra]
-    members = [n.node(f"n{i}", args=args, env=env, start=False) for i in range(1, 4)]
-    for m in members:
-        m.start(wait=False)
-    for m in members:
-        m.wait_ready()
     try:
+        args = ["--etcd", etcd.url, "--lease-ttl", str(TTL), *extra]
+        members = [n.node(f"n{i}", args=args, env=env, start=False) for i in range(1, 4)]
+        for m in members:
+            m.start(wait=False)
+        for m in members:
+            m.wait_ready()
         yield n, members, etcd
     finally:
         n.close()
@@ -53,6 +54,30 @@ def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
         tmp_path, ["--sync-replicas", "1"], {"LITECLUSTER_SYNC_TIMEOUT": "3"}
     ):
         yield members
+
+
+@pytest.fixture
+def ns_cluster(tmp_path: Path) -> Iterator[Callable[..., NsCluster]]:
+    """``make(sync=True, first_env=None)``: three nodes in network namespaces of their own
+    (netns.py), n1 the primary; synchronous mode by default. Skips without root/namespaces."""
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    made: list[NsCluster] = []
+
+    def make(*, sync: bool = True, first_env: dict[str, str] | None = None) -> NsCluster:
+        args = ["--lease-ttl", str(TTL), *(["--sync-replicas", "1"] if sync else [])]
+        env = {"LITECLUSTER_SYNC_TIMEOUT": "3"} if sync else {}
+        cluster = NsCluster(tmp_path, args, env, first_env or {})
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    try:
+        yield make
+    finally:
+        for cluster in made:
+            cluster.close()
 
 
 _REPORT: list[str] = []
