@@ -180,31 +180,39 @@ class Twin:
         return self.r3.call(*parts)
 
     def check(self, *parts: Any) -> Reply:
-        """Run on both; assert the replies match (bytes too where the order is defined)."""
+        """Run on both; assert the replies match (bytes too where the order is defined).
+
+        Commands alternate between a RESP3 and a RESP2 connection to redis-server, so that
+        both encodings of write replies are compared too; a read is also asked on the other
+        connection (reads change nothing) and compared in both protocols.
+        """
         args = args_of(parts)
         name = args[0].lower()
-        self.log.append(" ".join(repr(a)[2:-1] for a in args))
-        their3, their3_bytes = self.r3.send_raw(encode_command(args))
+        proto = 3 if len(self.log) % 2 == 0 else 2
+        self.log.append(" ".join(repr(a)[2:-1] for a in args) + f"  (RESP{proto})")
+        client = self.r3 if proto == 3 else self.r2
+        theirs, their_bytes = client.send_raw(encode_command(args))
         outcome = kv.execute(self.conn, self.db, now_ms(), args)
-        our3_bytes = encode(outcome.reply, 3)
-        ours3 = parse_one(our3_bytes)
+        our_bytes = encode(outcome.reply, proto)
+        ours = parse_one(our_bytes)
         context = "\n  ".join(self.log[-25:])
-        assert same(name, ours3, their3), (
-            f"RESP3 reply differs\n  ours:   {ours3!r}\n  redis:  {their3!r}\n  after:\n  {context}"
+        assert same(name, ours, theirs), (
+            f"RESP{proto} reply differs\n  ours:   {ours!r}\n  redis:  {theirs!r}"
+            f"\n  after:\n  {context}"
         )
         exact = name not in UNORDERED and name not in TTL_TOLERANCE
         if exact:
-            assert our3_bytes == their3_bytes, (
-                f"RESP3 bytes differ\n  ours:  {our3_bytes!r}\n  redis: {their3_bytes!r}"
+            assert our_bytes == their_bytes, (
+                f"RESP{proto} bytes differ\n  ours:  {our_bytes!r}\n  redis: {their_bytes!r}"
                 f"\n  after:\n  {context}"
             )
         cmd = kv.lookup(args)
         if exact and not isinstance(cmd, Err) and cmd.info.readonly:
-            _, their2_bytes = self.r2.send_raw(encode_command(args))
-            our2_bytes = encode(outcome.reply, 2)
-            assert our2_bytes == their2_bytes, (
-                f"RESP2 bytes differ\n  ours:  {our2_bytes!r}\n  redis: {their2_bytes!r}"
-                f"\n  after:\n  {context}"
+            other = 5 - proto
+            _, other_bytes = (self.r3 if other == 3 else self.r2).send_raw(encode_command(args))
+            assert encode(outcome.reply, other) == other_bytes, (
+                f"RESP{other} bytes differ\n  ours:  {encode(outcome.reply, other)!r}"
+                f"\n  redis: {other_bytes!r}\n  after:\n  {context}"
             )
         return outcome.reply
 

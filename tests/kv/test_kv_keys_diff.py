@@ -42,6 +42,8 @@ KEY_COMMANDS: st.SearchStrategy[Cmd] = st.one_of(
     cmd("DBSIZE"), cmd("PING"), cmd("PING", values()), cmd("ECHO", values()),
     cmd("PING", "a", "b"), cmd("FLUSHDB", st.sampled_from([b"ASYNC", b"SYNC", b"x"])),
     cmd("DEL"), cmd("RENAME", K), cmd("COPY", K),
+    cmd(st.sampled_from([b"nosuch", b"N\x00x", b"A" * 150, b"", b"g\r\net"]),
+        st.lists(st.one_of(values(), st.binary(min_size=60, max_size=140)), max_size=4)),
 )  # fmt: skip
 
 
