@@ -240,3 +240,33 @@ def test_set_algebra_over_many_keys_and_big_samples(twin: Twin) -> None:
     twin.check("HSET", "hash", *(f"f{i // 2}" if i % 2 == 0 else str(i) for i in range(3000)))
     for hargs in ((3,), (-4,), (2, "WITHVALUES"), (-3, "WITHVALUES"), ()):
         twin.check_random("HRANDFIELD", "hash", *hargs)
+
+
+def test_every_event_has_a_notification_class(conn: Connection) -> None:
+    from litecluster.kv.db import EVENT_CLASSES
+
+    script = [
+        ["SET", "s", "1", "EX", "100"], ["INCR", "s"], ["INCRBYFLOAT", "s", "1"], ["APPEND", "s", "x"],
+        ["SETRANGE", "s", "0", "9"], ["PERSIST", "s"], ["EXPIRE", "s", "100"], ["COPY", "s", "c"],
+        ["RENAME", "c", "d"], ["DEL", "d"], ["RPUSH", "l", "a", "b", "c"], ["LPUSH", "l", "z"],
+        ["LINSERT", "l", "BEFORE", "a", "y"], ["LSET", "l", "0", "q"], ["LREM", "l", "1", "b"],
+        ["LTRIM", "l", "0", "10"], ["LMOVE", "l", "l2", "LEFT", "RIGHT"], ["RPOP", "l", "10"],
+        ["SADD", "t", "a", "b"], ["SREM", "t", "a"], ["SPOP", "t"], ["SADD", "t", "x"],
+        ["SINTERSTORE", "u", "t"], ["SUNIONSTORE", "u", "t"], ["SDIFFSTORE", "u", "t", "none"],
+        ["HSET", "h", "f", "1"], ["HINCRBY", "h", "f", "1"], ["HINCRBYFLOAT", "h", "f", "1"],
+        ["HDEL", "h", "f"], ["ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d"],
+        ["ZINCRBY", "z", "1", "a"], ["ZREM", "z", "a"], ["ZPOPMIN", "z"], ["ZPOPMAX", "z"],
+        ["ZADD", "z", "0", "a", "0", "b"], ["ZREMRANGEBYLEX", "z", "[a", "[a"],
+        ["ZREMRANGEBYRANK", "z", "0", "0"], ["ZADD", "z", "5", "e"], ["ZREMRANGEBYSCORE", "z", "5", "5"],
+    ]  # fmt: skip
+    seen: set[str] = set()
+    for args in script:
+        out = kv.execute(conn, 0, NOW, args_of(args))
+        assert not isinstance(out.reply, Err), (args, out.reply)
+        seen.update(event for event, _, _ in out.events)
+    ex(conn, "SADD", "gone", "m")
+    ex(conn, "PEXPIRE", "gone", 1)
+    seen.update(
+        e for e, _, _ in kv.execute(conn, 0, NOW + 5, args_of(["SADD", "gone", "n"])).events
+    )
+    assert seen == set(EVENT_CLASSES)

@@ -14,6 +14,7 @@ transaction; on an autocommit connection it is the transaction.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -108,18 +109,19 @@ def command_keys(cmd: Command, args: list[bytes]) -> list[bytes]:
     return [args[i] for i in cmd.info.key_positions(len(args))]
 
 
-_EMPTY: Connection | None = None
+_EMPTY = threading.local()
 
 
 def _empty_db() -> Connection:
-    """An empty key/value database in memory: reads on a node whose database has no
-    key/value tables yet (nothing was ever written) answer as Redis does for an empty DB."""
-    global _EMPTY
-    if _EMPTY is None:
+    """An empty key/value database in memory (one per thread): reads on a node whose
+    database has no key/value tables yet (nothing was ever written) answer as Redis does for
+    an empty DB."""
+    conn: Connection | None = getattr(_EMPTY, "conn", None)
+    if conn is None:
         conn = connect(":memory:")
         ensure_schema(conn)
-        _EMPTY = conn
-    return _EMPTY
+        _EMPTY.conn = conn
+    return conn
 
 
 def _missing_schema(exc: OperationalError) -> bool:

@@ -30,6 +30,19 @@ def key_hash(data: bytes) -> int:
     return xxhash.xxh3_64_intdigest(data) >> 1
 
 
+EVENT_CLASSES = {
+    **dict.fromkeys(("del", "expire", "persist", "rename_from", "rename_to", "copy_to"), "g"),
+    **dict.fromkeys(("set", "setrange", "incrby", "incrbyfloat", "append"), "$"),
+    **dict.fromkeys(("lpush", "rpush", "lpop", "rpop", "linsert", "lset", "lrem", "ltrim"), "l"),
+    **dict.fromkeys(("sadd", "srem", "spop", "sinterstore", "sunionstore", "sdiffstore"), "s"),
+    **dict.fromkeys(("hset", "hdel", "hincrby", "hincrbyfloat"), "h"),
+    **dict.fromkeys(("zadd", "zincr", "zrem", "zpopmin", "zpopmax", "zremrangebyscore",
+                     "zremrangebyrank", "zremrangebylex"), "z"),
+    "expired": "x",
+}  # fmt: skip
+"""The class letter of each keyspace event, as in ``notify-keyspace-events`` (g generic,
+$ string, l list, s set, h hash, z sorted set, x expired)."""
+
 _SELECT_KEY = (
     "SELECT type, expire_at, value, id, len, head FROM kv_keys WHERE db=? AND h=? AND key=?"
 )
