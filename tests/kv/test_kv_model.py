@@ -4,6 +4,7 @@ deletion, lazy freeing, SCAN's cursor, atomic commands, replica reads, change ev
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from kv_harness import Twin, args_of
 
 from litecluster import kv
+from litecluster.kv.db import EVENT_CLASSES
 from litecluster.kv.reply import Err, Reply, SetReply
 from litecluster.sqlite import Connection, connect
 
@@ -243,8 +245,6 @@ def test_set_algebra_over_many_keys_and_big_samples(twin: Twin) -> None:
 
 
 def test_every_event_has_a_notification_class(conn: Connection) -> None:
-    from litecluster.kv.db import EVENT_CLASSES
-
     script = [
         ["SET", "s", "1", "EX", "100"], ["INCR", "s"], ["INCRBYFLOAT", "s", "1"], ["APPEND", "s", "x"],
         ["SETRANGE", "s", "0", "9"], ["PERSIST", "s"], ["EXPIRE", "s", "100"], ["COPY", "s", "c"],
@@ -270,3 +270,21 @@ def test_every_event_has_a_notification_class(conn: Connection) -> None:
         e for e, _, _ in kv.execute(conn, 0, NOW + 5, args_of(["SADD", "gone", "n"])).events
     )
     assert seen == set(EVENT_CLASSES)
+
+
+def test_keys_expire_for_real_on_both_sides(twin: Twin) -> None:
+    """Short expiries, a real wait, and every kind of access to the expired keys."""
+    twin.check("SET", "s", "v", "PX", "30")
+    twin.check("RPUSH", "l", "a", "b")
+    twin.check("PEXPIRE", "l", "30")
+    twin.check("HSET", "h", "f", "v")
+    twin.check("PEXPIREAT", "h", str(int(time.time() * 1000) + 30))
+    twin.check("SET", "keep", "v")
+    time.sleep(0.1)
+    for args in (["GET", "s"], ["EXISTS", "s", "l", "h", "keep"], ["TTL", "l"], ["PTTL", "h"],
+                 ["DBSIZE"], ["KEYS", "*"], ["TYPE", "l"], ["LRANGE", "l", "0", "-1"],
+                 ["HGETALL", "h"], ["RENAME", "s", "t"], ["LPUSHX", "l", "x"], ["RPUSH", "l", "c"],
+                 ["LRANGE", "l", "0", "-1"], ["HSETNX", "h", "g", "w"], ["HGETALL", "h"],
+                 ["SETNX", "s", "new"], ["GET", "s"], ["DBSIZE"], ["PERSIST", "l"]):  # fmt: skip
+        twin.check(*args)
+    twin.check_scan("SCAN", None, [])
