@@ -13,7 +13,6 @@ after changes to matching keys are visible locally; keep callbacks short.
 from __future__ import annotations
 
 import builtins
-import fnmatch
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from litecluster.errors import LiteclusterError
 from litecluster.kv.commands import execute, lookup
 from litecluster.kv.db import key_hash
 from litecluster.kv.errors import WRONGTYPE
+from litecluster.kv.glob import stringmatch
 from litecluster.kv.registry import Command
 from litecluster.kv.reply import NULL_ARRAY, Double, Err, Map, Pairs, Reply, SetReply, Simple, loads
 from litecluster.kv.schema import STRING
@@ -305,6 +305,7 @@ class KV:
         from litecluster.node.kvstore import decode_changes
 
         db_name = self._client.kv_db
+        raw_pattern = pattern.encode()
 
         def on_record(db: str, txid: int, notes: list[bytes]) -> None:
             if db != db_name:
@@ -315,9 +316,8 @@ class KV:
                 if changes is None:
                     continue
                 for _, dbi, key in changes.events:
-                    text = key.decode("utf-8", "surrogateescape")
-                    if dbi == self.db_index and fnmatch.fnmatchcase(text, pattern):
-                        keys.append(text)
+                    if dbi == self.db_index and stringmatch(raw_pattern, key):
+                        keys.append(key.decode("utf-8", "surrogateescape"))
             if keys:
                 try:
                     callback(sorted(set(keys)))

@@ -10,21 +10,12 @@ node (``notify-keyspace-events``, as in Redis: K, E, A, g, $, l, s, h, z, x and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from fnmatch import fnmatchcase
 from typing import Protocol
 
-from .kvstore import Changes
+from litecluster.kv.db import EVENT_CLASSES
+from litecluster.kv.glob import stringmatch
 
-_CLASSES = {
-    # event -> the notify-keyspace-events class letter that enables it
-    "del": "g", "expire": "g", "rename_from": "g", "rename_to": "g", "copy_to": "g",
-    "persist": "g", "set": "$", "setrange": "$", "incrby": "$", "incrbyfloat": "$",
-    "append": "$", "lpush": "l", "rpush": "l", "lpop": "l", "rpop": "l", "linsert": "l",
-    "lset": "l", "lrem": "l", "ltrim": "l", "lmove": "l", "sadd": "s", "srem": "s",
-    "spop": "s", "sinterstore": "s", "sunionstore": "s", "sdiffstore": "s", "hset": "h",
-    "hincrby": "h", "hincrbyfloat": "h", "hdel": "h", "zadd": "z", "zincr": "z", "zrem": "z",
-    "zremrangebyscore": "z", "zpopmin": "z", "zpopmax": "z", "expired": "x", "evicted": "e",
-}  # fmt: skip
+from .kvstore import Changes
 
 
 class Subscriber(Protocol):
@@ -33,8 +24,7 @@ class Subscriber(Protocol):
 
 
 def _glob(pattern: bytes, channel: bytes) -> bool:
-    # Redis patterns are byte globs; latin-1 maps every byte to one character and back.
-    return fnmatchcase(channel.decode("latin-1"), pattern.decode("latin-1"))
+    return stringmatch(pattern, channel)  # Redis's own glob rules, on bytes
 
 
 class PubSub:
@@ -100,7 +90,7 @@ class PubSub:
 
     @staticmethod
     def _enabled(flags: str, event: str) -> bool:
-        cls = _CLASSES.get(event, "g")
+        cls = EVENT_CLASSES.get(event, "g")
         return cls in flags or ("A" in flags and cls in _ALL)
 
 

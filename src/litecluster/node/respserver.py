@@ -129,7 +129,7 @@ class RespServer:
                     while (args := parser.get()) is not None:
                         batch.append(args)
                 except RespProtocolError as exc:
-                    encode_into(out, Err(f"ERR {exc.message}"), client.proto)
+                    encode_into(out, Err(exc.reply_text), client.proto)
                     writer.write(out)
                     await writer.drain()
                     break
