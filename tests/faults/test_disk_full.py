@@ -111,13 +111,6 @@ def test_disk_full_on_the_primary_fails_the_write_and_hands_over(
     fault_report("async: acknowledged writes lost when the disk filled", len(lost))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug (node/ha.py HaLoop.run -> node.py become_replica -> follower.py "
-    "open_databases): a deposed primary whose disk is still full hits ENOSPC writing the "
-    "replica position file; HaLoop.run catches only EtcdError/LiteclusterError, so the OSError "
-    "kills the ha task and the node exits with status 1 instead of retrying at its next round",
-)
 def test_a_primary_whose_disk_stays_full_keeps_running_and_follows_once_space_returns(
     cluster: list[LocalNode], small_disk: Path
 ) -> None:

@@ -115,13 +115,6 @@ def test_etcd_down_longer_than_the_ttl_stops_writes_then_the_cluster_recovers(
         recovery(load.history, restarted, 0), 2))  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug (node/sqlapi.py, _forward): a node that stepped down and follows no one "
-    "(role candidate: etcd unreachable, disk full) hits `assert node.follower is not None` and "
-    "answers a write with HTTP 500 {'error': 'AssertionError'} instead of a retryable 503 "
-    "'not primary' (reads with level=weak, and level=none with freshness, fail the same way)",
-)
 def test_a_write_to_a_primary_that_stepped_down_without_etcd_is_refused_as_retryable(
     ha_etcd: tuple[list[LocalNode], EtcdServer],
 ) -> None:

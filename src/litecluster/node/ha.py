@@ -1,7 +1,9 @@
 """The high-availability loop of a node in an etcd cluster (``--etcd``).
 
-Each round (a third of the lease TTL) the node publishes its member record (position,
-priority, nofailover) under a lease of its own, then:
+The primary's rounds come every third of the lease TTL; a replica looks at the leader key
+every ``POLL`` seconds (so it notices an expired key at once, not a third of a TTL later) and
+publishes its member record (position, priority, nofailover, under a lease of its own) every
+third of the TTL, or at each look while there is no leader. Then:
 - as primary, renews the leader key; losing it (or running past the safe deadline without
   etcd) makes the node stop writing at once and follow whoever leads next;
 - otherwise reads the leader key: with a leader, follows it (switching when it changes); with
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litecluster.ha")
 _ZERO = Position()
+POLL = 0.2
+"""Seconds between a replica's looks at the leader key."""
+SETTLE_POLLS = 2
+"""Looks without a leader before a candidate runs: every member has then published the
+position it reached when the old primary's stream stopped."""
 
 
 class HaLoop:
@@ -55,7 +62,8 @@ class HaLoop:
         self.election_blocked = ""
         self._member_lease = 0
         self.following: Leader | None = None
-        self._leaderless = 0
+        self._leaderless_since: float | None = None
+        self._published_at = 0.0
         self.disk_full = False
         self.last_error = ""
 
@@ -74,13 +82,16 @@ class HaLoop:
             try:
                 await self.step()
                 self.last_error = ""
-            except (EtcdError, LiteclusterError) as exc:
-                self.last_error = exc.message
-                log.warning("ha.round_failed error=%r", exc.message)
+            except (EtcdError, LiteclusterError, OSError) as exc:
+                # OSError: the disk is full or failing (e.g. when turning replica): the next
+                # round tries again; the node must not exit over it.
+                self.last_error = exc.message if isinstance(exc, LiteclusterError) else str(exc)
+                log.warning("ha.round_failed error=%r", self.last_error)
                 if self.node.primary is not None and not self.leadership.valid():
                     await self._step_down(None)
-            left = max(0.05, interval - (time.monotonic() - started))
             primary = self.node.primary
+            every = interval if primary is not None else min(interval, POLL)
+            left = max(0.05, every - (time.monotonic() - started))
             if primary is None or not self.node.config.sync_replicas:
                 await asyncio.sleep(left)
                 continue
@@ -90,8 +101,11 @@ class HaLoop:
                 await asyncio.wait_for(primary.sessions_changed.wait(), left)
 
     async def step(self) -> None:
-        await self._publish()
         node = self.node
+        interval = node.config.lease_ttl / 3
+        due = time.monotonic() - self._published_at >= interval
+        if node.primary is not None or due or self._leaderless_since is not None:
+            await self._publish()
         if node.primary is not None:
             if await self.leadership.renew():
                 await self._reconcile_sync()
@@ -99,18 +113,23 @@ class HaLoop:
             await self._step_down(await self.leadership.observe())
             return
         leader = await self.leadership.observe()
-        self._leaderless = 0 if leader is not None else self._leaderless + 1
         if leader is not None:
+            self._leaderless_since = None
             if leader.node_id == node.node_id:
                 return  # our own key from before a restart: wait for it to expire
             if self.following is None or self.following.listen != leader.listen:
-                self.following = leader
                 await node.become_replica(leader.listen)
+                self.following = leader  # only once following: a failure retries next look
             return
-        # Wait one more round before running: every member has then published the position it
+        now = time.monotonic()
+        if self._leaderless_since is None:
+            self._leaderless_since = now
+            await self._publish()  # the position this node reached, for the election
+        # Wait a few looks before running: every member has then published the position it
         # reached when the old primary's stream stopped, so the most advanced one is known (in
         # synchronous mode that is the one holding every acknowledged write).
-        if self._leaderless < 2 and self.following is not None:
+        settled = now - self._leaderless_since >= SETTLE_POLLS * POLL
+        if not settled and self.following is not None:
             return
         if await self._best_candidate() and await self.leadership.acquire():
             await self._promote()
@@ -123,6 +142,7 @@ class HaLoop:
             self.members_prefix + self.node.node_id, json.dumps(self._member()).encode(),
             lease=self._member_lease,
         )  # fmt: skip
+        self._published_at = time.monotonic()
 
     def _member(self) -> dict[str, Any]:
         cfg, node = self.node.config, self.node

@@ -194,7 +194,16 @@ class Node:
         self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
         self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
-        await asyncio.to_thread(self.follower.open_databases)
+        try:
+            await asyncio.to_thread(self.follower.open_databases)
+        except (OSError, LiteclusterError) as exc:
+            # Disk full, a damaged file: stay between roles; the caller may try again later.
+            follower, self.follower = self.follower, None
+            await asyncio.to_thread(follower.close)
+            raise NodeError(
+                f"cannot open the databases as a replica: {exc}",
+                hint="free disk space or check the data directory",
+            ) from exc
         self.kv.attach(asyncio.get_running_loop())
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)

@@ -163,7 +163,8 @@ def _check_freshness(node: Node, raw: str) -> None:
         limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
     except ValueError:
         raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw) from None
-    assert node.follower is not None
+    if node.follower is None:  # between roles: following no one
+        raise StaleReadError("this node follows no primary right now", freshness=raw)
     age = time.time() - node.follower.upstream.last_message_at
     if age > limit:
         raise StaleReadError("this replica has not heard from the primary recently enough",
@@ -199,7 +200,10 @@ async def _forward(
     request: web.Request, statements: list[Statement], *, wait: bool
 ) -> web.Response:
     node = request.app[NODE]
-    assert node.follower is not None
+    if node.follower is None:
+        # Between roles (stepped down, etcd unreachable, disk full): nowhere to forward to.
+        return _error(503, "this node is not the primary and follows no primary right now",
+                      retryable=True, primary=node.known_primary() or "unknown")  # fmt: skip
     up = node.follower.upstream
     if not up.http or up.state != "streaming":
         return _error(503, "no primary reachable to forward to", retryable=True,
