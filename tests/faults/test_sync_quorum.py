@@ -25,13 +25,18 @@ def _sync_set(primary: LocalNode) -> list[str] | None:
     return sorted(got) if isinstance(got, list) else None
 
 
-def test_a_lone_replica_is_not_promoted_when_the_other_may_hold_acknowledged_writes(
-    sync_ha: list[LocalNode],
-) -> None:
-    members = sync_ha
+def _with_full_sync_set(members: list[LocalNode]) -> tuple[LocalNode, LocalNode, LocalNode]:
+    """The primary and its two replicas (by id), once both are in the published sync set."""
     primary = first_primary(members)
     r1, r2 = sorted((m for m in members if m is not primary), key=lambda m: m.node_id)
     wait_for(lambda: _sync_set(primary) == sorted([r1.node_id, r2.node_id]), 30, "the sync set")
+    return primary, r1, r2
+
+
+def test_a_lone_replica_is_not_promoted_when_the_other_may_hold_acknowledged_writes(
+    sync_ha: list[LocalNode],
+) -> None:
+    primary, r1, r2 = _with_full_sync_set(sync_ha)
     # `status`, asked of a replica, shows the leader, its epoch, lease and sync set.
     cli = [sys.executable, "-m", "litecluster", "status", "--http", r2.http]
     lead = json.loads(subprocess.run([*cli, "--json"], capture_output=True, text=True,
@@ -61,10 +66,7 @@ def test_a_lone_replica_is_not_promoted_when_the_other_may_hold_acknowledged_wri
 def test_a_replica_gone_before_the_failover_leaves_the_set_and_does_not_block_it(
     sync_ha: list[LocalNode],
 ) -> None:
-    members = sync_ha
-    primary = first_primary(members)
-    r1, r2 = sorted((m for m in members if m is not primary), key=lambda m: m.node_id)
-    wait_for(lambda: _sync_set(primary) == sorted([r1.node_id, r2.node_id]), 30, "the sync set")
+    primary, r1, r2 = _with_full_sync_set(sync_ha)
     r1.kill()
     # Writes go on with r2's acknowledgements; once r2 holds everything r1 could have
     # acknowledged, r1 leaves the published set.
