@@ -80,24 +80,23 @@ def ns_cluster(tmp_path: Path) -> Iterator[Callable[..., NsCluster]]:
             cluster.close()
 
 
-_REPORT: list[str] = []
-
-
 @pytest.fixture
-def fault_report(
-    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
-) -> Callable[[str, object], None]:
-    """``report(name, value)``: a measurement shown in the run's summary (and the JUnit XML)."""
-
-    def report(name: str, value: object) -> None:
-        record_property(name, value)
-        _REPORT.append(f"{request.node.name}: {name} = {value}")
-
-    return report
+def fault_report(record_property: Callable[[str, object], None]) -> Callable[[str, object], None]:
+    """``report(name, value)``: a measurement shown in the run's summary (and the JUnit XML).
+    Kept in the test's report, so that it reaches the summary from pytest-xdist workers too."""
+    return record_property
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _REPORT:
+    lines = [
+        f"{report.nodeid.split('::', 1)[-1]}: {name} = {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        and "faults/" in report.nodeid
+        for name, value in report.user_properties
+    ]  # fmt: skip
+    if lines:
         terminalreporter.section("fault suite measurements")
-        for line in _REPORT:
+        for line in lines:
             terminalreporter.write_line(line)

@@ -86,13 +86,13 @@ def test_disk_full_on_the_primary_fails_the_write_and_hands_over(
     with Load(members, set_threads=1, bank_threads=1) as load:
         load.wait_acks(20)
         refused = fill(full, small_disk)
-        # Space comes back before the deposed primary turns replica (see the xfail below).
+        # Space comes back at once (the next test keeps the disk full).
         (small_disk / "balloon").unlink()
+        assert refused[2] == 503, refused
         # The first refusal names the disk: the filler's, or a workload write that failed
-        # first (later writes reach a node that stepped down: see test_partition.py).
+        # first (later writes reach a node that stepped down, and are refused as such).
         first = min([refused[0], *(o.complete for o in load.history.ops if o.outcome != OK)])
         if first == refused[0]:
-            assert refused[2] == 503, refused
             assert "disk" in refused[3] or "space" in refused[3], refused
         else:
             op = next(o for o in load.history.ops if o.complete == first)
@@ -125,7 +125,7 @@ def test_a_primary_whose_disk_stays_full_keeps_running_and_follows_once_space_re
                 break
     new = wait_for_writable_primary(cluster[1:], "after-disk-full")
     # A few rounds of the deposed primary's loop: it sees the new leader and tries to follow
-    # (with the bug it exits; fixed, it stays a candidate until space returns).
+    # (it cannot while the disk is full: it must stay up, and retry, rather than exit).
     deadline = time.monotonic() + 4 * TTL
     wait_for(lambda: not full.running or time.monotonic() > deadline, 6 * TTL, "n1's rounds")
     assert full.running, f"n1 exited: {full.log_text[-600:]}"

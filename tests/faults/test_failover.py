@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import pytest
 from checker import check, check_recoveries, epoch_of, healed, recovery
 from ha_cluster import TTL, execute, first_primary, roles
 from history import FAILED, OK, Load
