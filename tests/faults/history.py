@@ -103,10 +103,9 @@ def classify(op: Op, resp: httpx.Response | None, exc: Exception | None = None) 
         return
     message = str(body.get("error", ""))
     op.detail = f"HTTP {resp.status_code}: {message[:200]}"
-    definite = resp.status_code == 503 and body.get("retryable") is True
-    op.outcome = FAILED if definite and not any(m in message for m in _MAYBE_APPLIED) else (
-        INDETERMINATE
-    )  # fmt: skip
+    refused = resp.status_code == 503 and body.get("retryable") is True
+    maybe_applied = any(m in message for m in _MAYBE_APPLIED)
+    op.outcome = FAILED if refused and not maybe_applied else INDETERMINATE
 
 
 class History:
@@ -125,8 +124,8 @@ class History:
         with self._lock:
             return list(self._ops)
 
-    def ok(self, workload: str | None = None) -> list[Op]:
-        return [o for o in self.ops if o.outcome == OK and workload in (None, o.workload)]
+    def ok(self) -> list[Op]:
+        return [o for o in self.ops if o.outcome == OK]
 
     def acked_after(self, t: float) -> int:
         return sum(1 for o in self.ops if o.outcome == OK and o.complete > t)
