@@ -10,6 +10,8 @@ from litecluster.localcluster import LocalNode
 from support import wait_for
 
 TTL = 2
+MARGIN = max(0.5, TTL / 4)
+"""EtcdLeadership's margin: a primary's safe deadline is keepalive sent + TTL - MARGIN."""
 
 
 def roles(members: list[LocalNode]) -> dict[str, str]:

@@ -71,8 +71,8 @@ def fill(node: LocalNode, disk: Path) -> Refusal:
     with open(disk / "balloon", "wb") as f:
         f.write(b"\0" * max(0, free - 3 * 1024 * 1024))
     for i in range(200):
-        r = httpx.post(f"http://{node.http}/db/execute", timeout=10,
-                       json=[["INSERT INTO pad VALUES (?, zeroblob(262144))", f"k{i}"]])  # fmt: skip
+        row = [["INSERT INTO pad VALUES (?, zeroblob(262144))", f"k{i}"]]
+        r = httpx.post(f"http://{node.http}/db/execute", json=row, timeout=10)
         if r.status_code != 200 or "error" in r.json()["results"][0]:
             return time.monotonic(), f"k{i}", r.status_code, r.text[:300]
     raise AssertionError("the disk never filled")

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from checker import check, check_recoveries, epoch_of, healed, recovery
-from ha_cluster import TTL, execute, first_primary, roles
+from ha_cluster import MARGIN, TTL, execute, first_primary, roles
 from history import FAILED, OK, Load
 
 from etcd_server import EtcdServer
@@ -96,8 +96,8 @@ def test_etcd_down_longer_than_the_ttl_stops_writes_then_the_cluster_recovers(
         load.wait_acks(30)
         etcd.stop()
         stopped = time.monotonic()
-        refused = lambda: any(o.outcome == FAILED and o.invoke > stopped for o in load.history.ops)  # noqa: E731
-        wait_for(refused, 3 * TTL, "writes to be refused")
+        wait_for(lambda: any(o.outcome == FAILED and o.invoke > stopped
+                             for o in load.history.ops), 3 * TTL, "a refusal")  # fmt: skip
         # Nothing to wait for: etcd stays down longer than the TTL.
         time.sleep(max(0.0, stopped + 1.5 * TTL - time.monotonic()))
         etcd.start()
@@ -105,7 +105,7 @@ def test_etcd_down_longer_than_the_ttl_stops_writes_then_the_cluster_recovers(
         load.wait_acks(30, after=restarted)
     # Without etcd nobody can confirm leadership: past the safe deadline (the last keepalive
     # sent before etcd stopped, plus the TTL, minus the margin) nothing is acknowledged.
-    deadline = stopped + TTL - max(0.5, TTL / 4)
+    deadline = stopped + TTL - MARGIN
     late = [o for o in load.history.ok() if o.invoke > deadline and o.complete < restarted]
     assert not late, f"acknowledged while etcd was down: {late[:3]}"
     # Every write acknowledged before reached the replicas long before a new election.

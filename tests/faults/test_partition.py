@@ -20,7 +20,7 @@ from pathlib import Path
 import faketime
 import pytest
 from checker import check, check_recoveries, epoch_of, healed, recovery
-from ha_cluster import TTL, first_primary, roles
+from ha_cluster import MARGIN, TTL, first_primary, roles
 from history import Load
 from netns import NsCluster
 
@@ -28,8 +28,6 @@ from nodes import position
 from support import wait_for
 
 Report = Callable[[str, object], None]
-MARGIN = max(0.5, TTL / 4)
-"""EtcdLeadership's margin: the safe deadline is keepalive sent + TTL - MARGIN."""
 
 
 def test_a_primary_cut_off_from_etcd_stops_acknowledging_before_its_lease_can_expire(
