@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from litecluster.cli import main
-from support import Cluster, make_cluster
+from support import Cluster, make_cluster, wait_for
 
 
 def _commands(
@@ -175,6 +175,16 @@ def test_demo_keep_leaves_a_cluster_that_status_can_read(tmp_path: Path) -> None
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+    # SIGTERM stops every node of the kept cluster (a replica once hung in its reconnect loop).
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the kept nodes to stop")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_demo_failover_elects_a_new_primary_and_loses_nothing(tmp_path: Path) -> None:

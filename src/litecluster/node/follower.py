@@ -243,6 +243,12 @@ class Follower:
             attempt = 0 if time.monotonic() - started > 10 * self.config.reconnect_max else attempt
             delay = min(self.config.reconnect_max, self.config.reconnect_min * 2**attempt)
             attempt += 1
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
+                # read completes; the request to stop must still end this loop (a node stuck
+                # here never finished its SIGTERM).
+                raise asyncio.CancelledError
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _session(self) -> None:
