@@ -170,3 +170,20 @@ def test_config_values_have_typed_getters(client: litecluster.Client) -> None:
     config.set("broken", "abc")
     with pytest.raises(KvError, match="does not parse as int"):
         config.get_int("broken")
+
+
+def test_get_before_the_local_copy_has_tables_does_not_deadlock(
+    client: litecluster.Client,
+) -> None:
+    """The embedded file can exist before the replica applied its first record: kv.get then
+    falls back to the generic path, which takes the same (non re-entrant) lock."""
+    from litecluster.sqlite import connect
+
+    kv = client.kv
+    kv._conn = connect(":memory:")  # a local database without the key/value tables
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(kv.get("nothing-here")), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "kv.get deadlocked on its own lock"
+    assert got == [None]

@@ -42,6 +42,7 @@ log = logging.getLogger("litecluster.kvclient")
 _GET = "SELECT type, expire_at, value FROM kv_keys WHERE db=? AND h=? AND key=?"
 
 Value = str | bytes | int | float
+_NO_TABLES: Any = object()
 
 
 class KvError(LiteclusterError):
@@ -181,7 +182,10 @@ class KV:
             try:
                 row = conn.execute(_GET, (self.db_index, key_hash(raw), raw)).fetchone()
             except OperationalError:
-                return self.execute("GET", key)  # no key/value tables yet
+                row = _NO_TABLES
+        if row is _NO_TABLES:
+            # No key/value tables yet; the generic path takes the lock itself (not re-entrant).
+            return self.execute("GET", key)
         if row is None:
             return None
         if row[1] is not None and row[1] < time.time_ns() // 1_000_000:
