@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -112,8 +113,20 @@ class Cluster:
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, replicas: int, timeout: float = 60.0) -> None:
-        self.primary = LocalNode(self.root / "primary", "primary", self.token_file, env=self.env)
+    def start(
+        self,
+        replicas: int,
+        timeout: float = 60.0,
+        *,
+        primary_args: Sequence[str] = (),
+        replica_args: Callable[[int], list[str]] | None = None,
+    ) -> None:
+        """Start the primary, then ``replicas`` replicas; ``primary_args`` and
+        ``replica_args(i)`` (i from 0) are more ``litecluster serve`` options."""
+        self.primary = LocalNode(
+            self.root / "primary", "primary", self.token_file, env=self.env,
+            extra_args=list(primary_args),
+        )  # fmt: skip
         self.primary.start(timeout=timeout)
         for i in range(replicas):
             node = LocalNode(
@@ -122,6 +135,7 @@ class Cluster:
                 self.token_file,
                 primary=self.primary.listen,
                 env=self.env,
+                extra_args=replica_args(i) if replica_args is not None else [],
             )
             self.replicas.append(node)
             node.start(wait=False)

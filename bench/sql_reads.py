@@ -24,7 +24,7 @@ import socket
 import string
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -120,8 +120,10 @@ class RedisServer:
     """A ``redis-server`` on 127.0.0.1 in ``directory`` (its working directory and log there);
     killed by :meth:`kill` (use it as a context manager)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, args: Sequence[str] = ()) -> None:
+        """``args``: more ``redis-server`` options, after (and so overriding) the defaults."""
         self.directory = directory
+        self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -135,7 +137,8 @@ class RedisServer:
             self.port = free_port()
             self._log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 (closed in kill)
             cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", str(self.directory)]  # fmt: skip
+                   "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                   *self.args]  # fmt: skip
             self.proc = subprocess.Popen(
                 cmd, cwd=self.directory, stdout=self._log, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -369,6 +372,37 @@ def verify(paths: ReadPaths, rows: list[tuple[str, str]], sample: int) -> None:
                 raise AssertionError(f"{kind} returned {got!r} for {k}, expected {v!r}")
 
 
+def sample_reads(
+    timed: dict[str, Timed],
+    keys: list[str],
+    *,
+    groups: Sequence[tuple[Sequence[str], int]],
+    blocks: int,
+    warmup: int,
+    seed: int,
+) -> dict[str, list[int]]:
+    """Nanoseconds of every timed lookup of random keys, by path.
+
+    Each group is (paths, lookups): the paths of a group (those in ``timed``) do ``lookups``
+    lookups each, in ``blocks`` blocks whose order rotates, so that a drift of the machine
+    touches every path alike; one group after the other. Each path first does ``warmup``
+    untimed lookups.
+    """
+    rng = random.Random(seed)
+    out: dict[str, list[int]] = {}
+    for group, n in groups:
+        kinds = [k for k in group if k in timed]
+        for kind in kinds:
+            timed[kind](rng.choices(keys, k=warmup), [])
+            out[kind] = []
+        per_block = max(1, n // blocks)
+        for b in range(blocks):
+            order = kinds[b % len(kinds) :] + kinds[: b % len(kinds)]
+            for kind in order:
+                timed[kind](rng.choices(keys, k=per_block), out[kind])
+    return out
+
+
 def measure_reads(
     paths: ReadPaths,
     keys: list[str],
@@ -379,22 +413,9 @@ def measure_reads(
     warmup: int,
     seed: int,
 ) -> dict[str, Latency]:
-    """Timed lookups of random keys on every path.
-
-    The local paths (embedded client, raw connection, redis) do ``lookups`` each, in ``blocks``
-    blocks whose order rotates; then the HTTP paths do ``http_lookups`` each the same way. Each
-    path first does ``warmup`` untimed lookups.
-    """
-    rng = random.Random(seed)
-    out: dict[str, list[int]] = {}
-    for group, n in ((LOCAL_KINDS, lookups), (HTTP_KINDS, http_lookups)):
-        kinds = [k for k in group if k in paths.timed]
-        for kind in kinds:
-            paths.timed[kind](rng.choices(keys, k=warmup), [])
-            out[kind] = []
-        per_block = max(1, n // blocks)
-        for b in range(blocks):
-            order = kinds[b % len(kinds) :] + kinds[: b % len(kinds)]
-            for kind in order:
-                paths.timed[kind](rng.choices(keys, k=per_block), out[kind])
-    return {kind: Latency.of(ns) for kind, ns in out.items()}
+    """Timed lookups of random keys on every path (:func:`sample_reads`): the local paths
+    (embedded client, raw connection, redis) ``lookups`` each, then the HTTP paths
+    ``http_lookups`` each."""
+    groups = ((LOCAL_KINDS, lookups), (HTTP_KINDS, http_lookups))
+    ns = sample_reads(paths.timed, keys, groups=groups, blocks=blocks, warmup=warmup, seed=seed)
+    return {kind: Latency.of(v) for kind, v in ns.items()}

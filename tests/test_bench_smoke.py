@@ -523,3 +523,72 @@ def test_cluster_reports_without_runs_invent_nothing(tmp_path: Path) -> None:
     assert text.count(FO_START) == text.count(SYNC_START) == 1
     assert text.count("not measured") >= 3  # failover p50, max per TTL; sync target
     assert "--no-dqlite" in text
+
+
+KV = REPO / "bench" / "kv.py"
+KV_START = "<!-- bench:kv:start -->"
+KV_END = "<!-- bench:kv:end -->"
+
+
+@pytest.mark.timeout(240)
+def test_kv_benchmark_smoke(tmp_path: Path) -> None:
+    """A K=1 cluster with --resp, redis-servers (plain, and an AOF pair): redis-benchmark,
+    durable writes and in-process reads give plausible rows, and no process is left behind."""
+    if shutil.which("redis-benchmark") is None:
+        pytest.skip("redis-benchmark not installed (apt-get install redis-tools)")
+    out = tmp_path / "BENCHMARKS.md"
+    head = f"# Title\n\n{SYNC_START}\nsync section\n{SYNC_END}\n\nTail kept.\n"
+    out.write_text(head)
+    workdir, result = tmp_path / "w", tmp_path / "kv.json"
+    proc = _smoke(KV, out, workdir, 230, "--json", str(result))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith(head.rstrip("\n"))
+    assert text.count(KV_START) == 1
+    assert text.endswith(KV_END + "\n")
+    section = text[text.index(KV_START) :]
+    assert "--smoke" in section
+    assert "### Failures" not in section, section
+    assert "### What redis-benchmark reported" not in section, section
+    for fact in ("| CPU |", "| Cores |", "| redis |", "| fdatasync"):
+        assert fact in section
+
+    tables = _tables(section)
+    targets = _table(tables, "Targets")
+    assert len(targets) == 8  # GET x2, SET x3, kv.get p50, ratio to redis-py, durable ratio
+    for row in targets:
+        assert _value(row["Measured"]) > 0
+        assert row["Verdict"] in ("**met**", "**MISSED**")
+
+    bench = _table(tables, "redis-benchmark")
+    assert {r["Test"] for r in bench} == {"GET", "SET", "INCR", "LPUSH", "HSET"}
+    for row in bench:
+        assert _value(row["litecluster ops/s"]) > 0
+        assert _value(row["redis-server ops/s"]) > 0
+        assert _value(row["litecluster / redis"]) > 0
+        assert 0 < _value(row["litecluster p50 (ms)"]) <= _value(row["litecluster p99 (ms)"])
+        assert row["Runs with errors"] == "0"
+
+    reads = _table(tables, "In-process reads")
+    assert len(reads) >= 5  # kv.get, raw, redis-py (3 placements without a single vCPU), RESP
+    for row in reads:
+        assert 0 < _value(row["p50 (µs)"]) <= _value(row["p99 (µs)"])
+    assert reads[0]["Path"].startswith("Embedded replica: `client.kv.get(k)`")
+
+    writes = _table(tables, "Durable replicated writes")
+    assert [r["System"].split(",")[0] for r in writes] == [
+        "litecluster",
+        "redis-server `appendonly yes`",
+    ]
+    for row in writes:
+        assert _value(row["Writes/s"]) > 0
+        assert _value(row["Errors"]) == 0
+        assert 0 < _value(row["p50 (ms)"]) <= _value(row["p99 (ms)"])
+
+    data = json.loads(result.read_text())
+    assert {(b["system"], b["variant"]) for b in data["bench"]} >= {("litecluster", "getset")}
+    assert len(data["reads"][0]["paths"]["kv_get"]["quantiles"]) > 50
+
+    assert _leftovers(workdir) == []
+    assert _redis_in(workdir) == []
+    assert not any(workdir.glob("repeat-*"))
