@@ -19,8 +19,9 @@ Each configuration runs ``--repeats`` times and the report section between
 ``<!-- bench:replication:start -->`` and ``<!-- bench:replication:end -->`` of ``--out`` is
 rewritten (the markers are appended when absent; the rest of the file is kept). The default is
 the full run (under ten minutes on a 2-core VM); ``--quick`` takes one to two minutes and
-``--smoke`` a few seconds (tiny sizes, for tests). Scratch files go to a temporary directory
-(``--workdir`` to choose and keep it); every node process is killed at the end, also on errors.
+``--smoke`` a few seconds (tiny sizes, for tests); ``--json FILE`` also writes every figure.
+Scratch files go to a temporary directory (``--workdir`` to choose and keep it); every node
+process is killed at the end, also on errors.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script or imported from a test
     sys.path.insert(0, str(HERE))
 
+from cluster_common import write_json  # noqa: E402
 from engine_common import (  # noqa: E402
     FSYNC_FACT,
     command_line,
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, help="repeats of every scenario")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
+    ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--reader", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -215,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    finish_run(res, t_start, write_report, args.out, log)
+
+    def write(out: Path, r: Results) -> None:
+        write_report(out, r)
+        if args.json is not None:
+            write_json(args.json, r)
+
+    finish_run(res, t_start, write, args.out, log)
     return 0
 
 

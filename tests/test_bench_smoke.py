@@ -592,3 +592,86 @@ def test_kv_benchmark_smoke(tmp_path: Path) -> None:
     assert _leftovers(workdir) == []
     assert _redis_in(workdir) == []
     assert not any(workdir.glob("repeat-*"))
+
+
+SUITE = REPO / "bench" / "suite.py"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(600)
+def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path) -> None:
+    """`litecluster bench --smoke --out-dir DIR`: every scenario's section, the summary with
+    every scenario's targets, the plots and the README headline, all under DIR."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "litecluster", "bench", "--smoke", "--out-dir", str(out),
+         "--no-install"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=590,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    report = (out / "BENCHMARKS.md").read_text()
+    for marker in ("summary", "kv", "sql", "replication", "sync", "failover", "engine"):
+        assert report.count(f"<!-- bench:{marker}:start -->") == 1, marker
+        assert report.count(f"<!-- bench:{marker}:end -->") == 1, marker
+    summary = report[report.index("<!-- bench:summary:start -->") :]
+    summary = summary[: summary.index("<!-- bench:summary:end -->")]
+    assert "`litecluster bench --smoke --out-dir" in summary  # the exact command
+    tables = _tables(summary)
+    scenarios = _table(tables, "Scenarios")
+    assert len(scenarios) == 6
+    for row in scenarios:  # a peer missing on this machine skips its scenario, said so
+        assert row["Status in this run"].startswith(("ran", "**skipped**")), row
+    targets = _table(tables, "Targets of every scenario")
+    assert {r["Scenario"].split("]")[0].lstrip("[") for r in targets} >= {"kv", "sql", "engine"}
+    for row in targets:
+        assert row["Verdict"] in ("**met**", "**MISSED**", "not measured"), row
+    assert "### Not measured yet" in summary
+    assert "dqlite" in summary.split("### Not measured yet")[1]
+
+    plots = sorted(p.name for p in (out / "bench").glob("*.png"))
+    assert {"kv-read-latency.png", "redis-benchmark.png", "kv-durable-write-latency.png",
+            "replication-lag.png"} <= set(plots)  # fmt: skip
+    for name in plots:
+        data = (out / "bench" / name).read_bytes()
+        assert data.startswith(PNG), name
+        assert len(data) > 5_000, name
+        assert f"](bench/{name})" in summary, name
+
+    readme = (out / "README.md").read_text()
+    assert readme.startswith("<!-- bench:headline:start -->")
+    head = _tables(readme)[""]
+    assert len(head) >= 6
+    assert any(r["Scenario"].startswith("[kv](BENCHMARKS.md#") for r in head)
+    assert "](BENCHMARKS.md#summary-of-every-benchmark-generated)" in readme
+    assert f"--out {out / 'BENCHMARKS.md'}" in report  # each script wrote here, not to docs/
+
+
+def test_litecluster_bench_says_what_it_could_not_start_and_goes_on(tmp_path: Path) -> None:
+    """Without redis-server (and no apt-get), the kv scenario is skipped with the package to
+    install; the run still writes its summary and exits 0."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "BENCHMARKS.md").write_text(
+        "# B\n\n<!-- bench:sql:start -->\n## SQL (generated)\n\n| Date | 2020-01-01 |\n\n"
+        "### Targets\n\nProduced by `python bench/sql.py`.\n\n"
+        "| Target | Goal | Measured | Verdict |\n|---|---|---|---|\n"
+        "| Reads | ≤ 5 µs | 4.0 µs | **met** |\n\n<!-- bench:sql:end -->\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--smoke", "--only", "kv", "--no-install",
+         "--out-dir", str(out)],
+        capture_output=True, text=True, timeout=120,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "apt-get install redis-server" in proc.stderr
+    text = (out / "BENCHMARKS.md").read_text()
+    summary = text[text.index("<!-- bench:summary:start -->") :]
+    rows = {r["Scenario"].split("]")[0].lstrip("["): r for r in _table(_tables(summary), "Scen")}
+    assert rows["kv"]["Status in this run"].startswith("**skipped**: `redis-server` is not")
+    assert rows["engine"]["Status in this run"] == "not run: not selected in this run"
+    # A section this run did not rewrite keeps its figures, labelled with its own run's date.
+    (sql,) = [r for r in _table(_tables(summary), "Targets of") if r["Target"] == "Reads"]
+    assert "earlier run, 2020-01-01" in sql["Scenario"]
+    assert sql["Measured"] == "4.0 µs"
+    assert not list(out.glob("bench/*.png"))  # no results, no plots

@@ -356,5 +356,51 @@ def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) 
         click.echo(f"{got['node_id']} follows {result['node_id']}")
 
 
+@main.command()
+@click.option("--quick", is_flag=True, help="Shorter runs: under 3 minutes on 2 cores.")
+@click.option("--smoke", is_flag=True, help="Tiny sizes, seconds per scenario (for tests).")
+@click.option(
+    "--only", metavar="NAMES",
+    help="Comma-separated scenarios to run: kv, sql, replication, sync, failover, engine.",
+)  # fmt: skip
+@click.option("--skip", metavar="NAMES", help="Comma-separated scenarios not to run.")
+@click.option(
+    "--out-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Write BENCHMARKS.md, bench/*.png and README.md here (not docs/ and README.md).",
+)  # fmt: skip
+@click.option("--no-install", is_flag=True, help="Never install missing peers with apt-get.")
+def bench(quick: bool, smoke: bool, only: str | None, skip: str | None, out_dir: Path | None,
+          no_install: bool) -> None:  # fmt: skip
+    """Run every benchmark of bench/ against its peers (Redis, dqlite, plain SQLite) and write
+    docs/BENCHMARKS.md, plots in docs/bench/ and, after a full run, the README's headline.
+
+    The full run takes under 30 minutes; missing peers are installed with apt-get when run as
+    root (redis-server, redis-tools, etcd-server, go-dqlite), else their scenarios are skipped
+    and the report says so. Needs a litecluster checkout (the scripts live in bench/).
+    """
+    import os
+    import shlex
+    import subprocess
+
+    if quick and smoke:
+        raise click.UsageError("give at most one of --quick and --smoke")
+    script = Path(__file__).resolve().parents[2] / "bench" / "suite.py"
+    if not script.exists():
+        raise click.ClickException(
+            f"the benchmark scripts are not here ({script.parent}): litecluster bench runs "
+            "from a checkout of the repository (git clone, then ./dev setup)"
+        )
+    args = ["--quick"] if quick else ["--smoke"] if smoke else []
+    for flag, value in (("--only", only), ("--skip", skip), ("--out-dir", out_dir)):
+        if value:
+            args += [flag, str(value)]
+    if no_install:
+        args.append("--no-install")
+    env = {**os.environ, "LITECLUSTER_BENCH_COMMAND": shlex.join(["litecluster", "bench", *args])}
+    code = subprocess.run([sys.executable, str(script), *args], env=env).returncode
+    if code:
+        raise SystemExit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
