@@ -325,3 +325,34 @@ def test_redis_benchmark_runs_without_errors(pair: Pair) -> None:
         for test in ("SET", "GET", "INCR", "LPUSH", "HSET", "SADD"):
             assert f"{test}: " in out.stdout
     assert int(pair.client().llen("mylist")) >= 600, "every LPUSH was applied"
+
+
+def test_concurrent_watch_multi_exec_increments_lose_no_update(pair: Pair) -> None:
+    """Optimistic increments from many clients: every successful EXEC counts exactly once,
+    also when the primary commits several EXECs in one group."""
+    pair.client().set("occ", 0)
+    done: list[int] = []
+
+    def worker() -> None:
+        c = pair.client("replica" if threading.get_ident() % 2 else "primary")
+        ok = 0
+        for _ in range(25):
+            with c.pipeline() as p:
+                try:
+                    p.watch("occ")
+                    value = int(p.get("occ") or 0)
+                    p.multi()
+                    p.set("occ", value + 1)
+                    p.execute()
+                    ok += 1
+                except redis.WatchError:
+                    pass
+        done.append(ok)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(done) == 8
+    assert int(pair.client().get("occ") or 0) == sum(done) > 0

@@ -59,6 +59,8 @@ def execute(ctx: Ctx, args: list[bytes]) -> Reply:
 
 Key = tuple[int, bytes]
 """A key in a Redis DB index."""
+PENDING_TXID = 1 << 62
+"""The version of a key changed by a procedure whose group has not committed yet."""
 
 
 def now_ms() -> int:
@@ -109,7 +111,8 @@ class KeyVersions:
                 self._flushed[db] = txid
             while len(self._last) > self.capacity:
                 _, old = self._last.popitem(last=False)
-                self.floor = max(self.floor, old)
+                if old != PENDING_TXID:
+                    self.floor = max(self.floor, old)
 
     def changed_since(self, keys: list[Key], txid: int) -> bool:
         with self._lock:
@@ -288,7 +291,11 @@ class KvStore:
                 )
             if not (events or flushed or request.publish):
                 return replies, b""
-            return replies, _encode(Changes(events, flushed, request.publish))
+            changes = Changes(events, flushed, request.publish)
+            # Until the group commits (and _committed records the real txid), a later EXEC
+            # of the same group must see these keys as changed after any watch.
+            self.versions.record(PENDING_TXID, changes)
+            return replies, _encode(changes)
 
         return run
 
