@@ -128,8 +128,10 @@ class KV:
         if got.replies is None:
             raise KvError("the transaction was aborted")
         embedded = self._client._embedded
-        if embedded is not None and self._client.read_your_writes:
-            embedded.wait_for(self._client.kv_db, got.txid, self._client.timeout)
+        wait = embedded is not None and self._client.read_your_writes
+        if wait and not embedded.wait_for(self._client.kv_db, got.txid, self._client.timeout):  # type: ignore[union-attr]
+            raise KvError("the write committed but the local replica did not apply it in time",
+                          txid=got.txid, retryable=False)  # fmt: skip
         return [loads(r) for r in got.replies]
 
     def _post(self, body: bytes) -> _WireReply:
