@@ -106,10 +106,17 @@ SCENARIOS = [
         json=True,
     ),
     Scenario(
+        "bootstrap", "bootstrap.py", "bootstrap",
+        "snapshot install (MB/s) of a new replica node and a new embedded replica, catch-up "
+        "from the log, and RSS of a node and an embedded replica, at 100 MB and 1 GB",
+        {"smoke": ["--smoke"], "quick": ["--quick"], "full": []},
+        json=True,
+    ),
+    Scenario(
         "sync", "sync_write.py", "sync",
         "write throughput and latency against concurrency: litecluster asynchronous, "
         "`--sync-replicas` 1 and 2, dqlite 3-node",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--clients", "1,8,32"],
+        {"smoke": ["--smoke"], "quick": ["--smoke", "--clients", "1,8,32", "--seconds", "1"],
          "full": ["--repeats", "2", "--seconds", "3", "--clients", "1,8,32,128"]},
         needs=("etcd",), optional=("dqlite-demo",), json=True,
     ),
@@ -117,14 +124,16 @@ SCENARIOS = [
         "failover", "failover.py", "failover",
         "failover time (kill -9 of the primary to the first acknowledged write), 20 runs per "
         "lease TTL",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--runs", "2"], "full": []},
+        {"smoke": ["--smoke"], "quick": ["--smoke", "--runs", "3"], "full": []},
         needs=("etcd",), json=True,
     ),
     Scenario(
         "engine", "engine.py", "engine",
         "engine: small replicated transactions against plain SQLite; snapshot create/install "
         "and catch-up MB/s (full: 1 GB; quick: 100 MB); memory of those steps",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--size-mb", "100", "--no-profile"],
+        {"smoke": ["--smoke"],
+         "quick": ["--smoke", "--size-mb", "100", "--txns", "2000", "--behind", "5000",
+                   "--no-profile"],
          "full": ["--repeats", "2"]},
     ),
 ]  # fmt: skip

@@ -34,6 +34,7 @@ HEADLINE_ROWS = {
     "sync": ("",),
     "failover": ("p50",),
     "engine": ("",),
+    "bootstrap": ("replica node",),
 }  # fmt: skip
 """Per scenario, which of its target rows the README shows: for each text, the first row whose
 target contains it."""
@@ -48,11 +49,7 @@ NOT_MEASURED = [
     "scenario: 1 and 32); the litecluster and dqlite rows reach 128 clients in the full run only.",
     "Replication lag at fixed write rates with 10 replicas (the replication scenario runs the "
     "fixed rates with 2 replicas; with 10 it measures the maximum write rate only).",
-    "Catch-up and snapshot install for both 100 MB and 1 GB in one run: the engine scenario "
-    "measures one size per run (1 GB in the full run, 100 MB with `--quick`).",
     "Failover of dqlite's cluster under the same kill -9 of its leader.",
-    "Memory (RSS) of a serving node and of an embedded replica holding 1 GB of data (the engine "
-    "scenario measures the RSS of snapshot creation, installation and catch-up only).",
 ]
 """Scenarios of issue 7 that no script measures yet: listed, never estimated."""
 

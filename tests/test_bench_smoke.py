@@ -594,6 +594,40 @@ def test_kv_benchmark_smoke(tmp_path: Path) -> None:
     assert not any(workdir.glob("repeat-*"))
 
 
+BOOT = REPO / "bench" / "bootstrap.py"
+BOOT_START = "<!-- bench:bootstrap:start -->"
+
+
+@pytest.mark.timeout(240)
+def test_bootstrap_benchmark_smoke(tmp_path: Path) -> None:
+    """A 20 MB database: a new replica node and an embedded replica bootstrap from a snapshot,
+    the node catches up after a restart, and the memory of each process is reported."""
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Title\n")
+    workdir, result = tmp_path / "w", tmp_path / "boot.json"
+    proc = _smoke(BOOT, out, workdir, 230, "--json", str(result))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    section = out.read_text().split(BOOT_START, 1)[1]
+    assert "--smoke" in section
+    assert "### Failures" not in section, section
+    tables = _tables(section)
+    assert [r["Verdict"] for r in _table(tables, "Targets")] == ["not measured"] * 2  # no 1 GB
+    speed = _table(tables, "Snapshot install and catch-up")
+    assert len(speed) == 4
+    for row in speed:
+        assert _value(row["Seconds"]) > 0
+        assert _value(row["MB/s"]) > 0
+    memory = _table(tables, "Memory")
+    for row in memory[:3]:
+        assert 10 < _value(row["RSS (MB)"]) < 2000
+        assert 10 < _value(row["Peak RSS (MB)"]) < 2000
+    (run,) = json.loads(result.read_text())["runs"]
+    assert run["size_mb"] == 20
+    assert run["catch_up_bytes"] > 0
+    assert _leftovers(workdir) == []
+    assert not any(workdir.glob("20mb-*"))
+
+
 SUITE = REPO / "bench" / "suite.py"
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -610,7 +644,16 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-6000:]
     report = (out / "BENCHMARKS.md").read_text()
-    for marker in ("summary", "kv", "sql", "replication", "sync", "failover", "engine"):
+    for marker in (
+        "summary",
+        "kv",
+        "sql",
+        "replication",
+        "bootstrap",
+        "sync",
+        "failover",
+        "engine",
+    ):
         assert report.count(f"<!-- bench:{marker}:start -->") == 1, marker
         assert report.count(f"<!-- bench:{marker}:end -->") == 1, marker
     summary = report[report.index("<!-- bench:summary:start -->") :]
@@ -618,7 +661,7 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     assert "`litecluster bench --smoke --out-dir" in summary  # the exact command
     tables = _tables(summary)
     scenarios = _table(tables, "Scenarios")
-    assert len(scenarios) == 6
+    assert len(scenarios) == 7
     for row in scenarios:  # a peer missing on this machine skips its scenario, said so
         assert row["Status in this run"].startswith(("ran", "**skipped**")), row
     targets = _table(tables, "Targets of every scenario")
