@@ -104,7 +104,7 @@ class Preset:
 
 PRESETS = {
     "full": Preset(
-        n=200_000, n_other=50_000, keys=10_000, lookups=20_000, resp_lookups=2_000, blocks=10,
+        n=200_000, n_other=30_000, keys=10_000, lookups=20_000, resp_lookups=2_000, blocks=10,
         warmup=1_000, write_seconds=5.0, write_warmup_s=1.0, repeats=3,
     ),
     "quick": Preset(

@@ -116,7 +116,7 @@ SCENARIOS = [
         "sync", "sync_write.py", "sync",
         "write throughput and latency against concurrency: litecluster asynchronous, "
         "`--sync-replicas` 1 and 2, dqlite 3-node",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--clients", "1,8,32", "--seconds", "1"],
+        {"smoke": ["--smoke"], "quick": ["--smoke", "--clients", "1,8,32", "--seconds", "0.5"],
          "full": ["--repeats", "2", "--seconds", "3", "--clients", "1,8,32,128"]},
         needs=("etcd",), optional=("dqlite-demo",), json=True,
     ),
@@ -124,7 +124,7 @@ SCENARIOS = [
         "failover", "failover.py", "failover",
         "failover time (kill -9 of the primary to the first acknowledged write), 20 runs per "
         "lease TTL",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--runs", "3"], "full": []},
+        {"smoke": ["--smoke"], "quick": ["--smoke", "--runs", "2"], "full": []},
         needs=("etcd",), json=True,
     ),
     Scenario(

@@ -242,14 +242,17 @@ def headline_rows(sec: Section, picks: Sequence[str]) -> list[dict[str, str]]:
 def render_headline(report_text: str, readme: Path, report: Path, run: Run,
                     scenarios: Sequence[Scenario]) -> str:  # fmt: skip
     rel = os.path.relpath(report, readme.parent)
+    fresh = {o.name for o in run.outcomes if o.status == "ran"}
     rows = []
     for sc in scenarios:
         sec = read_section(report_text, sc.marker)
         if sec is None:
             continue
+        name = f"[{sc.name}]({rel}{anchor(sec.title)})"
+        if sc.name not in fresh:
+            name += f" (earlier run, {sec.date})"
         for t in headline_rows(sec, HEADLINE_ROWS.get(sc.name, ("",))):
-            rows.append((f"[{sc.name}]({rel}{anchor(sec.title)})", t["Target"], t["Measured"],
-                         t["Goal"], t["Verdict"]))  # fmt: skip
+            rows.append((name, t["Target"], t["Measured"], t["Goal"], t["Verdict"]))
     f = run.facts
     return "\n".join([
         HEADLINE[0],
@@ -258,7 +261,8 @@ def render_headline(report_text: str, readme: Path, report: Path, run: Run,
         *table(("Scenario", "Measure", "Measured", "Goal", "Verdict"), rows),
         "",
         f"From `{run.command}` ({run.mode} run, {f.get('Date', '?')}, {f.get('CPU', '?')}, "
-        f"{f.get('Cores', '?')}): medians over the repeats, peers measured in the same run. "
+        f"{f.get('Cores', '?')}) unless marked: medians over the repeats, peers measured in the "
+        "same run. "
         f"Every figure with its spread, the peers, the method and plots: [{rel}]({rel}"
         f"{anchor(SUMMARY_TITLE)}).",
         "",
