@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from litecluster.errors import ProtocolError
-from litecluster.node.syncstate import SyncState, droppable, member_positions, promotion_blocked
+from litecluster.node.syncstate import (
+    SyncState,
+    droppable,
+    elect,
+    member_positions,
+    promotion_blocked,
+)
 
 
 def test_sync_state_round_trips_and_rejects_garbage() -> None:
@@ -67,3 +73,43 @@ def test_member_positions_ignore_malformed_records() -> None:
     assert member_positions({"positions": {"main": 3, "x": "bad"}}) == {"main": 3}
     assert member_positions({"positions": "nope"}) == {}
     assert member_positions({}) == {}
+
+
+def _rec(node_id: str, positions: dict[str, int], **extra: object) -> dict[str, object]:
+    return {"node_id": node_id, "positions": positions, "eligible": True, "priority": 0, **extra}
+
+
+def test_the_most_advanced_eligible_node_is_elected() -> None:
+    records = [_rec("a", {"main": 10}), _rec("b", {"main": 12}), _rec("c", {"main": 12})]
+    assert elect(None, records) == "b"  # ties on data: the smallest id
+    records[2]["priority"] = 5
+    assert elect(None, records) == "c"  # ties on data: the highest priority first
+    records[1]["positions"] = {"main": 13}
+    assert elect(None, records) == "b"  # data before priority
+    # Never a node that may not fail over, nor one that is not eligible (lagging).
+    records[1]["nofailover"] = True
+    records[2]["eligible"] = False
+    assert elect(None, records) == "a"
+    records[0]["eligible"] = False
+    assert elect(None, records) is None
+
+
+def test_data_on_every_database_counts_not_main_alone() -> None:
+    records = [_rec("a", {"main": 10, "db2": 1}), _rec("b", {"main": 9, "db2": 5})]
+    assert elect(None, records) == "b"
+
+
+def test_a_candidate_failing_the_sync_rule_does_not_stop_one_that_passes_it() -> None:
+    # "a" is ahead on main but behind the live sync member "c" on db2; "b" passes the rule.
+    # Ranking by main alone made "b" stand aside for "a", whom the rule then refused.
+    state = SyncState(4, 1, frozenset({"b", "c"}))
+    records = [
+        _rec("a", {"main": 20, "db2": 1}),
+        _rec("b", {"main": 15, "db2": 3}),
+        _rec("c", {"main": 15, "db2": 3}, nofailover=True),
+    ]
+    assert promotion_blocked(state, {"c": {"main": 15, "db2": 3}}, {"main": 20, "db2": 1})
+    assert elect(state, records) == "b"
+    # With no one able to pass (the floor is above everyone), nobody is elected.
+    high = SyncState(4, 1, frozenset({"b", "c"}), floor={"main": 99})
+    assert elect(high, records) is None

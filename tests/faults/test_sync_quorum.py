@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from ha_cluster import first_primary, keys, wait_for_writable_primary, write
+from ha_cluster import TTL, first_primary, keys, wait_for_writable_primary, write
 
+from etcd_server import EtcdServer
 from litecluster.localcluster import LocalNode
-from nodes import wait_converged
+from nodes import Nodes, wait_converged
 from support import wait_for
 
 
@@ -81,3 +83,38 @@ def test_a_replica_gone_before_the_failover_leaves_the_set_and_does_not_block_it
     r1.start(wait=False)
     assert wait_for_writable_primary([r2], "after") is r2
     wait_converged(r2, [r1])
+
+
+def test_a_nofailover_replica_never_counts_toward_synchronous_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    # Were n3 in the sync set, a write acknowledged by n3 alone could be held only by a node
+    # that may never be promoted, and a failover would then promote nobody.
+    etcd = EtcdServer(tmp_path)
+    n = Nodes(tmp_path)
+    try:
+        base = ["--etcd", etcd.url, "--lease-ttl", str(TTL), "--sync-replicas", "1"]
+        env = {"LITECLUSTER_SYNC_TIMEOUT": "3"}
+        members = [n.node("n1", args=base, env=env, start=False),
+                   n.node("n2", args=base, env=env, start=False),
+                   n.node("n3", args=[*base, "--nofailover"], env=env, start=False)]  # fmt: skip
+        for m in members:
+            m.start(wait=False)
+        for m in members:
+            m.wait_ready()
+        primary = first_primary(members)
+        assert primary.node_id != "n3"
+        (other,) = [m for m in members if m.node_id not in (primary.node_id, "n3")]
+        wait_for(lambda: _sync_set(primary) == [other.node_id], 30, "the sync set")
+        acked = [f"k{i}" for i in range(10) if write(primary, f"k{i}")]
+        assert len(acked) == 10
+        assert _sync_set(primary) == [other.node_id]
+        primary.kill()
+        wait_for(lambda: other.status(timeout=2)["node"]["role"] == "primary", 30, "a promotion")
+        assert set(acked) <= keys(other)
+        # n3's acknowledgements still do not count: writes wait for the old primary to rejoin.
+        primary.start(wait=False)
+        assert wait_for_writable_primary([other], "after") is other
+    finally:
+        n.close()
+        etcd.stop()

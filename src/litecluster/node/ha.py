@@ -31,7 +31,7 @@ from litecluster.position import Position
 
 from .etcd import EtcdClient, EtcdError
 from .etcd_leadership import EtcdLeadership, Leader
-from .syncstate import SyncState, droppable, member_positions, promotion_blocked
+from .syncstate import SyncState, droppable, elect, member_positions, promotion_blocked
 
 if TYPE_CHECKING:
     from .node import Node
@@ -63,6 +63,9 @@ class HaLoop:
         self._member_lease = 0
         self.following: Leader | None = None
         self._leaderless_since: float | None = None
+        self._leaderless_rev = 0
+        """The etcd revision of this node's first record after it saw no leader: older member
+        records may be from nodes that died with the old primary (they live a lease TTL)."""
         self._published_at = 0.0
         self.disk_full = False
         self.last_error = ""
@@ -102,6 +105,10 @@ class HaLoop:
 
     async def step(self) -> None:
         node = self.node
+        if not node.positions_known:
+            # Before the first record: a node that published no positions could be elected
+            # and restart the cluster's txids from zero.
+            await node.load_resting()
         interval = node.config.lease_ttl / 3
         due = time.monotonic() - self._published_at >= interval
         if node.primary is not None or due or self._leaderless_since is not None:
@@ -115,6 +122,7 @@ class HaLoop:
         leader = await self.leadership.observe()
         if leader is not None:
             self._leaderless_since = None
+            self._leaderless_rev = 0
             if leader.node_id == node.node_id:
                 return  # our own key from before a restart: wait for it to expire
             if self.following is None or self.following.listen != leader.listen:
@@ -124,38 +132,52 @@ class HaLoop:
         now = time.monotonic()
         if self._leaderless_since is None:
             self._leaderless_since = now
-            await self._publish()  # the position this node reached, for the election
+            # The position this node reached, for the election; records older than this one
+            # are not trusted to come from live nodes.
+            self._leaderless_rev = await self._publish()
         # Wait a few looks before running: every member has then published the position it
         # reached when the old primary's stream stopped, so the most advanced one is known (in
         # synchronous mode that is the one holding every acknowledged write).
-        settled = now - self._leaderless_since >= SETTLE_POLLS * POLL
-        if not settled and self.following is not None:
+        # Also at start-up (nobody following yet): the first node up must not win before the
+        # others, possibly more advanced, have published where they are.
+        if now - self._leaderless_since < SETTLE_POLLS * POLL:
             return
         if await self._best_candidate() and await self.leadership.acquire():
-            await self._promote()
+            try:
+                await self._promote()
+            except BaseException:
+                # Holding the key without serving would stall the cluster for a lease TTL.
+                await self.step_down_now()
+                raise
 
-    async def _publish(self) -> None:
+    async def _publish(self) -> int:
+        """Publish this node's member record; returns the etcd revision of the put."""
         ttl = self.node.config.lease_ttl
         if self._member_lease == 0 or await self.client.keepalive(self._member_lease) <= 0:
             self._member_lease = await self.client.grant(ttl)
-        await self.client.put(
+        revision = await self.client.put(
             self.members_prefix + self.node.node_id, json.dumps(self._member()).encode(),
             lease=self._member_lease,
         )  # fmt: skip
         self._published_at = time.monotonic()
+        return revision
 
     def _member(self) -> dict[str, Any]:
         cfg, node = self.node.config, self.node
+        known = node.positions_known
+        positions = node.positions()
         return {
-            "node_id": node.node_id, "txid": node.positions().get("main", 0),
-            "positions": node.positions(),
-            "priority": cfg.priority, "nofailover": cfg.nofailover,
+            "node_id": node.node_id, "txid": positions.get("main", 0),
+            # None, not {}: a record without positions must not count as a live member
+            # holding nothing (the N-K+1 rule) nor as a candidate at txid 0.
+            "positions": positions if known else None,
+            "priority": cfg.priority, "nofailover": cfg.nofailover, "disk_full": self.disk_full,
             "eligible": self._eligible(), "listen": str(node.listen), "http": str(node.http),
         }  # fmt: skip
 
     def _eligible(self) -> bool:
         node, cfg = self.node, self.node.config
-        if cfg.nofailover or self.disk_full:
+        if cfg.nofailover or self.disk_full or not node.positions_known:
             return False
         if node.follower is not None:
             head = node.follower.upstream.heads.get("main")
@@ -171,37 +193,38 @@ class HaLoop:
         if handoff is not None:
             # A planned switchover names its target: only that node may take the key.
             return handoff.value.decode() == self.node.node_id
-        records = []
-        for kv in await self.client.get_prefix(self.members_prefix):
-            try:
-                m = json.loads(kv.value)
-            except ValueError:
-                continue
-            if isinstance(m, dict) and isinstance(m.get("node_id"), str):
-                records.append(m)
         me = self._member()
-        blocked = await self._sync_blocks(records, me)
+        records = [m for m in await self._records(fresh=True) if m["node_id"] != me["node_id"]]
+        records.append(me)
+        kv = await self.client.get(self.sync_key)
+        state = SyncState.decode(kv.value) if kv is not None else None
+        alive = {str(m["node_id"]): member_positions(m) for m in records}
+        blocked = promotion_blocked(state, alive, alive[me["node_id"]]) or ""
         if blocked != self.election_blocked:
             if blocked:
                 log.warning("ha.promotion_blocked node_id=%s reason=%r", me["node_id"], blocked)
             self.election_blocked = blocked
         if blocked:
             return False
-        members = [m for m in records if m.get("eligible") and not m.get("nofailover")]
-        members = [m for m in members if m.get("node_id") != me["node_id"]] + [me]
+        return elect(state, records) == self.node.node_id
 
-        def rank(m: dict[str, Any]) -> tuple[int, int, str]:
-            return (-int(m["txid"]), -int(m["priority"]), str(m["node_id"]))
-
-        return bool(min(members, key=rank)["node_id"] == me["node_id"])
-
-    async def _sync_blocks(self, records: list[dict[str, Any]], me: dict[str, Any]) -> str:
-        """Why the N-K+1 rule forbids promoting this node now ("" when it allows it)."""
-        kv = await self.client.get(self.sync_key)
-        state = SyncState.decode(kv.value) if kv is not None else None
-        alive = {str(m["node_id"]): member_positions(m) for m in records}
-        alive[me["node_id"]] = member_positions(me)
-        return promotion_blocked(state, alive, member_positions(me)) or ""
+    async def _records(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """The member records with known positions; ``fresh``: only those written since this
+        node saw the leader key gone (older ones may be from nodes that have since died)."""
+        out = []
+        for kv in await self.client.get_prefix(self.members_prefix):
+            if fresh and kv.mod_revision <= self._leaderless_rev:
+                continue
+            try:
+                m = json.loads(kv.value)
+            except ValueError:
+                continue
+            if (
+                isinstance(m, dict) and isinstance(m.get("node_id"), str)
+                and isinstance(m.get("positions"), dict)
+            ):  # fmt: skip
+                out.append(m)
+        return out
 
     async def _publish_sync(self, state: SyncState) -> None:
         ok = await self.client.put_guarded(
@@ -219,7 +242,13 @@ class HaLoop:
         if primary is None or self.sync is None or k <= 0:
             return
         primary.sessions_changed.clear()
-        connected = set(primary.sessions)
+        # A replica that may never be promoted (nofailover, disk full) must not hold the only
+        # copy of an acknowledged write: the election could then promote nobody.
+        barred = {
+            str(m["node_id"]) for m in await self._records()
+            if m.get("nofailover") or m.get("disk_full")
+        }  # fmt: skip
+        connected = set(primary.sessions) - barred
         heads = {name: db.head for name, db in primary.dbs.items()}
         for gone in self.sync.members - connected:
             self._gone_at.setdefault(gone, heads)
@@ -240,15 +269,16 @@ class HaLoop:
 
     async def _promote(self) -> None:
         node = self.node
+        # Stop following first: the floor must be what this node holds once nothing more
+        # can be applied, and promotion then numbers on from exactly that.
+        await node._end_role()
+        if node.resting is None:
+            await node.load_resting()
         positions = node.positions()
         k = node.config.sync_replicas
-        try:
-            # Before any write of this epoch: the floor records that, until a replica catches
-            # up, only this node holds what earlier epochs acknowledged.
-            await self._publish_sync(SyncState(self.leadership.epoch, k, floor=positions))
-        except EtcdError:
-            await self.step_down_now()
-            raise
+        # Before any write of this epoch: the floor records that, until a replica catches up,
+        # only this node holds what earlier epochs acknowledged.
+        await self._publish_sync(SyncState(self.leadership.epoch, k, floor=positions))
         self._gone_at = {}
         self.following = None
         log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,

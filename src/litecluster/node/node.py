@@ -32,6 +32,7 @@ from litecluster.errors import LiteclusterError, NodeError
 from litecluster.txlog import fsync_dir
 
 from .config import Address, NodeConfig, read_token
+from .diskpos import positions_on_disk
 from .follower import Follower
 from .ha import HaLoop
 from .httpapi import make_app
@@ -74,6 +75,9 @@ class Node:
         self._role_task: asyncio.Task[None] | None = None
         self.primary: Primary | None = None
         self.follower: Follower | None = None
+        self.resting: dict[str, int] | None = None
+        """Between roles: the txid per database this node's files hold (None: not known yet,
+        see :meth:`load_resting`)."""
         self.ready = False
         self.started_at = time.time()
         self.listen: Address = config.listen
@@ -212,7 +216,14 @@ class Node:
     async def promote(self, epoch: int, sync_members: set[str] | None = None) -> None:
         """Turn this replica into the primary of ``epoch``, continuing the cluster's txids from
         its own files (what it has applied)."""
-        positions = self.positions()
+        # The follower stops first: positions read while it may still apply would understate
+        # what the files hold, and the new primary would number over applied records.
+        await self._end_role()
+        if self.resting is None:
+            await self.load_resting()
+        if self.resting is None:
+            raise NodeError("the node took another role while being promoted", epoch=epoch)
+        positions = dict(self.resting)
         # The files are the truth now: an old txlog of this node (from an earlier term as
         # primary) may not match them; it is kept aside for inspection, not deleted.
         txlogs = self.config.data_dir / "txlog"
@@ -267,12 +278,27 @@ class Node:
         return None
 
     def positions(self) -> dict[str, int]:
-        """This node's txid per database (as a replica: what it has applied)."""
+        """This node's txid per database (as a replica: what it has applied; between roles:
+        what its files hold, empty while not known: see :attr:`positions_known`)."""
         if self.follower is not None:
             return {name: r.position.txid for name, r in self.follower.replicas.items()}
         if self.primary is not None:
             return {name: db.head for name, db in self.primary.dbs.items()}
-        return {}
+        return dict(self.resting or {})
+
+    @property
+    def positions_known(self) -> bool:
+        return self.follower is not None or self.primary is not None or self.resting is not None
+
+    async def load_resting(self) -> None:
+        """Between roles: read the positions this node's files hold (each file is read once;
+        see :mod:`diskpos`)."""
+        found = await asyncio.to_thread(
+            positions_on_disk, self.config.data_dir, durable=self.config.replica_durable
+        )
+        if self.follower is None and self.primary is None:
+            self.resting = {name: pos.txid for name, pos in found.items()}
+            log.info("node.positions_on_disk positions=%s", self.resting)
 
     def _disk_full(self) -> None:
         """A primary that cannot write its disk hands over (with etcd) instead of failing
@@ -294,9 +320,12 @@ class Node:
             self._role_task = None
         if self.primary is not None:
             primary, self.primary = self.primary, None
+            self.resting = None  # closing captures the last commits: read the files again
             await primary.end_sessions()
             await asyncio.to_thread(primary.close)
         if self.follower is not None:
+            # Nothing applies once the role task has ended: these are the files' positions.
+            self.resting = {name: r.position.txid for name, r in self.follower.replicas.items()}
             follower, self.follower = self.follower, None
             await asyncio.to_thread(follower.close)
 
