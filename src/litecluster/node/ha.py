@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
 from litecluster.position import Position
 
-from .etcd import EtcdClient, EtcdError
+from .etcd import EtcdClient, EtcdError, KeyValue
 from .etcd_leadership import EtcdLeadership, Leader
 from .syncstate import SyncState, droppable, elect, member_positions, promotion_blocked
 
@@ -194,11 +194,24 @@ class HaLoop:
             # A planned switchover names its target: only that node may take the key.
             return handoff.value.decode() == self.node.node_id
         me = self._member()
-        records = [m for m in await self._records(fresh=True) if m["node_id"] != me["node_id"]]
-        records.append(me)
+        fresh: list[dict[str, Any]] = []
+        records = [me]
+        lost = self.following.node_id if self.following is not None else None
+        for entry, m in await self._records():
+            if m["node_id"] == me["node_id"]:
+                continue
+            if entry.mod_revision > self._leaderless_rev:
+                fresh.append(m)
+                records.append(m)
+            elif m["node_id"] != lost:  # the lost leader's old record is not waited for
+                records.append(m)
         kv = await self.client.get(self.sync_key)
         state = SyncState.decode(kv.value) if kv is not None else None
-        alive = {str(m["node_id"]): member_positions(m) for m in records}
+        # Who is alive (the N-K+1 rule) counts only records written since this node saw the
+        # leader key gone: a dead node's record lives on for a lease TTL. Candidates include
+        # the older records too: a more advanced node that may still be alive is waited for
+        # (at most until its record expires) rather than passed over.
+        alive = {str(m["node_id"]): member_positions(m) for m in [me, *fresh]}
         blocked = promotion_blocked(state, alive, alive[me["node_id"]]) or ""
         if blocked != self.election_blocked:
             if blocked:
@@ -206,15 +219,12 @@ class HaLoop:
             self.election_blocked = blocked
         if blocked:
             return False
-        return elect(state, records) == self.node.node_id
+        return elect(state, records, alive) == self.node.node_id
 
-    async def _records(self, *, fresh: bool = False) -> list[dict[str, Any]]:
-        """The member records with known positions; ``fresh``: only those written since this
-        node saw the leader key gone (older ones may be from nodes that have since died)."""
+    async def _records(self) -> list[tuple[KeyValue, dict[str, Any]]]:
+        """The member records with known positions, with their etcd entries."""
         out = []
         for kv in await self.client.get_prefix(self.members_prefix):
-            if fresh and kv.mod_revision <= self._leaderless_rev:
-                continue
             try:
                 m = json.loads(kv.value)
             except ValueError:
@@ -223,7 +233,7 @@ class HaLoop:
                 isinstance(m, dict) and isinstance(m.get("node_id"), str)
                 and isinstance(m.get("positions"), dict)
             ):  # fmt: skip
-                out.append(m)
+                out.append((kv, m))
         return out
 
     async def _publish_sync(self, state: SyncState) -> None:
@@ -245,7 +255,7 @@ class HaLoop:
         # A replica that may never be promoted (nofailover, disk full) must not hold the only
         # copy of an acknowledged write: the election could then promote nobody.
         barred = {
-            str(m["node_id"]) for m in await self._records()
+            str(m["node_id"]) for _, m in await self._records()
             if m.get("nofailover") or m.get("disk_full")
         }  # fmt: skip
         connected = set(primary.sessions) - barred

@@ -73,6 +73,7 @@ class Node:
         if config.etcd:
             self.ha = HaLoop(self)
         self._role_task: asyncio.Task[None] | None = None
+        self._ha_task: asyncio.Task[None] | None = None
         self.primary: Primary | None = None
         self.follower: Follower | None = None
         self.resting: dict[str, int] | None = None
@@ -151,7 +152,8 @@ class Node:
                 ) from None  # fmt: skip
         self._watch(asyncio.create_task(self.kv.expire_forever(), name="kv-expiry"))
         if self.ha is not None:
-            self._watch(asyncio.create_task(self.ha.run(), name="ha"))
+            self._ha_task = asyncio.create_task(self.ha.run(), name="ha")
+            self._watch(self._ha_task)
         elif await self.leadership.acquire():
             await self.become_primary(self.leadership.epoch, {})
         else:
@@ -407,6 +409,12 @@ class Node:
         if self.primary is not None:
             await self.primary.end_sessions()
         if self.ha is not None:
+            # The HA loop stops before its etcd client closes: a round in flight would
+            # otherwise fail on the closed client (and step down, reading every file).
+            if self._ha_task is not None:
+                self._ha_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._ha_task
             await self.ha.resign()
         for task in self._tasks:
             task.cancel()

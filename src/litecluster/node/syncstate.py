@@ -83,24 +83,26 @@ def promotion_blocked(
     return None
 
 
-def elect(state: SyncState | None, records: list[dict[str, Any]]) -> str | None:
-    """The node id that should take the leader key, among member records (each with its
-    positions), or None when no record may.
+def elect(
+    state: SyncState | None, records: list[dict[str, Any]], alive: dict[str, dict[str, int]]
+) -> str | None:
+    """The node id that should take the leader key among member ``records`` (each with its
+    positions), or None when none may; ``alive`` holds the positions of the members known to
+    be alive (see :func:`promotion_blocked`).
 
     Only eligible candidates that the N-K+1 rule allows compete: one that fails it on any
     database must not make a node that passes it stand aside (nobody would be elected). Among
     them: the most data over all databases, then main's txid, then the highest priority, then
     the smallest node id.
     """
-    alive = {str(m["node_id"]): member_positions(m) for m in records}
     candidates = [
         m for m in records
         if m.get("eligible") and not m.get("nofailover")
-        and promotion_blocked(state, alive, alive[str(m["node_id"])]) is None
+        and promotion_blocked(state, alive, member_positions(m)) is None
     ]  # fmt: skip
 
     def rank(m: dict[str, Any]) -> tuple[int, int, int, str]:
-        positions = alive[str(m["node_id"])]
+        positions = member_positions(m)
         total = sum(positions.values())
         return (-total, -positions.get("main", 0), -int(m.get("priority", 0)), str(m["node_id"]))
 
