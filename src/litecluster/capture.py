@@ -30,12 +30,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from . import faults
 from .apply import forget_cache, merge_batch, write_batch
+from .capture_config import CaptureConfig as CaptureConfig  # re-exported
 from .capture_state import load_base, save_base, state_before, uncaptured
 from .checksum import PageHashes, page_hash
 from .errors import CaptureGapError, ConfigError, LiteclusterError, SQLiteUnsupportedError, WalError
@@ -57,50 +57,8 @@ from .worker import BackgroundLoop
 log = logging.getLogger("litecluster.capture")
 
 
-@dataclass(frozen=True)
-class CaptureConfig:
-    epoch: int = 1
-    """Epoch stamped on new records (a static cluster's configured or persisted number)."""
-    checkpoint_frames: int = 1000
-    """Restart the WAL once it holds this many frames (and everything in it is captured)."""
-    poll_interval: float = 0.002
-    """Seconds between polls of the follower thread when nobody calls :meth:`Capture.notify`."""
-    busy_timeout_ms: int = 5000
-    """How long recovery and snapshots wait for other writers to let go of the write lock."""
-    checkpoint_busy_ms: int = 100
-    """How long a checkpoint waits for the write lock before giving up until a later poll."""
-    checkpoint_retry: float = 0.5
-    """Seconds to wait before retrying a checkpoint that could not get the write lock."""
-    roll_forward_records: int = 100_000
-    """How far back a database found behind its log may be rolled forward from the log."""
-    retention_interval: float = 10.0
-    """Seconds between applications of the txlog's retention limits by the follower thread."""
-    busy_poll_interval: float = 0.0005
-    """Seconds between polls for ``busy_window`` seconds after a poll found commits: writers of
-    other processes cannot wake capture, and a commit waits for the next poll."""
-    busy_window: float = 0.05
-    start_txid: int = 0
-    """For a new (empty) log only: the txid the database is at. A replica promoted to primary
-    passes its position's txid, so the new primary's records continue the cluster's numbering
-    and the other replicas follow it from where they are."""
-    max_batch: int = 256
-    """Transactions captured per round."""
-    catch_up_rounds: int = 8
-    """After this many full rounds in a row a writer outruns capture: the next rounds hold the
-    write lock until the backlog is gone, so writers wait (briefly) instead of growing the WAL,
-    and the time until their commits are replicable, without bound."""
-
-    def __post_init__(self) -> None:
-        if self.epoch < 1:
-            raise ConfigError("capture epoch must be >= 1", value=self.epoch)
-        if self.checkpoint_frames < 1:
-            raise ConfigError("checkpoint_frames must be >= 1", value=self.checkpoint_frames)
-        if self.start_txid < 0:
-            raise ConfigError("start_txid must be >= 0", value=self.start_txid)
-        if self.max_batch < 1:
-            raise ConfigError("max_batch must be >= 1", value=self.max_batch)
-        if self.poll_interval <= 0:
-            raise ConfigError("poll_interval must be > 0", value=self.poll_interval)
+class _GapFoundError(Exception):
+    """A poll found missed WAL generations without holding the write lock (see ``_poll``)."""
 
 
 def _mark(header: WalHeader, frame: int) -> WalMark:
@@ -117,11 +75,19 @@ class Capture(BackgroundLoop):
         self.wal_path = Path(str(self.db_path) + "-wal")
         self.txlog = txlog
         self.config = config or CaptureConfig()
+        # Lock order: writer_lock, then _lock, then SQLite's write lock. A thread that holds
+        # _lock never waits for writer_lock unless it took writer_lock first: the writer holds
+        # writer_lock around its whole transaction and takes _lock in commit(), so the reverse
+        # order deadlocks (a WAL gap found by a poll once did). A poll that finds a gap without
+        # the write lock therefore lets go of _lock before taking both (see _poll).
         self._lock = threading.RLock()
         self.writer_lock = threading.RLock()
         """Held by this process's own writer around each write transaction. Capture takes it
         before the SQLite write lock, so in-process writers yield to a checkpoint instead of
         starving it (SQLite's busy handler is not fair). Order: writer_lock, then capture."""
+        self._write_owner: int | None = None
+        """The thread that holds SQLite's write lock for capture: through the control
+        connection (_write_locked), or through the writer's connection (commit)."""
         self._ckpt_retry_at = 0.0
         self._ckpt_failures = 0
         super().__init__()
@@ -227,14 +193,19 @@ class Capture(BackgroundLoop):
         """Hold this process's writers and SQLite's write lock; yields False if it was busy,
         or raises ``busy_error`` when the caller cannot do without the lock."""
         with self.writer_lock, self._lock:
+            if self._write_owner == threading.get_ident():
+                yield True  # already held (by commit's writer connection, or an outer bracket)
+                return
             if not self._begin_immediate(busy_ms):
                 if busy_error is not None:
                     raise busy_error
                 yield False
                 return
+            self._write_owner = threading.get_ident()
             try:
                 yield True
             finally:
+                self._write_owner = None
                 self._ctl.execute("ROLLBACK")
 
     def _pin(self) -> None:
@@ -432,16 +403,25 @@ class Capture(BackgroundLoop):
 
         Capture's lock is held across the COMMIT so that no poll reads the transaction before
         its annotations are set, and the commits before it are captured first so that the
-        annotations land on this transaction's record and no other.
+        annotations land on this transaction's record and no other. The writer holds
+        ``writer_lock`` already; taking it here keeps the lock order for any caller. The open
+        transaction holds SQLite's write lock, so a WAL gap found before the COMMIT is rescanned
+        right here (see ``_poll_locked``) instead of waiting for a lock this thread holds.
         """
-        with self._lock:
-            self._poll_locked()
-            self._annotations = annotations
+        with self.writer_lock, self._lock:
+            self._write_owner = threading.get_ident()
             try:
-                conn.execute("COMMIT")
+                self._poll_locked()
+                self._annotations = annotations
+                try:
+                    conn.execute("COMMIT")
+                finally:
+                    if not conn.in_transaction:
+                        self._write_owner = None
+                    records = self.poll()
+                    self._annotations = b""
             finally:
-                records = self.poll()
-                self._annotations = b""
+                self._write_owner = None
         return records
 
     def _poll_locked(self, limit: int | None = None) -> list[TxRecord]:
@@ -456,7 +436,14 @@ class Capture(BackgroundLoop):
             # counter (Wal.nCkpt), not a property of the file, so it cannot detect gaps.
             expected = (self.wal.salt1 + 1) & 0xFFFFFFFF
             if (self.wal.salt1 or self.wal.salt2) and header.salt1 != expected:
-                return [self._gap(header)]
+                if self._write_owner != threading.get_ident():
+                    # The rescan needs the write lock; taking writer_lock while holding _lock
+                    # would invert the lock order (see __init__).
+                    raise _GapFoundError
+                rec = self._gap(header)
+                for listener in self.listeners:
+                    listener(rec.txid)  # durable: _reset syncs the log
+                return [rec]
             self.wal = _mark(header, 0)
             self._wal_checksum = (header.checksum1, header.checksum2)
         for tx in iter_transactions(f, header, self.wal.frame, self._wal_checksum):
@@ -474,24 +461,35 @@ class Capture(BackgroundLoop):
         return records
 
     def _gap(self, header: WalHeader) -> TxRecord:
+        """Rescan after missed WAL generations and append a RESET (under the write lock)."""
         self._unpin()
+        hashes, header2, txs = self._scan_locked()
+        assert header2 is not None
+        end = txs[-1].commit_frame if txs else 0
+        missed = (header.salt1 - self.wal.salt1 - 1) & 0xFFFFFFFF
+        rec = self._reset(hashes, header2, end, f"{missed} WAL generation(s) missed")
+        self._pin()
+        return rec
+
+    def _poll(self, limit: int | None = None) -> list[TxRecord]:
+        """``_poll_locked`` for a thread holding no lock, or ``writer_lock`` (and perhaps
+        ``_lock`` after it), never ``_lock`` alone: a gap is rescanned with the locks in order."""
+        try:
+            with self._lock:
+                return self._poll_locked(limit)
+        except _GapFoundError:
+            pass
         busy = CaptureGapError(
             "WAL generations were missed and the primary could not be locked to rescan it",
             db=str(self.db_path),
         )
         with self._write_locked(self.config.busy_timeout_ms, busy):
-            hashes, header2, txs = self._scan_locked()
-            assert header2 is not None
-            end = txs[-1].commit_frame if txs else 0
-            missed = (header.salt1 - self.wal.salt1 - 1) & 0xFFFFFFFF
-            rec = self._reset(hashes, header2, end, f"{missed} WAL generation(s) missed")
-        self._pin()
-        return rec
+            return self._poll_locked(limit)
 
     def poll_batch(self) -> list[TxRecord]:
         """Capture up to ``max_batch`` committed transactions; the returned records are durable."""
+        records = self._poll(self.config.max_batch)
         with self._lock:
-            records = self._poll_locked(self.config.max_batch)
             if records or self._pinned is None:
                 # Re-pin after new frames: a pin opened on a fully checkpointed WAL holds read
                 # mark 0, which does not block a restart; one opened after new frames does.
@@ -562,7 +560,7 @@ class Capture(BackgroundLoop):
                         self._pin()  # read mark 0 (see above)
             if complete:
                 self._restart_wal()
-            self._poll_locked()
+            self._poll()
             self._pin()
             after = self._header()
             restarted = (
@@ -669,7 +667,7 @@ class Capture(BackgroundLoop):
 
     def close(self) -> None:
         self.stop()
-        with self._lock:
+        with self.writer_lock, self._lock:
             self.poll()
             self._unpin()
             for conn in (*self._pins, self._ctl):
