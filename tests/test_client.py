@@ -136,3 +136,72 @@ def test_async_client_writes_and_reads_its_write_on_a_replica(
             return got.rows
 
     assert asyncio.run(main()) == [(20,)]
+
+
+# ---- retryable versus indeterminate failures (no cluster: a mocked transport) -------------------
+
+
+def _client_answering(handler: object) -> litecluster.Client:
+    import httpx
+
+    client = litecluster.connect("http://node.invalid:4002")
+    client._http = httpx.Client(base_url=client.url, transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+    return client
+
+
+def test_a_write_without_a_response_is_indeterminate_and_a_refused_connection_retryable() -> None:
+    import httpx
+
+    calls: list[str] = []
+
+    def timeout(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    client = _client_answering(timeout)
+    with pytest.raises(litecluster.ClientError) as write:
+        client.execute("INSERT INTO t VALUES (1)")
+    assert (write.value.retryable, write.value.indeterminate) == (False, True)
+    assert "may or may not have been applied" in write.value.hint
+    with pytest.raises(litecluster.ClientError) as read:
+        client.query("SELECT 1")
+    assert (read.value.retryable, read.value.indeterminate) == (True, False)
+    assert calls == ["/db/execute", "/db/query"], "the client never retries by itself"
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(litecluster.ClientError) as down:
+        _client_answering(refused).execute("INSERT INTO t VALUES (1)")
+    assert (down.value.retryable, down.value.indeterminate) == (True, False)
+
+
+def test_an_indeterminate_error_response_is_not_retryable() -> None:
+    import httpx
+
+    body = {"error": "too few replicas acknowledged", "retryable": False, "indeterminate": True,
+            "hint": "the write may or may not have been applied"}  # fmt: skip
+    calls: list[str] = []
+
+    def sync_timeout(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(503, json=body)
+
+    client = _client_answering(sync_timeout)
+    with pytest.raises(litecluster.ClientError) as info:
+        client.execute("INSERT INTO t VALUES (1)")
+    assert (info.value.retryable, info.value.indeterminate) == (False, True)
+    assert info.value.hint == body["hint"]
+    from litecluster.kvclient import KvError
+
+    with pytest.raises(KvError) as kv:
+        client.kv.set("k", "v")
+    assert (kv.value.retryable, kv.value.indeterminate) == (False, True)
+    assert calls == ["/db/execute", "/kv/exec"], "no retries"
+
+    def not_primary(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "not the primary", "retryable": True})
+
+    with pytest.raises(KvError) as refused:
+        _client_answering(not_primary).kv.set("k", "v")
+    assert (refused.value.retryable, refused.value.indeterminate) == (True, False)

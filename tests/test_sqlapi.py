@@ -236,3 +236,77 @@ def test_a_write_to_a_new_database_creates_it_and_it_reaches_replicas(
     wait_converged(nodes.all[0], [nodes.all[1]], "flags")
     bad = httpx.post(f"http://{r_http}/db/execute", params={"db": "../etc"}, json=["SELECT 1"])
     assert bad.status_code == 400
+
+
+# ---- error bodies: retryable versus indeterminate -----------------------------------------------
+
+
+class _FakeNode:
+    def known_primary(self) -> str:
+        return "10.0.0.1:4001"
+
+
+def _error_body(exc: Exception) -> tuple[int, dict[str, object]]:
+    """The status and JSON body the SQL API's error middleware makes of ``exc``."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from litecluster.node import sqlapi
+
+    async def fail(request: web.Request) -> web.Response:
+        raise exc
+
+    async def run() -> tuple[int, dict[str, object]]:
+        app = web.Application(middlewares=[sqlapi.request_errors])
+        app[sqlapi.NODE] = _FakeNode()  # type: ignore[assignment]
+        app.router.add_post("/db/execute", fail)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.post("/db/execute")
+            return resp.status, await resp.json()
+
+    return asyncio.run(run())
+
+
+def test_an_unacknowledged_sync_write_is_indeterminate_not_retryable() -> None:
+    from litecluster.errors import SyncTimeoutError
+
+    status, body = _error_body(SyncTimeoutError("too few replicas acknowledged", position="1:7"))
+    assert status == 503
+    assert body["retryable"] is False
+    assert body["indeterminate"] is True
+    assert "may or may not have been applied" in str(body["hint"])
+    assert body["position"] == "1:7"
+
+
+def test_a_lease_lost_during_the_commit_is_indeterminate() -> None:
+    from litecluster.errors import LeadershipLostError, NotPrimaryError
+
+    # As the primary raises it today (a NotPrimaryError saying so), and as its own class.
+    said = "leadership was lost while the write committed; its outcome is indeterminate"
+    for exc in (
+        NotPrimaryError(said, epoch=3),
+        LeadershipLostError("leadership was lost while the write committed", epoch=3),
+    ):
+        _, body = _error_body(exc)
+        assert (body["retryable"], body["indeterminate"]) == (False, True)
+        assert "may or may not have been applied" in str(body["hint"])
+        assert body["primary"] == "10.0.0.1:4001"
+    _, refused = _error_body(NotPrimaryError("this node is no longer the primary", epoch=3))
+    assert (refused["retryable"], refused["indeterminate"]) == (True, False)
+
+
+def test_an_errors_context_never_overrides_the_fixed_keys() -> None:
+    from litecluster.errors import SyncTimeoutError, WalError
+    from litecluster.node.sqlexec import RequestError
+
+    _, body = _error_body(SyncTimeoutError("late", retryable=True, error="x", indeterminate=0))
+    assert body["error"] == "late"
+    assert (body["retryable"], body["indeterminate"]) == (False, True)
+    _, body = _error_body(WalError("broken", hint="h", retryable=False, detail=1))
+    assert (body["error"], body["retryable"], body["hint"], body["detail"]) == (
+        "broken", True, "h", "1",
+    )  # fmt: skip
+    status, body = _error_body(RequestError("bad request", error="other"))
+    assert (status, body["error"]) == (400, "bad request")

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 
 from litecluster.client import (
-    ClientError,
     ExecuteResult,
     Params,
     QueryResult,
     parse_response,
     query_result,
     statement,
+    transport_error,
     write_results,
 )
 from litecluster.position import Position
@@ -39,7 +39,7 @@ class AsyncClient:
         try:
             resp = await self._http.post(path, json=body, params={"db": self.db, **params})
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.url}: {exc}", retryable=True) from None
+            raise transport_error(self.url, exc, write=path != "/db/query") from None
         return parse_response(resp)
 
     async def execute(self, sql: str, params: Params | None = None) -> ExecuteResult:

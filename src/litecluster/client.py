@@ -23,26 +23,68 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from litecluster.errors import LiteclusterError, NodeError
-from litecluster.kvclient import KV
+from litecluster.errors import INDETERMINATE_HINT, LiteclusterError, NodeError
 from litecluster.position import Position
 from litecluster.sqlite import Connection, DatabaseError
 from litecluster.sqlite import connect as sqlite_connect
+
+if TYPE_CHECKING:
+    from litecluster.kvclient import KV
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 
 
 class ClientError(LiteclusterError):
     """A request failed: an SQL error (``sql_error`` is the database's message), a refused
-    request, or no node reachable (``retryable``)."""
+    request, or no node reachable.
 
-    def __init__(self, message: str, *, retryable: bool = False, **context: Any) -> None:
+    ``retryable``: nothing was applied, sending the request again is safe. ``indeterminate``:
+    a write whose outcome is unknown (the connection broke after sending it, sync replicas did
+    not acknowledge it in time, the primary lost its lease while committing it); it may or may
+    not have been applied, so check before retrying. The client never retries by itself.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, indeterminate: bool = False,
+        **context: Any,
+    ) -> None:  # fmt: skip
         super().__init__(message, **context)
-        self.retryable = retryable
+        self.retryable = retryable and not indeterminate
+        self.indeterminate = indeterminate
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Transport errors raised before the request left: safe to retry even for a write."""
+
+
+def transport_error(
+    url: str, exc: httpx.HTTPError, *, write: bool, cls: type[ClientError] = ClientError
+) -> ClientError:
+    """The error for a request that got no response: a write that may have reached the node
+    (timeout or broken connection after sending) has an unknown outcome, not a retryable one."""
+    if write and not isinstance(exc, _NOT_SENT):
+        return cls(f"no response from {url} to a write: {exc}", indeterminate=True,
+                   hint=INDETERMINATE_HINT)  # fmt: skip
+    return cls(f"cannot reach {url}: {exc}", retryable=True)
+
+
+def response_error(
+    status: int, data: dict[str, Any], cls: type[ClientError] = ClientError
+) -> ClientError:
+    """The error an HTTP error response (a JSON body with ``error``) stands for."""
+    indeterminate = bool(data.get("indeterminate"))
+    extra: dict[str, Any] = {"hint": str(data["hint"])} if data.get("hint") else {}
+    return cls(
+        str(data.get("error", status)),
+        retryable=not indeterminate and (bool(data.get("retryable")) or status >= 500),
+        indeterminate=indeterminate,
+        status=status,
+        **extra,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,11 +115,7 @@ def parse_response(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         raise ClientError(f"unexpected response {resp.status_code}", retryable=True) from None
     if resp.status_code != 200:
-        raise ClientError(
-            str(data.get("error", resp.status_code)),
-            retryable=bool(data.get("retryable")) or resp.status_code >= 500,
-            status=resp.status_code,
-        )
+        raise response_error(resp.status_code, data)
     return data
 
 
@@ -132,7 +170,10 @@ class Client:
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
             self._embedded = _Embedded(Path(replica), primary, token, ca, timeout)
-        self.kv = KV(self)
+        # Imported here: kvclient builds on this module (ClientError, transport_error).
+        from litecluster.kvclient import KV
+
+        self.kv: KV = KV(self)
         """The key/value API (see litecluster.kvclient)."""
 
     # ---- writes --------------------------------------------------------------------------------
@@ -141,7 +182,7 @@ class Client:
         try:
             resp = self._http.post(path, json=body, params={"db": self.db, **params})
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.url}: {exc}", retryable=True) from None
+            raise transport_error(self.url, exc, write=path != "/db/query") from None
         return parse_response(resp)
 
     def _write(

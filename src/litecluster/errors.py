@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+INDETERMINATE_HINT = (
+    "the write may or may not have been applied: read to check before retrying it, or retry "
+    "only if it is idempotent"
+)
+
 
 class LiteclusterError(Exception):
     """Root of every error litecluster raises on purpose."""
 
     default_hint: str = ""
+    indeterminate: bool = False
+    """True when the operation may or may not have taken effect: retrying it blindly can apply
+    a write twice (see :func:`is_indeterminate`)."""
 
     def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
         super().__init__(message)
@@ -143,7 +151,34 @@ class NotPrimaryError(NodeError):
     default_hint = "retry: the client or the node forwards to the current primary"
 
 
-class SyncTimeoutError(NodeError):
+class IndeterminateWriteError(NodeError):
+    """A write whose outcome is unknown: it may or may not have been applied (never retryable
+    as is; the client must check first)."""
+
+    default_hint = INDETERMINATE_HINT
+    indeterminate = True
+
+
+class SyncTimeoutError(IndeterminateWriteError):
     """Synchronous mode: too few replicas acknowledged a write in time (outcome unknown)."""
 
-    default_hint = "check that enough replicas are connected (status), then retry idempotently"
+    default_hint = "check that enough replicas are connected (status); " + INDETERMINATE_HINT
+
+
+class LeadershipLostError(NotPrimaryError):
+    """The primary's leadership ended while a write committed: durable here, perhaps not on the
+    next primary, so its outcome is unknown (unlike other NotPrimaryErrors, not retryable)."""
+
+    default_hint = INDETERMINATE_HINT
+    indeterminate = True
+
+
+def is_indeterminate(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves a write's outcome unknown (so it must not be retried blindly)."""
+    if not isinstance(exc, LiteclusterError):
+        return False
+    if exc.indeterminate:
+        return True
+    # The primary reports a lease lost during a commit as a NotPrimaryError saying so; it is
+    # recognised here until it raises LeadershipLostError.
+    return isinstance(exc, NotPrimaryError) and "indeterminate" in exc.message

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import msgspec
 
-from litecluster.errors import LiteclusterError
+from litecluster.client import ClientError, response_error, transport_error
 from litecluster.kv.commands import execute, lookup
 from litecluster.kv.db import key_hash
 from litecluster.kv.errors import WRONGTYPE
@@ -45,8 +45,9 @@ Value = str | bytes | int | float
 _NO_TABLES: Any = object()
 
 
-class KvError(LiteclusterError):
-    """A key/value command failed: ``message`` is Redis's error text (WRONGTYPE ...)."""
+class KvError(ClientError):
+    """A key/value command failed: ``message`` is Redis's error text (WRONGTYPE ...), or the
+    request did (``retryable`` and ``indeterminate`` as for :class:`ClientError`)."""
 
 
 class _Wire(msgspec.Struct, array_like=True):
@@ -97,7 +98,7 @@ class KV:
         if reads and embedded is not None:
             replies = self._local(commands)
         else:
-            replies = self._remote(commands, atomic=atomic)
+            replies = self._remote(commands, atomic=atomic, write=not reads)
         return [self._convert(r) for r in replies]
 
     def _local(self, commands: list[list[bytes]]) -> list[Reply]:
@@ -122,9 +123,9 @@ class KV:
             self._conn = sqlite_connect(path, readonly=True)
         return self._conn
 
-    def _remote(self, commands: list[list[bytes]], *, atomic: bool) -> list[Reply]:
+    def _remote(self, commands: list[list[bytes]], *, atomic: bool, write: bool) -> list[Reply]:
         wire = [(self.db_index, c) for c in commands]
-        got = self._post(msgspec.msgpack.encode(_Wire(wire, [], 0, [], atomic)))
+        got = self._post(msgspec.msgpack.encode(_Wire(wire, [], 0, [], atomic)), write=write)
         if got.replies is None:
             raise KvError("the transaction was aborted")
         embedded = self._client._embedded
@@ -134,20 +135,21 @@ class KV:
                           txid=got.txid, retryable=False)  # fmt: skip
         return [loads(r) for r in got.replies]
 
-    def _post(self, body: bytes) -> _WireReply:
+    def _post(self, body: bytes, *, write: bool) -> _WireReply:
         try:
             resp = self._client._http.post(
                 "/kv/exec", content=body, headers={"Content-Type": "application/msgpack"}
             )
         except httpx.HTTPError as exc:
-            raise KvError(f"cannot reach {self._client.url}: {exc}", retryable=True) from None
+            raise transport_error(self._client.url, exc, write=write, cls=KvError) from None
         if resp.status_code != 200:
             try:
-                message = resp.json().get("error", resp.status_code)
+                data = resp.json()
             except ValueError:
-                message = resp.status_code
-            raise KvError(f"the node refused the request: {message}",
-                          status=resp.status_code)  # fmt: skip
+                data = None
+            if not isinstance(data, dict):
+                data = {"error": f"unexpected response {resp.status_code}"}
+            raise response_error(resp.status_code, data, cls=KvError)
         return msgspec.msgpack.decode(resp.content, type=_WireReply)
 
     def _convert(self, reply: Reply) -> Any:

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from litecluster.errors import LiteclusterError
-
 from . import sqlapi
 from .kvstore import KvRequestError
 from .metrics import registry_for, render
@@ -80,7 +78,7 @@ async def kv_exec(request: web.Request) -> web.Response:
     body = await request.read()
     try:
         raw = await node.kv.serve(body)
-    except LiteclusterError as exc:
-        status = 400 if isinstance(exc, KvRequestError) else 503
-        return _json({"error": exc.message, "hint": exc.hint}, status)
+    except KvRequestError as exc:
+        return _json({"error": exc.message, "hint": exc.hint}, 400)
+    # Other errors reach sqlapi.request_errors, which tells retryable from indeterminate.
     return web.Response(body=raw, content_type="application/msgpack")

@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
-from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
+from litecluster.errors import (
+    IndeterminateWriteError,
+    LiteclusterError,
+    NodeError,
+    NotPrimaryError,
+)
 from litecluster.kv.commands import lookup, run
 from litecluster.kv.db import Ctx, expire_cycle
 from litecluster.kv.errors import CommandError
@@ -316,14 +321,21 @@ class KvStore:
             ) as resp:  # fmt: skip
                 raw = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent: retryable
             raise NotPrimaryError(f"forwarding to the primary failed: {exc}",
                                   primary=up.http) from None  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The primary may have received the write and applied it.
+            raise IndeterminateWriteError(f"forwarding to the primary failed: {exc}",
+                                          primary=up.http) from None  # fmt: skip
         if status != 200:
             try:
-                message = msgspec.json.decode(raw).get("error", "")
+                error = msgspec.json.decode(raw)
+                message, indeterminate = error.get("error", ""), error.get("indeterminate")
             except (msgspec.DecodeError, AttributeError):
-                message = raw[:200].decode(errors="replace")
+                message, indeterminate = raw[:200].decode(errors="replace"), False
+            if indeterminate is True:
+                raise IndeterminateWriteError(f"on the primary: {message}", status=status)
             raise NodeError(f"the primary refused the write: {message}", status=status)
         got = msgspec.msgpack.decode(raw, type=_WireReply)
         # Answer once this node has the write too: its client then reads what it wrote here.

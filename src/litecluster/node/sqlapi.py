@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from litecluster.errors import LiteclusterError, NotPrimaryError
+from litecluster.errors import (
+    INDETERMINATE_HINT,
+    LiteclusterError,
+    NotPrimaryError,
+    is_indeterminate,
+)
 from litecluster.position import Position
 from litecluster.sqlite import Connection, connect
 
@@ -36,8 +41,22 @@ LEVELS = ("none", "weak", "linearizable", "strong")
 _local = threading.local()
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+def _error(
+    status: int, message: str, context: dict[str, Any] | None = None, **fixed: Any
+) -> web.Response:
+    """An error response: ``{"error": message, **fixed}`` plus an error's ``context`` (as
+    strings). The fixed keys win: a context value never overrides ``error``, ``retryable``,
+    ``indeterminate`` or ``hint``."""
+    body = {k: str(v) for k, v in (context or {}).items()}
+    body.update(fixed)
+    body["error"] = message
+    return web.json_response(body, status=status)
+
+
+def _unknown_outcome(message: str, **fixed: Any) -> web.Response:
+    """A write that may or may not have been applied: clients must check before retrying."""
+    return _error(503, message, retryable=False, indeterminate=True, hint=INDETERMINATE_HINT,
+                  **fixed)  # fmt: skip
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -221,9 +240,15 @@ async def _forward(
         ) as resp:
             data = await resp.json(content_type=None)
             status = resp.status
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+    except aiohttp.ClientConnectorError as exc:  # nothing was sent
         return _error(503, f"forwarding to the primary failed: {exc}", retryable=True,
                       primary=up.http)  # fmt: skip
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        # The primary may have received the request: a write may have been applied there.
+        message = f"forwarding to the primary failed: {exc}"
+        if wait:
+            return _unknown_outcome(message, primary=up.http)
+        return _error(503, message, retryable=True, primary=up.http)
     if wait and status == 200 and isinstance(data, dict) and "position" in data:
         # Answer once this node has the write too: the client reads its write here.
         txid = int(data["position"]["txid"])
@@ -271,14 +296,22 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         response: web.StreamResponse = await handler(request)
         return response
     except RequestError as exc:
-        return _error(400, exc.message, **{k: str(v) for k, v in exc.context.items()})
+        return _error(400, exc.message, exc.context)
     except StaleReadError as exc:
-        return _error(503, exc.message, **{k: str(v) for k, v in exc.context.items()})
+        return _error(503, exc.message, exc.context)
     except LiteclusterError as exc:
-        context = {k: str(v) for k, v in exc.context.items() if k not in ("hint", "retryable")}
+        context = dict(exc.context)
         if isinstance(exc, NotPrimaryError):
             context["primary"] = request.app[NODE].known_primary() or "unknown"
-        return _error(503, exc.message, retryable=True, hint=exc.hint, **context)
+        if is_indeterminate(exc):
+            # Committed on the primary but not acknowledged as replicated, or committed as
+            # leadership ended: a blind retry could apply the write twice.
+            hint = exc.hint if exc.indeterminate else INDETERMINATE_HINT
+            return _error(503, exc.message, context, retryable=False, indeterminate=True,
+                          hint=hint)  # fmt: skip
+        # Refused (not the primary, paused) or failed before it was committed.
+        return _error(503, exc.message, context, retryable=True, indeterminate=False,
+                      hint=exc.hint)  # fmt: skip
 
 
 async def switchover(request: web.Request) -> web.Response:
