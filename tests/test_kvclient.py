@@ -118,6 +118,65 @@ def test_watch_fires_after_the_change_is_visible_locally(
         remote.close()
 
 
+def test_a_blocked_watch_callback_holds_up_neither_replication_nor_its_own_writes(
+    client: litecluster.Client, cluster: tuple[Nodes, LocalNode]
+) -> None:
+    """Callbacks run on the client's dispatcher thread, not on the replica's apply loop: one
+    that writes (and waits to read its write back) and then blocks leaves replication going,
+    and watches stop safely from any thread while a delivery is under way."""
+    follower = client._embedded.follower  # type: ignore[union-attr]
+    listeners_before = len(follower.on_annotations)
+    release, wrote = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+    other_calls: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def slow(keys: list[str]) -> None:
+        calls.append(keys)
+        if len(calls) == 1:
+            try:
+                client.kv.set("echo:1", "from the callback")  # read-your-writes wait
+            except BaseException as exc:
+                errors.append(exc)
+            wrote.set()
+            release.wait(30)
+
+    stop_slow = client.kv.watch("w:*", slow)
+    stop_other = client.kv.watch("w:*", other_calls.append)
+    assert len(follower.on_annotations) == listeners_before + 1
+    remote = litecluster.connect(cluster[1].http)
+    try:
+        remote.kv.set("w:a", "1")
+        assert wrote.wait(10), "the callback's own write did not come back"
+        assert errors == []
+        # The callback is blocked: later writes still reach the local replica.
+        remote.kv.set("x:later", "applied")
+        wait_for(lambda: client.kv.get("x:later") == "applied", 10, "replication")
+        remote.kv.set("w:b", "2")
+        wait_for(lambda: client.kv.get("w:b") == "2", 10, "replication")
+        # Stop a watch from this thread while the dispatcher delivers w:a (and holds w:b).
+        stop_other()
+        extra = [client.kv.watch("w:*", lambda keys: None) for _ in range(20)]
+        for stop in extra:
+            stop()
+        assert len(follower.on_annotations) == listeners_before + 1, "one stable listener"
+        release.set()
+        wait_for(lambda: len(calls) == 2, 10, "the next delivery")
+        assert calls == [["w:a"], ["w:b"]], "delivered in order"
+        assert ["w:b"] not in other_calls, "a stopped watch is not called again"
+        stop_slow()
+        remote.kv.set("w:c", "3")
+        wait_for(lambda: client.kv.get("w:c") == "3", 10, "replication")
+    finally:
+        release.set()
+        remote.close()
+    thread = client.kv._watches._thread
+    assert thread is not None
+    client.kv.close()
+    assert not thread.is_alive(), "close stops the dispatcher"
+    assert calls == [["w:a"], ["w:b"]]
+
+
 def test_watch_needs_an_embedded_replica(cluster: tuple[Nodes, LocalNode]) -> None:
     remote = litecluster.connect(cluster[1].http)
     try:

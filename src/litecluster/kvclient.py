@@ -6,22 +6,25 @@ and return once the local copy has applied them, so the application reads its ow
 Without one, every command goes to the node. The commands and their semantics are Redis's
 (see docs/kv.md); values are returned as ``str`` (``decode=False`` for ``bytes``).
 
-``watch(pattern, callback)`` (embedded mode) calls ``callback(keys)`` on the replica's thread
-after changes to matching keys are visible locally; keep callbacks short.
+``watch(pattern, callback)`` (embedded mode) calls ``callback(keys)`` after changes to matching
+keys are visible locally, on one dispatcher thread per client, in the order of the changes. A
+slow callback delays only later callbacks, never replication, and may use the client (even
+write and wait to read its own write).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import msgspec
 
 from litecluster.client import ClientError, response_error, transport_error
 from litecluster.kv.commands import execute, lookup
@@ -31,6 +34,7 @@ from litecluster.kv.glob import stringmatch
 from litecluster.kv.registry import Command
 from litecluster.kv.reply import NULL_ARRAY, Double, Err, Map, Pairs, Reply, SetReply, Simple, loads
 from litecluster.kv.schema import STRING
+from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, encode
 from litecluster.sqlite import Connection, OperationalError
 from litecluster.sqlite import connect as sqlite_connect
 
@@ -50,20 +54,6 @@ class KvError(ClientError):
     request did (``retryable`` and ``indeterminate`` as for :class:`ClientError`)."""
 
 
-class _Wire(msgspec.Struct, array_like=True):
-    commands: list[tuple[int, list[bytes]]]
-    watch: list[tuple[int, bytes]]
-    since: int
-    publish: list[tuple[bytes, bytes]]
-    all_or_nothing: bool = False
-
-
-class _WireReply(msgspec.Struct, array_like=True):
-    replies: list[bytes] | None
-    txid: int
-    epoch: int
-
-
 def _arg(v: Value) -> bytes:
     if isinstance(v, bytes):
         return v
@@ -81,6 +71,7 @@ class KV:
         self.decode = decode
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._watches = _Watches(client)
 
     # ---- the generic path ---------------------------------------------------------------------
 
@@ -125,7 +116,7 @@ class KV:
 
     def _remote(self, commands: list[list[bytes]], *, atomic: bool, write: bool) -> list[Reply]:
         wire = [(self.db_index, c) for c in commands]
-        got = self._post(msgspec.msgpack.encode(_Wire(wire, [], 0, [], atomic)), write=write)
+        got = self._post(encode(ExecRequest(wire, [], 0, [], atomic)), write=write)
         if got.replies is None:
             raise KvError("the transaction was aborted")
         embedded = self._client._embedded
@@ -135,7 +126,7 @@ class KV:
                           txid=got.txid, retryable=False)  # fmt: skip
         return [loads(r) for r in got.replies]
 
-    def _post(self, body: bytes, *, write: bool) -> _WireReply:
+    def _post(self, body: bytes, *, write: bool) -> ExecReply:
         try:
             resp = self._client._http.post(
                 "/kv/exec", content=body, headers={"Content-Type": "application/msgpack"}
@@ -150,7 +141,7 @@ class KV:
             if not isinstance(data, dict):
                 data = {"error": f"unexpected response {resp.status_code}"}
             raise response_error(resp.status_code, data, cls=KvError)
-        return msgspec.msgpack.decode(resp.content, type=_WireReply)
+        return decode_reply(resp.content)
 
     def _convert(self, reply: Reply) -> Any:
         if isinstance(reply, Err):
@@ -305,37 +296,15 @@ class KV:
 
     def watch(self, pattern: str, callback: Callable[[list[str]], None]) -> Callable[[], None]:
         """Call ``callback(keys)`` after changes to keys matching ``pattern`` (a Redis glob)
-        are visible in the embedded replica. Returns a function that stops the watch."""
-        embedded = self._client._embedded
-        if embedded is None:
+        are visible in the embedded replica. Returns a function that stops the watch: once it
+        returned, the callback is not called again (unless it is running at that moment)."""
+        if self._client._embedded is None:
             raise KvError("watch needs an embedded replica (connect with replica=DIR)",
                           hint="or subscribe to keyspace notifications over --resp")  # fmt: skip
-        from litecluster.node.kvstore import decode_changes
-
-        db_name = self._client.kv_db
-        raw_pattern = pattern.encode()
-
-        def on_record(db: str, txid: int, notes: list[bytes]) -> None:
-            if db != db_name:
-                return
-            keys: list[str] = []
-            for raw in notes:
-                changes = decode_changes(raw)
-                if changes is None:
-                    continue
-                for _, dbi, key in changes.events:
-                    if dbi == self.db_index and stringmatch(raw_pattern, key):
-                        keys.append(key.decode("utf-8", "surrogateescape"))
-            if keys:
-                try:
-                    callback(sorted(set(keys)))
-                except Exception:
-                    log.exception("kv.watch_callback_failed pattern=%s", pattern)
-
-        embedded.follower.on_annotations.append(on_record)
-        return lambda: embedded.follower.on_annotations.remove(on_record)
+        return self._watches.add(_Watch(pattern.encode(), self.db_index, callback))
 
     def close(self) -> None:
+        self._watches.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -379,3 +348,94 @@ class Atomic:
                  tb: TracebackType | None) -> None:  # fmt: skip
         if t is None and self._commands:
             self.results = self._kv._run(self._commands, atomic=True)
+
+
+@dataclass(eq=False)
+class _Watch:
+    pattern: bytes
+    db_index: int
+    callback: Callable[[list[str]], None]
+    active: bool = True
+
+
+class _Watches:
+    """A client's watches: one listener on the embedded follower, callbacks on a thread.
+
+    The follower calls its listeners on the replica's event loop, between applying records: a
+    callback run there would hold replication up (and deadlock if it wrote and waited to read
+    its write back). The listener only queues the changed keys; one dispatcher thread per
+    client calls the callbacks, in order. The follower's listener list is never changed after
+    the first watch: stopping a watch from any thread only edits this object's own list.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._watches: list[_Watch] = []
+        self._queue: queue.SimpleQueue[list[tuple[int, bytes]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, watch: _Watch) -> Callable[[], None]:
+        embedded = self._client._embedded
+        assert embedded is not None
+        with self._lock:
+            if self._closed:
+                raise KvError("the client is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._dispatch, name="litecluster-kv-watch", daemon=True
+                )
+                self._thread.start()
+                embedded.follower.on_annotations.append(self._on_record)
+            self._watches.append(watch)
+
+        def stop() -> None:
+            with self._lock:
+                watch.active = False
+                if watch in self._watches:
+                    self._watches.remove(watch)
+
+        return stop
+
+    def _on_record(self, db: str, txid: int, notes: list[bytes]) -> None:
+        """On the replica's event loop: hand the changed keys on, nothing more."""
+        if db != self._client.kv_db or self._closed:
+            return
+        keys = [
+            (dbi, key)
+            for changes in map(decode_changes, notes)
+            if changes is not None
+            for _, dbi, key in changes.events
+        ]
+        if keys:
+            self._queue.put(keys)
+
+    def _dispatch(self) -> None:
+        while (keys := self._queue.get()) is not None:
+            with self._lock:
+                watches = list(self._watches)  # callbacks may stop watches, or add them
+            for watch in watches:
+                matched = sorted(
+                    {k.decode("utf-8", "surrogateescape") for dbi, k in keys
+                     if dbi == watch.db_index and stringmatch(watch.pattern, k)}
+                )  # fmt: skip
+                if not matched or not watch.active:
+                    continue
+                try:
+                    watch.callback(matched)
+                except Exception:  # one callback's bug must not stop the others
+                    log.exception("kv.watch_callback_failed pattern=%r", watch.pattern)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._watches.clear()
+            thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        if thread is not threading.current_thread():  # close() from a callback: it ends after
+            thread.join(self._client.timeout)
+            if thread.is_alive():
+                log.warning("kv.watch_dispatcher_still_busy (a callback has not returned)")

@@ -40,6 +40,9 @@ from litecluster.kv.errors import CommandError
 from litecluster.kv.registry import Command
 from litecluster.kv.reply import Err, Reply, dumps, loads
 from litecluster.kv.schema import ensure_schema, has_schema
+from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
+from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
+from litecluster.kv.wire import encode as _encode
 from litecluster.position import Position
 from litecluster.sqlite import Connection, DatabaseError, connect
 
@@ -70,30 +73,6 @@ PENDING_TXID = 1 << 62
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Changes(msgspec.Struct, frozen=True, array_like=True):
-    """What one write procedure changed: the annotation on its txlog record."""
-
-    events: list[tuple[str, int, bytes]] = []
-    """Keyspace events: (event, DB index, key)."""
-    flushed: list[int] = []
-    messages: list[tuple[bytes, bytes]] = []
-    """Published (channel, message) pairs."""
-
-    def changed_keys(self) -> list[Key]:
-        return [(db, key) for _, db, key in self.events]
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(Changes).decode
-
-
-def decode_changes(raw: bytes) -> Changes | None:
-    try:
-        return _decode(raw)
-    except msgspec.DecodeError:
-        return None  # an annotation of something else
 
 
 class KeyVersions:
@@ -140,20 +119,6 @@ class Request:
     all_or_nothing: bool = False
     """Roll every command back when one fails (the Python client's atomic blocks), instead of
     Redis's EXEC semantics (the others still apply)."""
-
-
-class _Wire(msgspec.Struct, array_like=True):
-    commands: list[tuple[int, list[bytes]]]
-    watch: list[tuple[int, bytes]]
-    since: int
-    publish: list[tuple[bytes, bytes]]
-    all_or_nothing: bool = False
-
-
-class _WireReply(msgspec.Struct, array_like=True):
-    replies: list[bytes] | None
-    txid: int
-    epoch: int
 
 
 class KvStore:
@@ -310,7 +275,7 @@ class KvStore:
         if up is None or not up.http or up.state != "streaming":
             raise NotPrimaryError("no primary reachable to forward the write to",
                                   primary=up.http if up else None)  # fmt: skip
-        body = _encode(_Wire(request.commands, request.watch, request.since, request.publish,
+        body = _encode(ExecRequest(request.commands, request.watch, request.since, request.publish,
                              request.all_or_nothing))  # fmt: skip
         scheme = "https" if node.config.tls_ca else "http"
         timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
@@ -337,7 +302,7 @@ class KvStore:
             if indeterminate is True:
                 raise IndeterminateWriteError(f"on the primary: {message}", status=status)
             raise NodeError(f"the primary refused the write: {message}", status=status)
-        got = msgspec.msgpack.decode(raw, type=_WireReply)
+        got = decode_reply(raw)
         # Answer once this node has the write too: its client then reads what it wrote here.
         await node.wait_applied(self.db_name, got.txid)
         return (None if got.replies is None else [loads(r) for r in got.replies]), got.txid
@@ -347,7 +312,7 @@ class KvStore:
         run on the primary (this node, or forwarded by it) and answer once visible here.
         Replicas forward their clients' writes with it; the Python client sends both."""
         try:
-            wire = msgspec.msgpack.decode(body, type=_Wire)
+            wire = decode_request(body)
         except msgspec.DecodeError as exc:
             raise KvRequestError(f"malformed key/value request: {exc}") from None
         if not wire.commands and not wire.publish:
@@ -366,7 +331,7 @@ class KvStore:
         else:
             replies, txid = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(_WireReply(encoded, txid, self.node.epoch))
+        return _encode(ExecReply(encoded, txid, self.node.epoch))
 
     # ---- expiry -------------------------------------------------------------------------------
 

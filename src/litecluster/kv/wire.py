@@ -1,0 +1,56 @@
+"""What the key/value store sends between processes: ``POST /kv/exec`` requests and replies
+(msgpack), and the change annotations a write puts on its txlog record.
+
+Shared by the node (:mod:`litecluster.node.kvstore`) and the Python client
+(:mod:`litecluster.kvclient`), which must agree on them byte for byte.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ExecRequest(msgspec.Struct, array_like=True):
+    """The body of ``POST /kv/exec``: commands as (DB index, arguments), what EXEC watched."""
+
+    commands: list[tuple[int, list[bytes]]]
+    watch: list[tuple[int, bytes]]
+    since: int
+    """The txid the watched keys were read at."""
+    publish: list[tuple[bytes, bytes]]
+    all_or_nothing: bool = False
+
+
+class ExecReply(msgspec.Struct, array_like=True):
+    """The answer: serialised replies (None when a watched key aborted EXEC), and the txid at
+    which the result is visible on the answering node."""
+
+    replies: list[bytes] | None
+    txid: int
+    epoch: int
+
+
+class Changes(msgspec.Struct, frozen=True, array_like=True):
+    """What one write procedure changed: the annotation on its txlog record."""
+
+    events: list[tuple[str, int, bytes]] = []
+    """Keyspace events: (event, DB index, key)."""
+    flushed: list[int] = []
+    messages: list[tuple[bytes, bytes]] = []
+    """Published (channel, message) pairs."""
+
+    def changed_keys(self) -> list[tuple[int, bytes]]:
+        return [(db, key) for _, db, key in self.events]
+
+
+encode = msgspec.msgpack.Encoder().encode
+_decode_changes = msgspec.msgpack.Decoder(Changes).decode
+decode_request = msgspec.msgpack.Decoder(ExecRequest).decode
+decode_reply = msgspec.msgpack.Decoder(ExecReply).decode
+
+
+def decode_changes(raw: bytes) -> Changes | None:
+    try:
+        return _decode_changes(raw)
+    except msgspec.DecodeError:
+        return None  # an annotation of something else
