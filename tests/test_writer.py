@@ -4,12 +4,15 @@ txlog record of exactly their commit."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from litecluster.errors import IndeterminateWriteError, is_indeterminate
+from litecluster.node.sqlexec import Statement
 from litecluster.node.writer import Writer, decode_annotations
 from litecluster.sqlite import Connection
 from support import Cluster, make_cluster
@@ -79,3 +82,28 @@ def test_annotations_do_not_stick_to_an_earlier_external_commit(cluster: Cluster
 def test_decode_annotations_ignores_foreign_bytes() -> None:
     assert decode_annotations(b"") == []
     assert decode_annotations(b"\xc1not msgpack") == []
+
+
+@pytest.mark.parametrize("annotated", [False, True], ids=["plain", "annotated"])
+def test_a_commit_the_txlog_cannot_hold_is_indeterminate_not_failed(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch, annotated: bool
+) -> None:
+    # SQLite committed, capture could not make the record durable (disk full): a later poll
+    # may still capture and replicate it, so a client must not be told it simply failed.
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cluster.capture.txlog, "append", full)
+    writer = Writer("main", cluster.capture)
+    try:
+        if annotated:
+            call = writer.call(_incr("k"))
+        else:
+            call = writer.submit([Statement("INSERT INTO kv VALUES('k', 1)")], transaction=False)
+        with pytest.raises(IndeterminateWriteError) as info:
+            asyncio.run(call)
+    finally:
+        writer.close()
+    assert is_indeterminate(info.value)
+    assert writer.disk_full
+    assert cluster.writer.execute("SELECT v FROM kv WHERE k = 'k'").fetchone() == (1,)

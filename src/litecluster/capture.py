@@ -38,7 +38,14 @@ from .apply import forget_cache, merge_batch, write_batch
 from .capture_config import CaptureConfig as CaptureConfig  # re-exported
 from .capture_state import load_base, save_base, state_before, uncaptured
 from .checksum import PageHashes, page_hash
-from .errors import CaptureGapError, ConfigError, LiteclusterError, SQLiteUnsupportedError, WalError
+from .errors import (
+    CaptureGapError,
+    ConfigError,
+    IndeterminateWriteError,
+    LiteclusterError,
+    SQLiteUnsupportedError,
+    WalError,
+)
 from .position import Position
 from .record import RecordKind, TxRecord
 from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
@@ -413,13 +420,21 @@ class Capture(BackgroundLoop):
             try:
                 self._poll_locked()
                 self._annotations = annotations
+                committed = False
                 try:
                     conn.execute("COMMIT")
+                    committed = True
                 finally:
                     if not conn.in_transaction:
                         self._write_owner = None
-                    records = self.poll()
-                    self._annotations = b""
+                    try:
+                        records = self.poll()
+                    except Exception as exc:
+                        if committed:
+                            raise committed_not_durable(exc, self.db_path.stem) from exc
+                        raise
+                    finally:
+                        self._annotations = b""
             finally:
                 self._write_owner = None
         return records
@@ -681,3 +696,12 @@ class Capture(BackgroundLoop):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def committed_not_durable(exc: BaseException, db: str) -> IndeterminateWriteError:
+    """A transaction SQLite committed but capture could not make durable in the txlog (disk
+    full, I/O error): it is in the file and a later poll may still capture and replicate it,
+    so its outcome is unknown, not failed."""
+    return IndeterminateWriteError(
+        f"the write committed but could not be made durable in the txlog: {exc}", db=db
+    )

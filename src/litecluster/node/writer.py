@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from litecluster.capture import Capture
+from litecluster.capture import Capture, committed_not_durable
 from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.position import Position
 from litecluster.sqlite import Connection, DatabaseError
@@ -203,7 +203,10 @@ class Writer:
                     self.conn.execute("ROLLBACK")
                 raise
         # Capture the commit now (durable when poll returns) instead of at the next poll.
-        self.capture.poll()
+        try:
+            self.capture.poll()
+        except Exception as exc:
+            raise committed_not_durable(exc, self.name) from exc
         return self.capture.published
 
     def _run_request(self, req: _Request) -> list[Result]:
