@@ -10,9 +10,9 @@ response names (``{"epoch": E, "txid": T, "node": ID}``: the primary that acknow
   savepoint rolled back), a retryable 503 that says nothing may have been applied ("not
   primary", no primary to forward to, disk full: refused before COMMIT), or a connection that
   could not even be opened (nothing was sent);
-- ``indeterminate``: anything else: a timeout, a connection broken mid-request, a 503 that says
-  the outcome is indeterminate (sync timeout, leadership lost while committing), a failed
-  forward (the primary may have committed it), any other status.
+- ``indeterminate``: anything else: a timeout, a connection broken mid-request, a 503 marked
+  ``indeterminate`` (sync timeout, leadership lost while committing, a forward broken after
+  it was sent), any other status.
 
 Two workloads: SET inserts unique keys into ``t``; BANK moves money between accounts of a fixed
 total, each transfer one request with ``?transaction``: two balance UPDATEs and the INSERT of a
@@ -43,10 +43,6 @@ SCHEMA: list[Any] = [
     *[["INSERT OR IGNORE INTO accounts VALUES(?, ?)", a, INITIAL_BALANCE] for a in range(ACCOUNTS)],
 ]
 """Created once (idempotently) before a workload runs: see ha_cluster.first_primary."""
-
-# A 503 that does not rule out that the write was applied.
-_MAYBE_APPLIED = ("indeterminate", "forwarding to the primary failed")
-
 
 @dataclass
 class Op:
@@ -103,9 +99,10 @@ def classify(op: Op, resp: httpx.Response | None, exc: Exception | None = None) 
         return
     message = str(body.get("error", ""))
     op.detail = f"HTTP {resp.status_code}: {message[:200]}"
+    # The server's own labels decide: a refusal it calls retryable and not indeterminate must
+    # not have been applied, and checker.py fails the run if it was.
     refused = resp.status_code == 503 and body.get("retryable") is True
-    maybe_applied = any(m in message for m in _MAYBE_APPLIED)
-    op.outcome = FAILED if refused and not maybe_applied else INDETERMINATE
+    op.outcome = FAILED if refused and body.get("indeterminate") is not True else INDETERMINATE
 
 
 class History:

@@ -74,9 +74,11 @@ def _response(status: int, body: Any) -> httpx.Response:
         (503, {"error": "this node is no longer the primary", "retryable": True}, FAILED),
         (503, {"error": "no primary reachable to forward to", "retryable": True}, FAILED),
         (503, {"error": "fewer than 1 replicas acknowledged it within 3 s; its outcome is "
-                        "indeterminate", "retryable": True}, INDETERMINATE),
-        (503, {"error": "forwarding to the primary failed: timeout", "retryable": True},
-         INDETERMINATE),
+                        "indeterminate", "retryable": False, "indeterminate": True}, INDETERMINATE),
+        (503, {"error": "forwarding to the primary failed: timeout", "retryable": False,
+               "indeterminate": True}, INDETERMINATE),
+        # The flag decides, not the words: a retryable refusal marked indeterminate.
+        (503, {"error": "x", "retryable": True, "indeterminate": True}, INDETERMINATE),
         (500, {"error": "AssertionError"}, INDETERMINATE),
     ],
 )  # fmt: skip
