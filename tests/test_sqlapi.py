@@ -283,16 +283,10 @@ def test_an_unacknowledged_sync_write_is_indeterminate_not_retryable() -> None:
 def test_a_lease_lost_during_the_commit_is_indeterminate() -> None:
     from litecluster.errors import LeadershipLostError, NotPrimaryError
 
-    # As the primary raises it today (a NotPrimaryError saying so), and as its own class.
-    said = "leadership was lost while the write committed; its outcome is indeterminate"
-    for exc in (
-        NotPrimaryError(said, epoch=3),
-        LeadershipLostError("leadership was lost while the write committed", epoch=3),
-    ):
-        _, body = _error_body(exc)
-        assert (body["retryable"], body["indeterminate"]) == (False, True)
-        assert "may or may not have been applied" in str(body["hint"])
-        assert body["primary"] == "10.0.0.1:4001"
+    _, body = _error_body(LeadershipLostError("leadership was lost while committing", epoch=3))
+    assert (body["retryable"], body["indeterminate"]) == (False, True)
+    assert "may or may not have been applied" in str(body["hint"])
+    assert body["primary"] == "10.0.0.1:4001"
     _, refused = _error_body(NotPrimaryError("this node is no longer the primary", epoch=3))
     assert (refused["retryable"], refused["indeterminate"]) == (True, False)
 

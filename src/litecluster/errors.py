@@ -177,8 +177,4 @@ def is_indeterminate(exc: BaseException) -> bool:
     """Whether ``exc`` leaves a write's outcome unknown (so it must not be retried blindly)."""
     if not isinstance(exc, LiteclusterError):
         return False
-    if exc.indeterminate:
-        return True
-    # The primary reports a lease lost during a commit as a NotPrimaryError saying so; it is
-    # recognised here until it raises LeadershipLostError.
-    return isinstance(exc, NotPrimaryError) and "indeterminate" in exc.message
+    return bool(exc.indeterminate)

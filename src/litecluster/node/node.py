@@ -29,6 +29,7 @@ from aiohttp import web
 
 from litecluster import __version__
 from litecluster.errors import LiteclusterError, NodeError
+from litecluster.position import Position
 from litecluster.txlog import fsync_dir
 
 from .config import Address, NodeConfig, read_token
@@ -76,9 +77,9 @@ class Node:
         self._ha_task: asyncio.Task[None] | None = None
         self.primary: Primary | None = None
         self.follower: Follower | None = None
-        self.resting: dict[str, int] | None = None
-        """Between roles: the txid per database this node's files hold (None: not known yet,
-        see :meth:`load_resting`)."""
+        self.resting: dict[str, Position] | None = None
+        """Between roles: the position of each database this node's files hold (None: not
+        known yet, see :meth:`load_resting`)."""
         self.ready = False
         self.started_at = time.time()
         self.listen: Address = config.listen
@@ -171,11 +172,15 @@ class Node:
     # ---- roles ----------------------------------------------------------------------------------
 
     async def become_primary(
-        self, epoch: int, start_txids: dict[str, int], sync_members: set[str] | None = None
+        self,
+        epoch: int,
+        start: dict[str, Position],
+        sync_members: set[str] | None = None,
     ) -> None:
-        """Serve as primary at ``epoch``; ``start_txids`` continue a promoted replica's
-        numbering (its databases' positions); ``sync_members`` are the replicas whose
-        acknowledgements count in synchronous mode (None: all)."""
+        """Serve as primary at ``epoch``; ``start`` continues a promoted replica's numbering
+        (its databases' positions); ``sync_members`` are the replicas whose acknowledgements
+        count in synchronous mode (None: all)."""
+        start_txids = {name: pos.txid for name, pos in start.items()}
         await self._end_role()
         self.state.see_epoch(epoch)
         self.primary = Primary(
@@ -183,6 +188,7 @@ class Node:
         )
         self.primary.http = str(self.http)
         self.primary.sync_members = sync_members
+        self.primary.promoted_at = dict(start)
         self.primary.may_write = self.may_write
         self.primary.on_disk_full = self._disk_full
         self.primary.on_durable.append(self.waiters.notify)
@@ -225,7 +231,7 @@ class Node:
             await self.load_resting()
         if self.resting is None:
             raise NodeError("the node took another role while being promoted", epoch=epoch)
-        positions = dict(self.resting)
+        positions = dict(self.resting)  # with their epochs: see lineage.stream_start
         # The files are the truth now: an old txlog of this node (from an earlier term as
         # primary) may not match them; it is kept aside for inspection, not deleted.
         txlogs = self.config.data_dir / "txlog"
@@ -286,7 +292,7 @@ class Node:
             return {name: r.position.txid for name, r in self.follower.replicas.items()}
         if self.primary is not None:
             return {name: db.head for name, db in self.primary.dbs.items()}
-        return dict(self.resting or {})
+        return {name: pos.txid for name, pos in (self.resting or {}).items()}
 
     @property
     def positions_known(self) -> bool:
@@ -299,8 +305,8 @@ class Node:
             positions_on_disk, self.config.data_dir, durable=self.config.replica_durable
         )
         if self.follower is None and self.primary is None:
-            self.resting = {name: pos.txid for name, pos in found.items()}
-            log.info("node.positions_on_disk positions=%s", self.resting)
+            self.resting = found
+            log.info("node.positions_on_disk positions=%s", {n: str(p) for n, p in found.items()})
 
     def _disk_full(self) -> None:
         """A primary that cannot write its disk hands over (with etcd) instead of failing
@@ -327,7 +333,7 @@ class Node:
             await asyncio.to_thread(primary.close)
         if self.follower is not None:
             # Nothing applies once the role task has ended: these are the files' positions.
-            self.resting = {name: r.position.txid for name, r in self.follower.replicas.items()}
+            self.resting = {name: r.position for name, r in self.follower.replicas.items()}
             follower, self.follower = self.follower, None
             await asyncio.to_thread(follower.close)
 

@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from litecluster.apply import fresh_database_checksum
 from litecluster.errors import (
+    LeadershipLostError,
     LiteclusterError,
     NodeError,
     NotPrimaryError,
@@ -32,6 +32,7 @@ from litecluster.position import Position
 from litecluster.snapshot import create_snapshot
 
 from .config import DB_NAME, NodeConfig
+from .lineage import ack_counts, stream_start
 from .primarydb import PrimaryDb
 from .protocol import (
     MAX_HELLO,
@@ -76,6 +77,9 @@ class Session:
     state: str = "streaming"
     snapshot_wanted: set[str] = field(default_factory=set)
     diverged: set[str] = field(default_factory=set)
+    verified: set[str] = field(default_factory=set)
+    """Databases whose replica has shown a position on this primary's history since its
+    stream (re)started: only then do its acknowledgements count (see lineage)."""
     snapshotting: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,6 +112,8 @@ class Primary:
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
         """Called when a write failed for lack of disk space."""
+        self.promoted_at: dict[str, Position] = {}
+        """Each database's position when this node was promoted (see lineage.stream_start)."""
         self.sync_members: set[str] | None = None
         """Synchronous mode under etcd: only these replicas' acknowledgements count (the set
         published in etcd; see syncstate). None: every connected replica counts."""
@@ -236,7 +242,7 @@ class Primary:
         if not self.may_write():
             # Committed here, but this node's leadership ended meanwhile: another primary may
             # not have it. The outcome is unknown to the client, never reported as success.
-            raise NotPrimaryError(
+            raise LeadershipLostError(
                 "leadership was lost while the write committed; its outcome is indeterminate",
                 epoch=self.epoch,
             )
@@ -424,7 +430,13 @@ class Primary:
             msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
             if isinstance(msg, Ack):
                 for name, pos in msg.positions.items():
-                    session.acked[name] = pos.position()
+                    position = pos.position()
+                    db = self.dbs.get(name)
+                    sent = session.sent.get(name)
+                    if not ack_counts(db, position, sent, name in session.verified):
+                        continue  # what this session did not send: another history's txid
+                    session.verified.add(name)
+                    session.acked[name] = position
                 session.acked_at = time.time()
                 self._acked.set()
             elif isinstance(msg, NeedSnapshot):
@@ -449,30 +461,20 @@ class Primary:
 
     def _start_txid(self, session: Session, db: PrimaryDb) -> int | None:
         """Where the replica's stream starts, or None when it needs a snapshot (noting in
-        ``session.diverged`` when its position is not in this primary's history)."""
-        pos = session.hello.get(db.name, Pos(0, 0, 0))
-        if pos.epoch > self.epoch:
-            return None
-        expected = db.checksum_at(pos.txid)
-        # An empty replica file becomes a fresh WAL database (Replica.initialize), which is what
-        # a database created by this node looked like before its first transaction.
-        fresh = pos == Pos(0, 0, 0) and expected is not None
-        if fresh and expected == fresh_database_checksum(db.capture.page_size, self.tmp):
-            return 1
-        if expected is None or expected != pos.checksum:
-            # Ahead of the head, or a different checksum at a txid both have: the replica has
-            # records this primary never had. Below the log's start it is merely behind.
-            diverged = pos.txid > db.head or expected is not None
-            if diverged and pos.txid > 0:
-                session.diverged.add(db.name)
-            log.info(
-                "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d "
-                "diverged=%s",
-                session.node_id, db.name, pos.position(), db.txlog.first_txid, db.head,
-                diverged,
-            )  # fmt: skip
-            return None
-        return pos.txid + 1
+        ``session.diverged`` when its position may not be in this primary's history)."""
+        pos = session.hello.get(db.name, Pos(0, 0, 0)).position()
+        start = stream_start(db, pos, self.epoch, self.tmp, self.promoted_at.get(db.name))
+        if start.txid is not None:
+            session.sent[db.name] = start.txid - 1  # the replica holds that much of this history
+            session.verified.add(db.name)
+            return start.txid
+        if start.diverged:
+            session.diverged.add(db.name)
+        log.info(
+            "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d diverged=%s",
+            session.node_id, db.name, pos, db.txlog.first_txid, db.head, start.diverged,
+        )  # fmt: skip
+        return None
 
     async def _stream(self, session: Session, db: PrimaryDb, writer: asyncio.StreamWriter) -> None:
         wake = db.waiter()
@@ -496,10 +498,11 @@ class Primary:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), self.config.heartbeat_interval)
                     continue
+                # Noted before sending: an acknowledgement may arrive before drain returns.
+                session.sent[db.name] = nxt + n - 1
                 writer.write(frame)
                 await writer.drain()
                 nxt += n
-                session.sent[db.name] = nxt - 1
                 self.stats.records_shipped += n
                 self.stats.bytes_shipped += len(frame)
         finally:
@@ -521,6 +524,11 @@ class Primary:
             )  # fmt: skip
             diverged = db.name in session.diverged
             session.diverged.discard(db.name)
+            # The replica's file is about to be replaced: until it shows the snapshot's
+            # position, what it acknowledges is its old file's.
+            session.verified.discard(db.name)
+            session.acked.pop(db.name, None)
+            session.sent.pop(db.name, None)
             start = SnapshotStart(db.name, Pos.of(header.position), size, diverged)
             writer.write(encode_message(start))
             sent = 0
