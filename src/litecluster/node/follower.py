@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from litecluster.apply import Replica, ReplicaConfig
+from litecluster.apply import Replica
 from litecluster.errors import (
     DivergenceError,
     LiteclusterError,
@@ -36,9 +36,9 @@ from litecluster.errors import (
 from litecluster.position import Position
 from litecluster.record import TxRecord
 from litecluster.snapshot import install_snapshot, set_aside
-from litecluster.txlog import TxLog
 
 from .config import DB_NAME, NodeConfig
+from .diskpos import open_replica
 from .protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -143,30 +143,15 @@ class Follower:
         if replica is None:
             if not DB_NAME.match(name):
                 raise ProtocolError("primary sent a bad database name", db=name)
-            path = self.config.data_dir / "db" / f"{name}.db"
-            replica = Replica(path, ReplicaConfig(durable=self.config.replica_durable))
+            # A node that was primary takes its file's position from its own txlog; a file
+            # matching neither that nor its replica position holds commits no log knows, so
+            # it is set aside (not overwritten) if a snapshot replaces it.
+            replica = open_replica(self.config.data_dir, name, durable=self.config.replica_durable)
             self.replicas[name] = replica
-            self._position_from_txlog(name, replica)
+            if replica.diverged is not None:
+                self._diverged.add(name)
             log.info("replica.opened db=%s position=%s", name, replica.position)
         return replica
-
-    def _position_from_txlog(self, name: str, replica: Replica) -> None:
-        """A node that was primary has a txlog of its own: its last record tells the file's
-        position. A file matching neither that nor its replica position holds commits no log
-        knows, so it is set aside (not overwritten) if a snapshot replaces it."""
-        logdir = self.config.data_dir / "txlog" / name
-        if replica.diverged is None and replica.position.txid > 0:
-            return
-        if logdir.is_dir() and any(logdir.glob("*.txlog")):
-            with TxLog(logdir, readonly=True) as txlog:
-                last = txlog.last()
-            if last is not None:
-                pos = Position(last.epoch, last.txid, last.post_checksum)
-                if replica.adopt(pos):
-                    log.info("replica.position_from_txlog db=%s position=%s", name, pos)
-                    return
-        if replica.diverged is not None:
-            self._diverged.add(name)
 
     def _set_aside(self, name: str, replica: Replica, why: str) -> Path:
         kept = set_aside(replica, self.config.data_dir / "diverged", why)
