@@ -44,6 +44,7 @@ SCHEMA: list[Any] = [
 ]
 """Created once (idempotently) before a workload runs: see ha_cluster.first_primary."""
 
+
 @dataclass
 class Op:
     workload: str

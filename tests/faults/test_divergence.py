@@ -15,10 +15,8 @@ from nodes import Nodes, wait_converged
 from support import wait_for
 
 
-def test_a_deposed_primary_sets_its_divergent_tail_aside_and_resyncs(
-    ha: tuple[Nodes, list[LocalNode]],
-) -> None:
-    _, members = ha
+def _diverge(members: list[LocalNode]) -> tuple[LocalNode, LocalNode, list[str]]:
+    """The old primary, the new one, and the tail of writes only the old one acknowledged."""
     old = first_primary(members)
     replicas = [m for m in members if m is not old]
     assert write(old, "shared")
@@ -32,7 +30,14 @@ def test_a_deposed_primary_sets_its_divergent_tail_aside_and_resyncs(
     old.kill()
     for r in replicas:
         r.start(wait=False)
-    new = wait_for_writable_primary(replicas, "after")
+    return old, wait_for_writable_primary(replicas, "after"), tail
+
+
+def test_a_deposed_primary_sets_its_divergent_tail_aside_and_resyncs(
+    ha: tuple[Nodes, list[LocalNode]],
+) -> None:
+    _, members = ha
+    old, new, tail = _diverge(members)
     assert write(new, "after2")
     old.start(wait=False)
     wait_for(lambda: roles([old]).get(old.node_id) == "replica", 60, "the old primary to follow")
@@ -69,18 +74,7 @@ def test_a_divergent_tail_below_the_new_primarys_retention_is_still_set_aside(
             m.start(wait=False)
         for m in members:
             m.wait_ready()
-        old = first_primary(members)
-        replicas = [m for m in members if m is not old]
-        assert write(old, "shared")
-        wait_converged(old, replicas)
-        for r in replicas:
-            r.kill()
-        tail = [f"tail{i}" for i in range(5) if write(old, f"tail{i}")]
-        assert len(tail) == 5
-        old.kill()
-        for r in replicas:
-            r.start(wait=False)
-        new = wait_for_writable_primary(replicas, "after")
+        old, new, tail = _diverge(members)
         old_txid = int(new.status()["databases"]["main"]["txid"]) + len(tail)
         blob = "x" * 3000
         for i in range(120):
