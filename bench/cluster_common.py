@@ -334,6 +334,13 @@ class DqliteNode:
     log: IO[bytes] | None = None
 
 
+def kill_group(node: DqliteNode) -> None:
+    """SIGKILL the node's process group (``kill -9``), without waiting for it."""
+    if node.proc is not None and node.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.proc.pid, signal.SIGKILL)
+
+
 class DqliteCluster:
     """``nodes`` ``dqlite-demo`` processes in ``root``: the first bootstraps the cluster, the
     others join it. Writes are ``PUT /KEY`` (the value as body) on any node's API; the demo
@@ -408,6 +415,26 @@ class DqliteCluster:
 
     def pids(self) -> list[int]:
         return [n.proc.pid for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until every node answers a write and every node is a voter again."""
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            self._wait(functools.partial(self._answers, node), deadline, f"node {node.index}")
+        self._wait(self._all_voters, deadline, "every dqlite node to be a voter")
+
+    def reap(self, node: DqliteNode) -> None:
+        """Wait for a killed node's process and close its log."""
+        if node.proc is not None:
+            node.proc.wait()
+        if node.log is not None:
+            node.log.close()
+            node.log = None
+
+    def restart(self, node: DqliteNode) -> None:
+        """Start a stopped node again on its data directory (it rejoins the cluster)."""
+        self.reap(node)
+        self._start(node)
 
     def log_tail(self, node: DqliteNode, chars: int = 800) -> str:
         path = self.root / f"d{node.index}.log"

@@ -1,8 +1,10 @@
-"""Failover benchmark (issue 5): kill -9 of the primary to the first acknowledged write.
+"""Failover benchmark (issues 5 and 7): kill -9 of the primary to the first acknowledged write,
+for litecluster and for dqlite's cluster under the same kill.
 
 Usage::
 
     python bench/failover.py [--quick | --smoke] [--runs N] [--ttl 2,5] [--sync-replicas K]
+                             [--dqlite-runs N | --no-dqlite]
                              [--out docs/BENCHMARKS.md] [--json FILE] [--workdir DIR]
 
 For each lease TTL, a real etcd (``etcd-server``) and 3 ``litecluster serve --etcd`` processes
@@ -24,6 +26,8 @@ new primary's log (*promotion*: new key to ``node.role role=primary``; *first wr
 to the acknowledged write). The section between ``<!-- bench:failover:start -->`` and
 ``<!-- bench:failover:end -->`` of ``--out`` is rewritten (the rest of the file is kept);
 ``--json`` writes every run's figures. ``--smoke`` runs one failover at TTL 2 s (for tests).
+Then the same kill for a 3-node ``dqlite-demo`` cluster, ``--dqlite-runs`` times (default: as
+many as ``--runs``; see ``failover_dqlite.py``); without ``dqlite-demo`` the report says why.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ if str(HERE) not in sys.path:  # run as a script or imported from a test
     sys.path.insert(0, str(HERE))
 
 from cluster_common import (  # noqa: E402
+    DQLITE_HINT,
     ETCD_HINT,
     Etcd,
     HaCluster,
@@ -65,6 +70,7 @@ from cluster_common import (  # noqa: E402
     write_json,
 )
 from engine_common import FSYNC_FACT, command_line, finish_run, fsync_fact, start_facts  # noqa: E402
+from failover_dqlite import run_dqlite  # noqa: E402
 from failover_report import FailoverRun, Results, write_report  # noqa: E402
 from sql_load import RAW_ERRORS, RawConn  # noqa: E402
 
@@ -328,12 +334,15 @@ def summary(r: FailoverRun) -> str:
     )
 
 
-def run(p: Preset, work: Path, res: Results, seed: int = 1) -> None:
-    """Every TTL of the preset, in order (``res`` collects the runs and the failures)."""
+def run(p: Preset, work: Path, res: Results, dqlite_runs: int, seed: int = 1) -> None:
+    """Every TTL of the preset, in order, then dqlite (``res`` collects the runs and the
+    failures)."""
     rng = random.Random(seed)
     for ttl in p.ttls:
         with attempt(res, f"TTL {ttl} s", log):
             run_ttl(res, p, work, ttl, rng)
+    if dqlite_runs:
+        run_dqlite(res, work / "dqlite", dqlite_runs, p.load_seconds, p.load_clients, rng, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, help="failovers per TTL")
     ap.add_argument("--ttl", help="lease TTLs in seconds, comma separated (default 2,5)")
     ap.add_argument("--sync-replicas", type=int, default=0, help="K (default 0: asynchronous)")
+    ap.add_argument("--dqlite-runs", type=int, help="failovers of dqlite (default: --runs)")
+    ap.add_argument("--no-dqlite", action="store_true", help="skip the dqlite peer")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--json", type=Path, help="write every run's figures to this file")
     ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
@@ -361,12 +372,20 @@ def main(argv: list[str] | None = None) -> int:
         preset = replace(preset, sync_replicas=args.sync_replicas)
     if args.ttl:
         preset = replace(preset, ttls=tuple(int(x) for x in args.ttl.split(",")))
+    dqlite_runs = preset.runs if args.dqlite_runs is None else args.dqlite_runs
+    skipped = {}
+    if args.no_dqlite or dqlite_runs == 0:
+        skipped["dqlite"] = "not measured (--no-dqlite)"
+    elif shutil.which("dqlite-demo") is None:
+        skipped["dqlite"] = f"not measured: dqlite-demo not found on PATH ({DQLITE_HINT})"
+    if skipped:
+        dqlite_runs = 0
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lcfailover-"))
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     res = Results(
         command=command_line(),
-        facts={**start_facts(work), **tool_versions("etcd")},
+        facts={**start_facts(work), **tool_versions("etcd", "dqlite")},
         config={
             "runs": preset.runs,
             "ttls": list(preset.ttls),
@@ -374,11 +393,13 @@ def main(argv: list[str] | None = None) -> int:
             "load_clients": preset.load_clients,
             "sync_replicas": preset.sync_replicas,
             "retry_pause_s": RETRY_PAUSE,
+            "dqlite_runs": dqlite_runs,
         },
+        skipped=skipped,
     )
     log(f"work dir {work}; {res.command}")
     try:
-        run(preset, work, res)
+        run(preset, work, res, dqlite_runs)
         res.facts[FSYNC_FACT] += "; " + fsync_fact(work, "end")
     finally:
         if args.workdir is None:
@@ -391,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         if totals:
             log(f"TTL {ttl} s: p50 {statistics.median(totals):.2f} s, max {max(totals):.2f} s "
                 f"over {len(totals)} runs")  # fmt: skip
+    dq = [r.total_s for r in res.dqlite_runs if r.total_s is not None]
+    if dq:
+        log(f"dqlite: p50 {statistics.median(dq):.2f} s, max {max(dq):.2f} s over {len(dq)} runs")
     return 0
 
 

@@ -36,6 +36,10 @@ SYNC_VARIANTS = {
     "k2": ("litecluster --sync-replicas 2", "tab:olive", "-"),
     "dqlite": ("dqlite 3 voters (locked: retried)", "tab:red", "--"),
     "dqlite_errors": ("dqlite 3 voters (locked: error)", "tab:orange", "--"),
+    "redis_none": ("redis-server, no persistence", "tab:purple", ":"),
+    "redis_everysec": ("redis-server, AOF everysec", "tab:pink", ":"),
+    "redis_always_wait": ("redis-server, AOF always + replica + WAIT 1", "tab:brown", ":"),
+    "sqlite": ("plain SQLite, 1 txn per write (FULL)", "tab:gray", "-."),
 }
 
 
@@ -48,7 +52,7 @@ def _plain(axis: Any) -> None:
 def _save(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -174,7 +178,9 @@ def plot_write_concurrency(data: dict[str, Any], path: Path) -> str:
         ax.grid(True, which="both", alpha=0.3)
     ax1.set_title("Write throughput against concurrency")
     ax2.set_title("Write latency against concurrency")
-    ax1.legend(fontsize=7)
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=3)  # fmt: skip
     _save(fig, path)
     return "Write throughput and p99 latency against concurrency (sync scenario): " + _source(data)
 
@@ -191,9 +197,13 @@ def plot_failover(data: dict[str, Any], path: Path) -> str:
         ys = [(i + 1) / len(xs) for i in range(len(xs))]
         ax.step(xs, ys, where="post", color=color, label=f"lease TTL {ttl} s ({len(xs)} runs)")
         ax.axvline(2 * ttl, color=color, linestyle=":", linewidth=1)
-    ax.set_xlabel("kill -9 of the primary to the first acknowledged write (s)")
+    dq = sorted(float(r["total_s"]) for r in data.get("dqlite_runs", []) if r.get("total_s"))
+    if dq:
+        ax.step(dq, [(i + 1) / len(dq) for i in range(len(dq))], where="post", color="tab:red",
+                linestyle="--", label=f"dqlite-demo, 3 voters ({len(dq)} runs)")  # fmt: skip
+    ax.set_xlabel("kill -9 of the primary (leader) to the first acknowledged write (s)")
     ax.set_ylabel("fraction of runs")
-    ax.set_title("Failover time (dotted: twice the lease TTL)")
+    ax.set_title("Failover time, litecluster and dqlite (dotted: twice the lease TTL)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     _save(fig, path)

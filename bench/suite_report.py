@@ -41,15 +41,13 @@ target contains it."""
 
 NOT_MEASURED = [
     "Point reads: a SQL point query over HTTP to dqlite-demo (the SQL scenario measures HTTP to "
-    "a litecluster node only); the in-process floor is measured with sqlean's SQLite (the "
-    "library litecluster uses), not the stdlib `sqlite3` module.",
-    "Writes against concurrency: redis-server without persistence, with AOF `everysec`, and "
-    "with AOF `always` + `WAIT 1` at 1, 8, 32 and 128 clients (the kv scenario measures AOF "
-    "`always` + `WAIT 1 0` at 50 clients only); plain SQLite at 8 and 128 writers (the SQL "
-    "scenario: 1 and 32); the litecluster and dqlite rows reach 128 clients in the full run only.",
+    "a litecluster node only: dqlite-demo's API is a key/value `GET /KEY`, and its peer would "
+    "need a cluster started in the SQL scenario); the in-process floor is measured with "
+    "sqlean's SQLite (the library litecluster uses), not the stdlib `sqlite3` module.",
     "Replication lag at fixed write rates with 10 replicas (the replication scenario runs the "
-    "fixed rates with 2 replicas; with 10 it measures the maximum write rate only).",
-    "Failover of dqlite's cluster under the same kill -9 of its leader.",
+    "fixed rates with 2 replicas; with 10 it measures the maximum write rate only: ten replica "
+    "processes, the writer and the reader share the machine's cores, so the lag would measure "
+    "the scheduler more than the replication).",
 ]
 """Scenarios of issue 7 that no script measures yet: listed, never estimated."""
 
@@ -263,7 +261,9 @@ def render_headline(report_text: str, readme: Path, report: Path, run: Run,
         f"From `{run.command}` ({run.mode} run, {f.get('Date', '?')}, {f.get('CPU', '?')}, "
         f"{f.get('Cores', '?')}) unless marked: medians over the repeats, peers measured in the "
         "same run. "
-        f"Every figure with its spread, the peers, the method and plots: [{rel}]({rel}"
+        + ("" if run.mode == "full" else f"A {run.mode} run: smaller sizes and fewer repeats "
+           "than the full run (`litecluster bench`). ")
+        + f"Every figure with its spread, the peers, the method and plots: [{rel}]({rel}"
         f"{anchor(SUMMARY_TITLE)}).",
         "",
         HEADLINE[1],

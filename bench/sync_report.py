@@ -38,7 +38,8 @@ TARGET_K1_VS_DQLITE = 2.0
 class Variant:
     label: str
     cluster: str
-    """The cluster it runs on: ``async``, ``k1``, ``k2`` (litecluster) or ``dqlite``."""
+    """The cluster it runs on: ``async``, ``k1``, ``k2`` (litecluster), ``dqlite``, ``redis``
+    (one redis-server setting at a time) or ``sqlite`` (no server)."""
     sync_replicas: int | None = None
     """litecluster's ``--sync-replicas`` (None: dqlite)."""
     retry_locked: bool = False
@@ -62,9 +63,34 @@ VARIANTS = {
     "dqlite_errors": Variant(
         "dqlite, the same, a locked write counted as an error (the client moves on)", "dqlite"
     ),
+    "redis_none": Variant('redis-server, no persistence (`--save "" --appendonly no`)', "redis"),
+    "redis_everysec": Variant(
+        "redis-server, `appendonly yes`, `appendfsync everysec` (up to a second of writes lost "
+        "on a crash)",
+        "redis",
+    ),
+    "redis_always_wait": Variant(
+        "redis-server, `appendfsync always` and 1 replica (same settings), `WAIT 1 0` after "
+        "each SET",
+        "redis",
+    ),
+    "sqlite": Variant(
+        "plain SQLite, one transaction per write (WAL, `synchronous=FULL`, a connection per "
+        "client thread, in-process, no replica)",
+        "sqlite",
+    ),
 }
 DQLITE = ("dqlite", "dqlite_errors")
 """The dqlite rows: the peer of a repeat is the faster of them at the same concurrency."""
+LITECLUSTER = ("async", "k1", "k2")
+PEERS = {
+    "dqlite": DQLITE,
+    "redis no persistence": ("redis_none",),
+    "redis AOF everysec": ("redis_everysec",),
+    "redis AOF always + WAIT 1": ("redis_always_wait",),
+    "plain SQLite": ("sqlite",),
+}
+"""The peers of the ratio table: column -> the variants whose best row of a repeat counts."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +119,9 @@ class Phase:
     """Acknowledged writes over the time from the start to the last answer."""
     latency_ms: tuple[float, float, float]
     """p50, p99, max of send-to-answer of the acknowledged writes (from the first send)."""
-    node_cores: float
-    """CPU of the variant's 3 node processes over the phase, in cores (1.00 = one core)."""
+    node_cores: float | None
+    """CPU of the variant's server processes over the phase, in cores (1.00 = one core); None
+    for plain SQLite (no server)."""
     load_cores: float
     machine_busy: float
     groups: GroupStats | None = None
@@ -102,7 +129,9 @@ class Phase:
 
     @property
     def node_ms_per_1000(self) -> float | None:
-        return self.node_cores * self.seconds / self.acked * 1e6 if self.acked else None
+        if not self.acked or self.node_cores is None:
+            return None
+        return self.node_cores * self.seconds / self.acked * 1e6
 
 
 @dataclass
@@ -167,7 +196,7 @@ def _method(res: Results) -> list[str]:
     c = res.config
     n = c["repeats"]
     levels = " and ".join(str(x) for x in c["clients"])
-    skipped = [f"dqlite: {why}" for why in res.skipped.values()]
+    skipped = [f"{peer}: {why}" for peer, why in res.skipped.items()]
     return [
         "### Method",
         "",
@@ -200,6 +229,21 @@ def _method(res: Results) -> list[str]:
         "the start to the last answer; latency is from the first send of a write to its "
         "acknowledgement. CPU is in cores (1.00 = one core busy) over the measured phase, "
         "from psutil; *machine busy* counts every process on the machine.",
+        "* redis-server (the same repeats, in the rotation): each setting started fresh on "
+        "127.0.0.1 and measured at every concurrency level: no persistence; `appendonly yes` "
+        "with `appendfsync everysec`; `appendfsync always` with one replica (same settings, "
+        "`replicaof`) and `WAIT 1 0` sent after each `SET` in the same write (acknowledged once "
+        "the replica received it). The load: the same number of RESP connections in this "
+        "process (`kv_load.durable_load`, asyncio on uvloop, request bytes written by hand), "
+        "`SET wREPEAT-VARIANT-CLIENTS:CLIENT:SEQ VALUE` with a value of the same size, one at a "
+        "time per connection. Without persistence redis-server is faster than this Python load "
+        "generator can ask: compare *Load CPU* with one core.",
+        "* Plain SQLite (in the rotation, no server, no replica): one thread per client in this "
+        "process, each with its own connection (sqlean, the SQLite litecluster uses) to one WAL "
+        "database with `synchronous=FULL`, each write the same `INSERT OR REPLACE` of a new key "
+        "in its own autocommit transaction; a write still refused with `database is locked` "
+        "after the 5 s busy timeout counts as an error. *Nodes CPU* is n/a; *Load CPU* is "
+        "SQLite's own work.",
         *(f"* {s}" for s in skipped),
         "",
     ]
@@ -237,7 +281,7 @@ def _writes(res: Results) -> list[str]:
             )
     return table_section(
         res,
-        "Writes: 3-node clusters, same key/value writes",
+        "Writes: every system, same key/value writes",
         "*vs dqlite*: writes/s over the faster dqlite row's writes/s in the same repeat at the "
         "same concurrency; *vs asynchronous*: over litecluster's asynchronous mode, likewise.",
         (
@@ -251,12 +295,34 @@ def _writes(res: Results) -> list[str]:
             "max (ms)",
             "Errors",
             "Locked, sent again",
-            "Nodes CPU (cores, all 3)",
+            "Nodes CPU (cores, all servers)",
             "Nodes CPU per 1,000 writes (ms)",
             "Load CPU (cores)",
             "Machine busy (%)",
             "Writes per primary transaction (mean)",
         ),
+        rows,
+    )
+
+
+def _peer_ratios(res: Results) -> list[str]:
+    peers = {name: vs for name, vs in PEERS.items() if any(p.variant in vs for p in res.phases)}
+    rows = []
+    for clients in res.config["clients"]:
+        for name in LITECLUSTER:
+            if res.of(name, clients):
+                rows.append((VARIANTS[name].label, str(clients), *(
+                    fmt_ratio(_ratio(res, name, vs, clients)) for vs in peers.values()
+                )))  # fmt: skip
+    if not rows or not peers:
+        return []
+    return table_section(
+        res,
+        "Writes: litecluster against each peer",
+        "Each cell: litecluster's writes/s over the peer's writes/s in the same repeat at the "
+        "same concurrency (the faster dqlite row), median and min\N{EN DASH}max over the "
+        "repeats; above 1\N{MULTIPLICATION SIGN}, litecluster acknowledged more writes.",
+        ("litecluster", "Clients", *(f"vs {p}" for p in peers)),
         rows,
     )
 
@@ -287,8 +353,8 @@ def render(res: Results) -> str:
         res,
         (START, END),
         "bench/sync_write.py",
-        "Synchronous-mode writes against dqlite (generated)",
-        (machine_section, _targets, _method, _writes, _first_errors, errors_section),
+        "Writes against concurrency: litecluster, dqlite, redis-server, plain SQLite (generated)",
+        (machine_section, _targets, _method, _writes, _peer_ratios, _first_errors, errors_section),
     )
 
 

@@ -1,10 +1,13 @@
-"""Synchronous-mode write benchmark (issue 5): litecluster K=1, K=2 and asynchronous against a
-3-node dqlite cluster, the same key/value writes at the same concurrency.
+"""Write throughput and latency against concurrency (issues 5 and 7): litecluster K=1, K=2 and
+asynchronous against a 3-node dqlite cluster, redis-server (no persistence, AOF everysec, AOF
+always with a replica and ``WAIT 1 0``) and plain SQLite (one transaction per write), the same
+key/value writes at the same concurrency.
 
 Usage::
 
     python bench/sync_write.py [--quick | --smoke] [--repeats N] [--seconds S] [--clients 32,1]
-                               [--no-dqlite] [--out docs/BENCHMARKS.md] [--json FILE]
+                               [--no-dqlite] [--no-redis] [--no-sqlite]
+                               [--out docs/BENCHMARKS.md] [--json FILE]
                                [--workdir DIR]
 
 Each repeat starts each cluster in turn, in an order that rotates per repeat so that machine
@@ -13,7 +16,9 @@ measured system runs beside the load): litecluster in asynchronous mode, with
 ``--sync-replicas 1`` and with ``--sync-replicas 2`` (3 ``litecluster serve --etcd`` processes
 and a real etcd), and dqlite (3 ``dqlite-demo`` processes, Debian ``go-dqlite``), whose demo
 answers ``database is locked`` when a write meets another in flight: one dqlite variant sends
-such a write again after a millisecond, the other counts it as an error.
+such a write again after a millisecond, the other counts it as an error. The peers without a
+cluster of nodes run in the same rotation (``write_peers.py``): each redis-server setting
+started fresh, and plain SQLite written by one thread per client.
 
 The load: ``--clients`` concurrent clients, each with one keep-alive connection, one write at a
 time, a warm-up and then the measured seconds. Every write inserts a new key with a 100-byte
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import string
@@ -46,7 +50,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script or imported from a test
@@ -62,7 +65,6 @@ from cluster_common import (  # noqa: E402
     HaSetup,
     Missing,
     attempt,
-    cpu_seconds,
     logger,
     need,
     on_sigterm,
@@ -70,10 +72,11 @@ from cluster_common import (  # noqa: E402
     write_json,
 )
 from engine_common import FSYNC_FACT, command_line, finish_run, fsync_fact, start_facts  # noqa: E402
-from replication_cluster import machine_cpu  # noqa: E402
 from sql_load import LoadRun, Retry, check_answer, raw_load  # noqa: E402
+from sql_reads import REDIS_HINT  # noqa: E402
 from sql_writes import GroupStats, hist_delta  # noqa: E402
 from sync_report import DQLITE, VARIANTS, Phase, Preset, Results, write_report  # noqa: E402
+from write_peers import REDIS, Sampler, redis_variants, sqlite_variant  # noqa: E402
 
 REPO = HERE.parent
 SCHEMA = "CREATE TABLE IF NOT EXISTS model (key TEXT, value TEXT, UNIQUE(key))"
@@ -83,7 +86,7 @@ VALUE_BYTES = 100
 LEASE_TTL = 5
 RETRY_PAUSE = 0.001
 """dqlite: the pause before a write answered ``database is locked`` is sent again."""
-CLUSTERS = ("async", "k1", "k2", "dqlite")
+CLUSTERS = ("async", "k1", "k2", "dqlite", "redis", "sqlite")
 log = logger("sync")
 
 PRESETS = {
@@ -132,31 +135,6 @@ def _dqlite_check(status: int, answer: bytes) -> str:
     if status == 200 and answer == b"done\n":
         return ""
     return f"HTTP {status}: {answer[:200]!r}"
-
-
-class Sampler:
-    """CPU of the nodes, of this process (the load) and of the machine over a phase."""
-
-    def __init__(self, pids: Callable[[], list[int]]) -> None:
-        self.pids = pids
-        self.start: tuple[float, float, float, float, float] | None = None
-
-    def take(self) -> tuple[float, float, float, float, float]:
-        busy, total = machine_cpu()
-        own = psutil.Process(os.getpid()).cpu_times()
-        return time.monotonic(), cpu_seconds(self.pids()), own.user + own.system, busy, total
-
-    def begin(self) -> None:
-        self.start = self.take()
-
-    def end(self) -> tuple[float, float, float]:
-        """Cores used by the nodes, cores used by the load, share of the machine busy."""
-        assert self.start is not None
-        t1, nodes1, own1, busy1, total1 = self.take()
-        t0, nodes0, own0, busy0, total0 = self.start
-        span = max(1e-9, t1 - t0)
-        busy = (busy1 - busy0) / max(1e-9, total1 - total0)
-        return (nodes1 - nodes0) / span, (own1 - own0) / span, busy
 
 
 @dataclass(frozen=True)
@@ -290,6 +268,11 @@ def run(p: Preset, work: Path, res: Results, variants: tuple[str, ...]) -> None:
                     try:
                         if cluster == "dqlite":
                             dqlite_cluster(res, rep, p, root, value, variants)
+                        elif cluster == "redis":
+                            redis_variants(res, rep, p, root, variants, value.encode(), summary,
+                                           log)  # fmt: skip
+                        elif cluster == "sqlite":
+                            sqlite_variant(res, rep, p, root, value, summary, log)
                         else:
                             litecluster_cluster(res, cluster, rep, p, root, etcd.url, value,
                                                 variants)  # fmt: skip
@@ -299,9 +282,10 @@ def run(p: Preset, work: Path, res: Results, variants: tuple[str, ...]) -> None:
 
 def summary(ph: Phase) -> str:
     g = "" if ph.groups is None else f", group mean {ph.groups.mean:.1f}"
+    nodes = "" if ph.node_cores is None else f", nodes {ph.node_cores:.2f} cores"
     return (
         f"{ph.tps:,.0f} writes/s, p50 {ph.latency_ms[0]:.1f} ms, p99 {ph.latency_ms[1]:.1f} ms, "
-        f"{ph.errors} errors, nodes {ph.node_cores:.2f} cores, load {ph.load_cores:.2f}{g}"
+        f"{ph.errors} errors{nodes}, load {ph.load_cores:.2f} cores{g}"
     )
 
 
@@ -314,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, help="measured seconds of each phase")
     ap.add_argument("--clients", help="concurrency levels, comma separated (default 32,1)")
     ap.add_argument("--no-dqlite", action="store_true", help="skip the dqlite peer")
+    ap.add_argument("--no-redis", action="store_true", help="skip the redis-server peers")
+    ap.add_argument("--no-sqlite", action="store_true", help="skip the plain SQLite peer")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--json", type=Path, help="write every phase's figures to this file")
     ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
@@ -335,7 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         skipped["dqlite"] = "not measured (--no-dqlite)"
     elif shutil.which("dqlite-demo") is None:
         skipped["dqlite"] = f"not measured: dqlite-demo not found on PATH ({DQLITE_HINT})"
-    variants = tuple(v for v in VARIANTS if not (skipped and v in DQLITE))
+    if args.no_redis:
+        skipped["redis"] = "not measured (--no-redis)"
+    elif shutil.which("redis-server") is None:
+        skipped["redis"] = f"not measured: redis-server not found on PATH ({REDIS_HINT})"
+    if args.no_sqlite:
+        skipped["sqlite"] = "not measured (--no-sqlite)"
+    variants = tuple(v for v in VARIANTS if VARIANTS[v].cluster not in skipped)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lcsync-"))
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -351,12 +343,17 @@ def main(argv: list[str] | None = None) -> int:
             "value_bytes": VALUE_BYTES,
             "lease_ttl": LEASE_TTL,
             "variants": list(variants),
+            "redis": {
+                v: {"args": list(REDIS[v].args), "wait": REDIS[v].wait, "replica": REDIS[v].replica}
+                for v in variants
+                if v in REDIS
+            },
         },
         skipped=skipped,
     )
     log(f"work dir {work}; {res.command}")
-    for why in skipped.values():
-        log(f"dqlite {why}")
+    for peer, why in skipped.items():
+        log(f"{peer} {why}")
     try:
         run(preset, work, res, variants)
         res.facts[FSYNC_FACT] += "; " + fsync_fact(work, "end")

@@ -130,15 +130,16 @@ SUITE = REPO / "bench" / "suite.py"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(240)
 def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path) -> None:
     """`litecluster bench --smoke --out-dir DIR`: every scenario's section, the summary with
-    every scenario's targets, the plots and the README headline, all under DIR."""
+    every scenario's targets, the plots and the README headline, all under DIR (about a minute
+    on an idle 2-core machine)."""
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "litecluster", "bench", "--smoke", "--out-dir", str(out),
          "--no-install"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=590,
+        cwd=tmp_path, capture_output=True, text=True, timeout=230,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-6000:]
     report = (out / "BENCHMARKS.md").read_text()
@@ -171,7 +172,8 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
 
     plots = sorted(p.name for p in (out / "bench").glob("*.png"))
     assert {"kv-read-latency.png", "redis-benchmark.png", "kv-durable-write-latency.png",
-            "replication-lag.png"} <= set(plots)  # fmt: skip
+            "replication-lag.png", "write-throughput-vs-concurrency.png",
+            "failover-times.png"} <= set(plots)  # fmt: skip
     for name in plots:
         data = (out / "bench" / name).read_bytes()
         assert data.startswith(PNG), name

@@ -361,7 +361,8 @@ def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) 
 @click.option("--smoke", is_flag=True, help="Tiny sizes, seconds per scenario (for tests).")
 @click.option(
     "--only", metavar="NAMES",
-    help="Comma-separated scenarios to run: kv, sql, replication, sync, failover, engine.",
+    help="Comma-separated scenarios to run: kv, sql, replication, bootstrap, sync, failover, "
+    "engine.",
 )  # fmt: skip
 @click.option("--skip", metavar="NAMES", help="Comma-separated scenarios not to run.")
 @click.option(
@@ -372,7 +373,8 @@ def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) 
 def bench(quick: bool, smoke: bool, only: str | None, skip: str | None, out_dir: Path | None,
           no_install: bool) -> None:  # fmt: skip
     """Run every benchmark of bench/ against its peers (Redis, dqlite, plain SQLite) and write
-    docs/BENCHMARKS.md, plots in docs/bench/ and, after a full run, the README's headline.
+    docs/BENCHMARKS.md, plots in docs/bench/ and the README's headline (labelled quick after
+    --quick; not written by --smoke unless --out-dir is given).
 
     The full run takes under 30 minutes; missing peers are installed with apt-get when run as
     root (redis-server, redis-tools, etcd-server, go-dqlite), else their scenarios are skipped
