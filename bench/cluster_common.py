@@ -349,7 +349,7 @@ class DqliteCluster:
 
     def __init__(self, root: Path, nodes: int = 3) -> None:
         self.binary = need("dqlite-demo", DQLITE_HINT)
-        self.shell = shutil.which("dqlite")
+        self.shell_path = shutil.which("dqlite")
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.nodes = [
@@ -392,18 +392,30 @@ class DqliteCluster:
         return r.status_code == 200 and r.text == "done\n"
 
     def _query(self, command: str) -> str:
-        if self.shell is None:
+        if self.shell_path is None:
             return ""
         addrs = ",".join(n.db for n in self.nodes)
         try:
-            out = subprocess.run([self.shell, "-s", addrs, "demo", command],
+            out = subprocess.run([self.shell_path, "-s", addrs, "demo", command],
                                  capture_output=True, text=True, timeout=10)  # fmt: skip
         except (OSError, subprocess.SubprocessError):
             return ""
         return out.stdout
 
+    def shell(self, command: str, timeout: float = 60.0) -> str:
+        """Run one command of the ``dqlite`` shell on the cluster's ``demo`` database; its
+        output (an error raises)."""
+        if self.shell_path is None:
+            raise Missing(f"the dqlite shell is not installed ({DQLITE_HINT})")
+        addrs = ",".join(n.db for n in self.nodes)
+        out = subprocess.run([self.shell_path, "-s", addrs, "demo", command],
+                             capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"dqlite shell failed: {(out.stderr or out.stdout)[:300]}")
+        return out.stdout
+
     def _all_voters(self) -> bool:
-        if self.shell is None:  # no shell to ask: every node answering writes will do
+        if self.shell_path is None:  # no shell to ask: every node answering writes will do
             return True
         lines = [ln for ln in self._query(".cluster").splitlines() if "|" in ln]
         return len(lines) == len(self.nodes) and all(ln.endswith("|voter") for ln in lines)

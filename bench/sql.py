@@ -9,8 +9,11 @@ a ``redis-server`` (the peer; ``apt-get install redis-server``), and measures:
 
 1. point reads by primary key through an embedded replica in this process
    (``litecluster.connect(..., replica=DIR)``, ``c.query``), through the raw sqlean connection
-   that client reads with, with redis-py ``GET`` on the same keys and values, and over HTTP
-   (``GET /db/query`` on the primary and on a replica, and the remote client): p50/p99 in µs;
+   that client reads with and through the stdlib ``sqlite3`` module on the same file, with
+   redis-py ``GET`` on the same keys and values, over HTTP (``GET /db/query`` on the primary
+   and on a replica, and the remote client), and over HTTP from a 3-node dqlite-demo cluster
+   holding the same rows (``sql_dqlite.py``; skipped, and said so, without ``go-dqlite``):
+   p50/p99 in µs;
 2. single-row inserts over HTTP by 32 concurrent clients (``POST /db/execute``), with each of
    the load generators of ``sql_load.py``: writes/s acknowledged, writes/s replicated to both
    replicas, and the primary's group-commit sizes;
@@ -45,6 +48,7 @@ if str(HERE) not in sys.path:  # run as a script or imported from a test
     sys.path.insert(0, str(HERE))
 
 import litecluster  # noqa: E402
+from cluster_common import DQLITE_HINT  # noqa: E402
 from engine_common import (  # noqa: E402
     FSYNC_FACT,
     command_line,
@@ -54,6 +58,7 @@ from engine_common import (  # noqa: E402
 )
 from replication_cluster import Cluster, Setup, machine_cpu  # noqa: E402
 from replication_load import fine_timers  # noqa: E402
+from sql_dqlite import add_stdlib, dqlite_reads  # noqa: E402
 from sql_load import KINDS  # noqa: E402
 from sql_reads import (  # noqa: E402
     LOAD_BATCH,
@@ -144,6 +149,7 @@ def run_reads(
     remote = litecluster.connect(cl.primary.http)
     r = redis.client()
     paths: ReadPaths | None = None
+    stack = contextlib.ExitStack()
     try:
         t0 = time.perf_counter()
         load_rows(c, rows)
@@ -153,6 +159,11 @@ def run_reads(
         log(f"loaded {len(rows):,} rows in {time.perf_counter() - t0:.1f} s")
         assert redis.proc is not None
         paths = ReadPaths.build(c, r, redis.proc.pid, cl.primary.http, cl.replicas[0].http, remote)
+        replica_file = c._embedded._conns[c.db].execute("PRAGMA database_list").fetchall()[0][2]
+        stack.callback(add_stdlib(paths, replica_file).close)
+        if not res.config.get("dqlite"):
+            with _attempt(res, f"dqlite cluster repeat {rep}"):
+                stack.enter_context(dqlite_reads(root / "dqlite", rows, paths, log))
         verify(paths, rows, sample=min(200, len(rows)))
         busy0 = machine_cpu()
         lat = measure_reads(
@@ -169,6 +180,7 @@ def run_reads(
     finally:
         if paths is not None:
             paths.close()
+        stack.close()
         r.close()
         remote.close()
         c.close()
@@ -213,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, help="repeats of every scenario")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--workdir", type=Path, help="scratch directory, kept (default: a temp dir)")
+    ap.add_argument("--no-dqlite", action="store_true", help="skip the dqlite read peer")
     args = ap.parse_args(argv)
 
     try:
@@ -244,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             "clients": preset.clients,
             "repeats": preset.repeats,
             "redis_parser": redis_parser(),
+            "dqlite": "not measured (--no-dqlite)"
+            if args.no_dqlite
+            else ""
+            if shutil.which("dqlite-demo") and shutil.which("dqlite")
+            else f"not measured: dqlite-demo or the dqlite shell not on PATH ({DQLITE_HINT})",
         },
         kinds=KINDS,
     )

@@ -42,9 +42,9 @@ LOAD_BATCH = 1000
 
 REDIS_HINT = "apt-get install redis-server (./dev test installs it as root)"
 
-LOCAL_KINDS = ("client", "raw", "redis", "redis_same_cpu", "redis_other_cpu")
+LOCAL_KINDS = ("client", "raw", "stdlib", "redis", "redis_same_cpu", "redis_other_cpu")
 """Interleaved in blocks; the HTTP paths (much slower) follow, interleaved among themselves."""
-HTTP_KINDS = ("http_get", "http_get_raw", "http_get_replica", "http_client")
+HTTP_KINDS = ("http_get", "http_get_raw", "http_get_replica", "http_client", "http_dqlite")
 
 Lookup = Callable[[str], Any]
 

@@ -40,6 +40,8 @@ TARGET_WRITES = 5000.0
 READ_LABELS = {
     "client": "Embedded replica: `c.query(sql, (k,))` (litecluster.connect, replica=DIR)",
     "raw": "Same process, the client's own sqlean connection: `conn.execute(sql, (k,)).fetchall()`",
+    "stdlib": "Same process, Python's stdlib `sqlite3` (Debian's SQLite) reading the replica "
+    "file: `conn.execute(sql, (k,)).fetchall()` (the floor most programs have)",
     "redis": "redis-py `r.get(k)` against redis-server on 127.0.0.1 (peer; placed by the "
     "scheduler)",
     "redis_same_cpu": "redis-py `r.get(k)`, this thread and redis-server pinned to the same vCPU",
@@ -51,6 +53,9 @@ READ_LABELS = {
     "http_get_replica": "HTTP `GET /db/query?q=...&level=none` on a replica (httpx.Client)",
     "http_client": "Remote client `litecluster.connect(http).query(sql, (k,))` on the primary "
     "(`POST /db/query`)",
+    "http_dqlite": "HTTP `GET /KEY` on the Raft leader of a 3-node dqlite-demo cluster (peer; "
+    "`SELECT value FROM model WHERE key = ?` through the dqlite driver), minimal HTTP/1.1 "
+    "client (blocking socket, keep-alive)",
 }
 PLAIN_ROWS = (("FULL", 1), ("NORMAL", 1), ("FULL", 32), ("NORMAL", 32))
 
@@ -202,6 +207,18 @@ def _method(res: Results) -> list[str]:
         "start until the primary's `/status` showed both replicas (`replicas[*].databases.main"
         ".txid`) at its own txid at the end (`databases.main.txid`). Group sizes are the "
         "phase's difference of the primary's `/status` `writers.main.group_sizes`.",
+        "* Read peers besides redis: Python's stdlib `sqlite3` module with a read-only "
+        "connection to the embedded replica's own file (the same `SELECT`); and "
+        + (
+            f"dqlite: {c['dqlite']}"
+            if c.get("dqlite")
+            else "a 3-node `dqlite-demo` cluster (Debian `go-dqlite`) started in the same repeat, "
+            "holding the same keys and values in its table `model(key, value)` (inserted "
+            "through the `dqlite` shell, 500 rows a statement), read with `GET /KEY` on the "
+            "Raft leader's HTTP API by the same minimal client as the `http_get_raw` path, "
+            "interleaved with the other HTTP paths."
+        )
+        + "",
         "* Plain-SQLite peer: the same inserts, one autocommit transaction each, on a fresh WAL "
         f"database (sqlean) with no node running, for {fmt_num(c['plain_seconds'])} s: one "
         "thread, and 32 threads with a connection each (busy timeout 5 s). The litecluster "

@@ -93,11 +93,11 @@ SCENARIOS = [
     ),
     Scenario(
         "sql", "sql.py", "sql",
-        "point reads: embedded replica (SQL), its raw SQLite connection (the floor), redis-py "
-        "GET, HTTP to a node; HTTP write throughput (32 clients) against plain SQLite (1 and 32 "
-        "threads)",
+        "point reads: embedded replica (SQL), its raw SQLite connection and the stdlib `sqlite3` "
+        "module (the floor), redis-py GET, HTTP to a node and to dqlite-demo; HTTP write "
+        "throughput (32 clients) against plain SQLite (1 and 32 threads)",
         {"smoke": ["--smoke"], "quick": ["--smoke", "--repeats", "2"], "full": ["--repeats", "2"]},
-        needs=("redis-server",),
+        needs=("redis-server",), optional=("dqlite-demo",),
     ),
     Scenario(
         "replication", "replication.py", "replication",

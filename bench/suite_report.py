@@ -40,10 +40,6 @@ HEADLINE_ROWS = {
 target contains it."""
 
 NOT_MEASURED = [
-    "Point reads: a SQL point query over HTTP to dqlite-demo (the SQL scenario measures HTTP to "
-    "a litecluster node only: dqlite-demo's API is a key/value `GET /KEY`, and its peer would "
-    "need a cluster started in the SQL scenario); the in-process floor is measured with "
-    "sqlean's SQLite (the library litecluster uses), not the stdlib `sqlite3` module.",
     "Replication lag at fixed write rates with 10 replicas (the replication scenario runs the "
     "fixed rates with 2 replicas; with 10 it measures the maximum write rate only: ten replica "
     "processes, the writer and the reader share the machine's cores, so the lag would measure "

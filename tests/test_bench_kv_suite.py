@@ -168,7 +168,7 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     for row in targets:
         assert row["Verdict"] in ("**met**", "**MISSED**", "not measured"), row
     assert "### Not measured yet" in summary
-    assert "dqlite" in summary.split("### Not measured yet")[1]
+    assert "10 replicas" in summary.split("### Not measured yet")[1]
 
     plots = sorted(p.name for p in (out / "bench").glob("*.png"))
     assert {"kv-read-latency.png", "redis-benchmark.png", "kv-durable-write-latency.png",

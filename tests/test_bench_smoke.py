@@ -303,7 +303,10 @@ def test_sql_benchmark_smoke(tmp_path: Path) -> None:
         assert "\N{MULTIPLICATION SIGN}" in row["Measured"]
 
     reads = {r["Path"].split(":")[0]: r for r in _table(tables, "Point reads")}
-    assert len(reads) == 9
+    dqlite = shutil.which("dqlite-demo") is not None and shutil.which("dqlite") is not None
+    assert len(reads) == 10 + dqlite  # + stdlib sqlite3, + dqlite over HTTP when installed
+    assert any("stdlib `sqlite3`" in name for name in reads)
+    assert dqlite == any("dqlite-demo" in name for name in reads)
     for row in reads.values():
         p50, p99 = _value(row["p50 (µs)"]), _value(row["p99 (µs)"])
         assert 0 < p50 <= p99 < 1_000_000
