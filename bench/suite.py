@@ -96,7 +96,7 @@ SCENARIOS = [
         "point reads: embedded replica (SQL), its raw SQLite connection and the stdlib `sqlite3` "
         "module (the floor), redis-py GET, HTTP to a node and to dqlite-demo; HTTP write "
         "throughput (32 clients) against plain SQLite (1 and 32 threads)",
-        {"smoke": ["--smoke"], "quick": ["--smoke", "--repeats", "2"], "full": ["--repeats", "2"]},
+        {"smoke": ["--smoke"], "quick": ["--smoke"], "full": ["--repeats", "2"]},
         needs=("redis-server",), optional=("dqlite-demo",),
     ),
     Scenario(
@@ -120,7 +120,7 @@ SCENARIOS = [
         "persistence, AOF everysec, AOF always + replica + `WAIT 1 0`; plain SQLite, one "
         "transaction per write",
         {"smoke": ["--smoke", "--clients", "4"],
-         "quick": ["--smoke", "--clients", "1,8,32,128", "--seconds", "0.5"],
+         "quick": ["--smoke", "--clients", "1,8,32,128", "--seconds", "0.3"],
          "full": ["--repeats", "2", "--seconds", "2", "--clients", "1,8,32,128"]},
         needs=("etcd",), optional=("dqlite-demo", "redis-server"), json=True,
     ),
