@@ -77,11 +77,17 @@ def test_below_retention_only_a_provable_prefix_is_clean(db: PrimaryDb, tmp_path
     assert first > 3, "retention removed the oldest records"
     # The oldest record held is of this epoch: a replica of this epoch below it holds a prefix.
     assert stream_start(db, Position(EPOCH, 2, 0x1234), EPOCH, tmp_path) == Start(None, False)
-    # Of an older epoch, nothing proves it: its copy is set aside before the snapshot.
-    assert stream_start(db, Position(EPOCH - 2, 2, 0x1234), EPOCH, tmp_path) == Start(None, True)
-    # Unless this node was promoted from a position of that epoch at or after it.
-    promoted = Position(EPOCH - 2, 3, 0x99)
+    # Of an older epoch, nothing proves it either way: its copy is set aside before the
+    # snapshot, said to be unverified rather than diverged.
     old = Position(EPOCH - 2, 2, 0x1234)
+    assert stream_start(db, old, EPOCH, tmp_path) == Start(None, True, unverified=True)
+    # Unless this node was promoted from a position of that epoch at or after it: clean.
+    promoted = Position(EPOCH - 2, 3, 0x99)
     assert stream_start(db, old, EPOCH, tmp_path, promoted) == Start(None, False)
+    # Past that position in that epoch: records that epoch's primary wrote where this history
+    # has this node's own, however long ago (a deposed primary's tail): proven diverged.
     beyond = Position(EPOCH - 2, 4, 0x1234)
     assert stream_start(db, beyond, EPOCH, tmp_path, promoted) == Start(None, True)
+    # Another epoch than the promotion's is not placed by it.
+    other = Position(EPOCH - 1, 2, 0x1234)
+    assert stream_start(db, other, EPOCH, tmp_path, promoted) == Start(None, True, True)

@@ -32,6 +32,7 @@ from .capture import Capture
 from .errors import SnapshotCorruptError
 from .position import Position
 from .sqlite import connect, pragma_int
+from .txlog import fsync_dir
 
 MAGIC = b"LCSNAP01"
 VERSION = 1
@@ -195,6 +196,13 @@ def set_aside(replica: Replica, directory: Path, why: str) -> Path:
         target.execute("PRAGMA journal_mode=DELETE").fetchall()
     finally:
         target.close()
-    (directory / f"{dest.name}.why").write_text(f"{why}\nposition {pos}\n")
+    why_file = directory / f"{dest.name}.why"
+    why_file.write_text(f"{why}\nposition {pos}\n")
+    # Durable before the caller lets a snapshot overwrite the original: after a power loss
+    # the only copy of writes no other node has must not be a file that never reached disk.
+    for path in (tmp, why_file):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, dest)
+    fsync_dir(directory)
     return dest

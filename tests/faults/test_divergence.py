@@ -88,6 +88,9 @@ def test_a_divergent_tail_below_the_new_primarys_retention_is_still_set_aside(
         wait_for(lambda: roles([old]).get(old.node_id) == "replica", 60, "the old primary")
         wait_converged(new, members)
         assert not set(tail) & keys(old)
+        # Its epoch is the one the new primary was promoted from, and its txid is past that
+        # point: proven divergent, not merely unverifiable.
+        assert "replica.diverged db=main" in old.log_text
         kept = sorted((old.data_dir / "diverged").glob("main.*.db"))
         assert len(kept) == 1, (kept, old.log_text[-3000:])
         with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:

@@ -19,7 +19,7 @@ import shutil
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +36,7 @@ from litecluster.errors import (
 from litecluster.position import Position
 from litecluster.record import TxRecord
 from litecluster.snapshot import install_snapshot, set_aside
+from litecluster.txlog import fsync_dir
 
 from .config import DB_NAME, NodeConfig
 from .diskpos import open_replica
@@ -78,7 +79,9 @@ class _Incoming:
     path: Path
     file: IO[bytes]
     received: int = 0
+    _: KW_ONLY  # flags by name: a flag passed by position would count as bytes received
     diverged: bool = False
+    unverified: bool = False
 
 
 @dataclass
@@ -94,6 +97,15 @@ class Upstream:
     connected_at: float = 0.0
     last_message_at: float = 0.0
     last_error: str = ""
+
+
+def _stop_if_cancelled() -> None:
+    """Python 3.11's ``wait_for`` returns the result when a cancellation arrives as the awaited
+    operation completes, and the cancellation is gone: a SIGTERM while the replica connected
+    left a node that never exited. The task still counts the request (``cancelling``)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _first_line(exc: BaseException) -> str:
@@ -159,6 +171,8 @@ class Follower:
         logdir = self.config.data_dir / "txlog" / name
         if logdir.is_dir():
             shutil.move(str(logdir), str(kept.with_suffix(".txlog")))
+            fsync_dir(kept.parent)  # the rename durable in both directories
+            fsync_dir(logdir.parent)
         return kept
 
     def close(self) -> None:
@@ -248,6 +262,7 @@ class Follower:
         )
         tasks: list[asyncio.Task[None]] = []
         try:
+            _stop_if_cancelled()
             positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
             hello = Hello(
                 PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.token, positions,
@@ -256,6 +271,7 @@ class Follower:
             writer.write(encode_message(hello))
             await writer.drain()
             msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
+            _stop_if_cancelled()
             if isinstance(msg, Refuse):
                 raise PeerRefusedError(
                     f"primary refused the connection: {msg.reason}", code=msg.code
@@ -319,6 +335,7 @@ class Follower:
                         exc = task.exception()
                         raise exc if exc else ProtocolError("apply loop ended")
                 msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
+                _stop_if_cancelled()
                 self.upstream.last_message_at = time.time()
                 await self._dispatch(msg, queue, incoming)
         finally:
@@ -346,8 +363,9 @@ class Follower:
             path = self.tmp / f"recv-{msg.db}-{secrets.token_hex(4)}"
             spool = open(path, "wb")  # noqa: SIM115 (closed at SnapshotEnd or when the session ends)
             incoming[msg.db] = _Incoming(
-                msg.db, msg.position.position(), msg.size, path, spool, diverged=msg.diverged
-            )
+                msg.db, msg.position.position(), msg.size, path, spool,
+                diverged=msg.diverged, unverified=msg.unverified,
+            )  # fmt: skip
             self.stats.snapshot_bytes_expected = msg.size
             self.stats.snapshot_bytes_received = 0
             log.info(
@@ -464,13 +482,31 @@ class Follower:
     async def _install(self, db: str, replica: Replica, inc: _Incoming) -> None:
         started = time.monotonic()
         if inc.diverged or db in self._diverged:
+            # Known divergence (here or by the primary) wins over "could not be checked".
+            unverified = inc.unverified and db not in self._diverged
             self._diverged.discard(db)
-            why = f"diverged from the primary of epoch {self.upstream.epoch} ({self.upstream.address})"
+            up = f"the primary of epoch {self.upstream.epoch} ({self.upstream.address})"
+            why = (
+                f"position older than the txlog of {up}: not known to be on its history"
+                if unverified
+                else f"diverged from {up}"
+            )
             kept = await asyncio.to_thread(self._set_aside, db, replica, why)
-            log.warning(
-                "replica.diverged db=%s position=%s kept=%s: writes no other node has were set "
-                "aside before installing the primary's snapshot", db, replica.position, kept,
-            )  # fmt: skip
+            if unverified:
+                # Likely clean (a replica that lagged across several failovers): said as such,
+                # so that an operator does not go looking for lost writes that may not exist.
+                log.warning(
+                    "replica.set_aside_unverified db=%s position=%s kept=%s: the primary could "
+                    "not check this position against its history (older than its txlog); the "
+                    "copy was kept in case it holds writes no other node has, and may be clean",
+                    db, replica.position, kept,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "replica.diverged db=%s position=%s kept=%s: writes no other node has were "
+                    "set aside before installing the primary's snapshot", db, replica.position,
+                    kept,
+                )  # fmt: skip
         try:
             pos = await asyncio.to_thread(install_snapshot, replica, inc.path)
         finally:

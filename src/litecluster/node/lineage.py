@@ -8,9 +8,12 @@ position below the log's start cannot be checked against a record; it is known c
 epoch is that of the oldest record the log still holds, or when it is at or below the
 position this node held when it was promoted, in that position's epoch (in both cases one
 primary wrote that whole stretch, so the replica holds a prefix of it: the common case of a
-replica that lagged at a failover). Otherwise the primary cannot prove it clean, and the
-replica's copy is set aside before the snapshot replaces it, as for a proven divergence: a
-clean copy kept costs disk, a divergent one overwritten loses data.
+replica that lagged at a failover). Past that position in that same epoch it is known
+diverged: the primary of that epoch wrote the records after it, where this history has this
+node's own (a deposed primary's tail, however old). Otherwise the primary cannot tell (an
+epoch this node never followed, or a promotion it no longer remembers after a restart), and
+the replica's copy is set aside before the snapshot replaces it, *unverified*: a clean copy
+kept costs disk, a divergent one overwritten loses data.
 
 Acknowledgements: in synchronous mode a write is acknowledged once K replicas say they hold
 it, so an acknowledgement counts only for what this session sent, and only once the replica
@@ -37,6 +40,13 @@ class Start:
 
     txid: int | None
     diverged: bool = False
+    unverified: bool = False
+    """Set aside only because the position could not be checked: it may well be clean."""
+
+    @property
+    def flags(self) -> tuple[bool, bool]:
+        """(diverged, unverified), in SnapshotStart's order."""
+        return self.diverged, self.unverified
 
 
 def stream_start(
@@ -58,9 +68,11 @@ def stream_start(
         return Start(None)
     if pos.txid > db.head or expected is not None:
         return Start(None, diverged=True)
-    if promoted_at is not None and pos.epoch == promoted_at.epoch and pos.txid <= promoted_at.txid:
+    if promoted_at is not None and pos.epoch == promoted_at.epoch:
+        return Start(None, diverged=pos.txid > promoted_at.txid)
+    if _prefix_of_oldest(db, pos):
         return Start(None)
-    return Start(None, diverged=not _prefix_of_oldest(db, pos))
+    return Start(None, diverged=True, unverified=True)
 
 
 def _prefix_of_oldest(db: PrimaryDb, pos: Position) -> bool:

@@ -32,7 +32,7 @@ from litecluster.position import Position
 from litecluster.snapshot import create_snapshot
 
 from .config import DB_NAME, NodeConfig
-from .lineage import ack_counts, stream_start
+from .lineage import Start, ack_counts, stream_start
 from .primarydb import PrimaryDb
 from .protocol import (
     MAX_HELLO,
@@ -76,7 +76,8 @@ class Session:
     sent: dict[str, int] = field(default_factory=dict)
     state: str = "streaming"
     snapshot_wanted: set[str] = field(default_factory=set)
-    diverged: set[str] = field(default_factory=set)
+    set_aside: dict[str, Start] = field(default_factory=dict)
+    """Databases whose replica must set its copy aside before the snapshot (see lineage)."""
     verified: set[str] = field(default_factory=set)
     """Databases whose replica has shown a position on this primary's history since its
     stream (re)started: only then do its acknowledgements count (see lineage)."""
@@ -461,7 +462,7 @@ class Primary:
 
     def _start_txid(self, session: Session, db: PrimaryDb) -> int | None:
         """Where the replica's stream starts, or None when it needs a snapshot (noting in
-        ``session.diverged`` when its position may not be in this primary's history)."""
+        ``session.set_aside`` when its position may not be in this primary's history)."""
         pos = session.hello.get(db.name, Pos(0, 0, 0)).position()
         start = stream_start(db, pos, self.epoch, self.tmp, self.promoted_at.get(db.name))
         if start.txid is not None:
@@ -469,10 +470,11 @@ class Primary:
             session.verified.add(db.name)
             return start.txid
         if start.diverged:
-            session.diverged.add(db.name)
+            session.set_aside[db.name] = start
         log.info(
-            "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d diverged=%s",
-            session.node_id, db.name, pos, db.txlog.first_txid, db.head, start.diverged,
+            "replica.position_unknown node_id=%s db=%s position=%s first=%d head=%d diverged=%s "
+            "unverified=%s", session.node_id, db.name, pos, db.txlog.first_txid, db.head,
+            *start.flags,
         )  # fmt: skip
         return None
 
@@ -522,15 +524,14 @@ class Primary:
                 "snapshot.sending node_id=%s db=%s position=%s bytes=%d",
                 session.node_id, db.name, header.position, size,
             )  # fmt: skip
-            diverged = db.name in session.diverged
-            session.diverged.discard(db.name)
+            aside = session.set_aside.pop(db.name, Start(None))
             # The replica's file is about to be replaced: until it shows the snapshot's
             # position, what it acknowledges is its old file's.
             session.verified.discard(db.name)
             session.acked.pop(db.name, None)
             session.sent.pop(db.name, None)
-            start = SnapshotStart(db.name, Pos.of(header.position), size, diverged)
-            writer.write(encode_message(start))
+            pos = Pos.of(header.position)
+            writer.write(encode_message(SnapshotStart(db.name, pos, size, *aside.flags)))
             sent = 0
             with open(tmp, "rb") as f:
                 while chunk := f.read(SNAPSHOT_CHUNK):

@@ -96,6 +96,10 @@ class SnapshotStart(msgspec.Struct, frozen=True):
     diverged: bool = False
     """The replica's position is not in the primary's history: it holds writes no one else
     has (a deposed primary's tail), which it sets aside before installing."""
+    unverified: bool = False
+    """With ``diverged``: the position is older than the primary's txlog and could not be
+    shown to be on its history either way; the copy is set aside in case it holds such
+    writes, though it may be clean."""
 
 
 class SnapshotChunk(msgspec.Struct, frozen=True):

@@ -1,0 +1,100 @@
+"""Rejoining a new primary whose txlog no longer holds the rejoining node's position.
+
+No record is left to compare with, so the position's epoch decides (node/lineage.py): a
+replica that merely lagged at the failover is a prefix of the new history and just installs a
+snapshot; the deposed primary, whose last writes reached no replica, holds records of its
+epoch past the point where the new primary left that epoch, and sets them aside first. A
+static cluster and ``litecluster promote`` make the failover without etcd.
+"""
+
+from __future__ import annotations
+
+import sqlite3  # the test process opens only the set-aside copy, never a node's live file
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from litecluster.localcluster import LocalNode
+from nodes import Nodes, wait_converged
+
+SMALL_LOG = {
+    "LITECLUSTER_SEGMENT_BYTES": "65536",
+    "LITECLUSTER_RETENTION_BYTES": "65536",
+    "LITECLUSTER_RETENTION_INTERVAL": "0.2",
+}
+
+
+def _insert(node: LocalNode, key: str) -> int:
+    """Insert ``key``; the txid it was acknowledged at."""
+    r = httpx.post(
+        f"http://{node.http}/db/execute", json=[["INSERT INTO t VALUES(?)", key]], timeout=10
+    )
+    assert r.status_code == 200, r.text
+    return int(r.json()["position"]["txid"])
+
+
+def _keys(node: LocalNode) -> set[str]:
+    got = httpx.get(f"http://{node.http}/db/query", params={"q": "SELECT k FROM t"}).json()
+    return {row[0] for row in got["results"][0].get("values", [])}
+
+
+def _first_txid(node: LocalNode) -> int:
+    return int(node.status()["databases"]["main"]["txlog_first_txid"])
+
+
+def test_below_retention_a_lagging_replica_resyncs_and_a_divergent_tail_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    n = Nodes(tmp_path)
+    try:
+        old = n.node("p1", env=SMALL_LOG)
+        r1, lag = n.node("r1", old, env=SMALL_LOG), n.node("r2", old, env=SMALL_LOG)
+        r = httpx.post(f"http://{old.http}/db/execute", json=["CREATE TABLE t(k TEXT)"])
+        assert r.status_code == 200
+        for i in range(5):
+            _insert(old, f"shared{i}")
+        wait_converged(old, [r1, lag])
+        lag.kill()  # behind at the failover, with nothing of its own
+        for i in range(5):
+            _insert(old, f"more{i}")
+        wait_converged(old, [r1])
+        r1.kill()  # killed, so that no record of the tail waits in a socket buffer of its
+        tail = [f"tail{i}" for i in range(5)]
+        last = max(_insert(old, key) for key in tail)  # asynchronous mode acknowledges them
+        old.kill()
+
+        r1.start()
+        out = subprocess.run(
+            [sys.executable, "-m", "litecluster", "promote", "--http", r1.http],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        blob = "x" * 3000
+        i = 0
+        while _first_txid(r1) <= last:  # until no record of the new log is at those txids
+            _insert(r1, f"fill{i}-{blob}")
+            i += 1
+            assert i < 2000, "retention never moved past the old primary's tail"
+
+        for node in (old, lag):
+            node.primary = r1.listen
+            node.start()
+        wait_converged(r1, [old, lag])
+
+        assert {f"shared{i}" for i in range(5)} <= _keys(lag)
+        assert "snapshot.installed db=main" in lag.log_text
+        assert not (lag.data_dir / "diverged").exists(), "a clean replica is not set aside"
+        assert "set_aside" not in lag.log_text
+        assert "replica.diverged" not in lag.log_text
+
+        assert not set(tail) & _keys(old)
+        assert "replica.diverged db=main" in old.log_text, "proven, not merely unverified"
+        kept = sorted((old.data_dir / "diverged").glob("main.*.db"))
+        assert len(kept) == 1, kept
+        with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:
+            held = {row[0] for row in conn.execute("SELECT k FROM t")}
+        assert set(tail) <= held
+    finally:
+        n.close()
