@@ -20,6 +20,11 @@ How nothing is lost (see docs/architecture.md, "Capture"):
 
 The node's own writer uses :meth:`Capture.connect_writer` (``wal_autocheckpoint=0``) and holds
 :attr:`Capture.writer_lock` around each write transaction.
+
+:class:`Capture` holds the locks and the position; the parts it calls take no locks of their
+own: :mod:`capture_wal` (the WAL file and the pin), :mod:`capture_checkpoint` (the restart's
+SQLite steps and schedule), :mod:`capture_rollforward`, :mod:`capture_state` (what recovery
+reads besides the log) and :mod:`capture_config`.
 """
 
 from __future__ import annotations
@@ -31,34 +36,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from . import faults
-from .apply import forget_cache, merge_batch, write_batch
+from .capture_checkpoint import CheckpointSchedule, passive_checkpoint, restart_wal
 from .capture_config import CaptureConfig as CaptureConfig  # re-exported
+from .capture_rollforward import roll_forward
 from .capture_state import load_base, save_base, state_before, uncaptured
+from .capture_wal import PinnedWal
 from .checksum import PageHashes, page_hash
-from .errors import (
-    CaptureGapError,
-    ConfigError,
-    IndeterminateWriteError,
-    LiteclusterError,
-    SQLiteUnsupportedError,
-    WalError,
-)
+from .errors import CaptureGapError, ConfigError, SQLiteUnsupportedError, WalError
+from .errors import committed_not_durable as committed_not_durable  # re-exported
 from .position import Position
 from .record import RecordKind, TxRecord
 from .sqlite import Connection, OperationalError, connect, has_dbpage, pragma_int
 from .txlog import TxLog
-from .wal import (
-    WAL_HEADER_SIZE,
-    WalHeader,
-    WalMark,
-    WalTransaction,
-    iter_transactions,
-    parse_header,
-    resume_checksum,
-)
+from .wal import WalHeader, WalMark, WalTransaction, iter_transactions, resume_checksum
 from .worker import BackgroundLoop
 
 log = logging.getLogger("litecluster.capture")
@@ -95,8 +87,9 @@ class Capture(BackgroundLoop):
         self._write_owner: int | None = None
         """The thread that holds SQLite's write lock for capture: through the control
         connection (_write_locked), or through the writer's connection (commit)."""
-        self._ckpt_retry_at = 0.0
-        self._ckpt_failures = 0
+        self._schedule = CheckpointSchedule(
+            self.config.checkpoint_frames, self.config.checkpoint_retry
+        )
         super().__init__()
         self.thread_name = f"capture:{self.db_path.name}"
         self.error: BaseException | None = None
@@ -118,9 +111,7 @@ class Capture(BackgroundLoop):
                 "the primary database cannot be put in WAL mode", file=str(self.db_path), mode=mode
             )
         self.page_size = pragma_int(self._ctl, "page_size")
-        self._pins = [self._open(), self._open()]
-        self._pinned: Connection | None = None
-        self._wal_f: BinaryIO | None = None
+        self._wal = PinnedWal(self.wal_path, self._open)
         self.hashes = PageHashes(self.page_size)
         self.txid = 0
         self.wal = WalMark()
@@ -155,22 +146,7 @@ class Capture(BackgroundLoop):
         with self._lock:
             return Position(self.config.epoch, self.txid, self.hashes.checksum)
 
-    # ---- WAL access and pinning ------------------------------------------------------------
-
-    def _wal_file(self) -> BinaryIO | None:
-        if self._wal_f is None:
-            try:
-                # Unbuffered: a buffered reader could serve bytes of frames since overwritten.
-                self._wal_f = open(self.wal_path, "rb", buffering=0)  # noqa: SIM115
-            except FileNotFoundError:
-                return None
-        return self._wal_f
-
-    def _header(self) -> WalHeader | None:
-        f = self._wal_file()
-        if f is None:
-            return None
-        return parse_header(os.pread(f.fileno(), WAL_HEADER_SIZE, 0))
+    # ---- write lock and pin ------------------------------------------------------------------
 
     def _begin_immediate(self, busy_ms: int) -> bool:
         """BEGIN IMMEDIATE on the control connection, retrying every 0.2 ms until ``busy_ms``.
@@ -215,34 +191,16 @@ class Capture(BackgroundLoop):
                 self._write_owner = None
                 self._ctl.execute("ROLLBACK")
 
-    def _pin(self) -> None:
-        """Move the pin to the current end of the WAL (new pin first, then release the old)."""
-        new = self._pins[0] if self._pinned is not self._pins[0] else self._pins[1]
-        new.execute("BEGIN")
-        new.execute("SELECT count(*) FROM sqlite_schema").fetchall()
-        if self._pinned is not None:
-            self._pinned.execute("ROLLBACK")
-        self._pinned = new
-
     def _unpin(self) -> None:
-        if self._pinned is not None:
-            self._pinned.execute("ROLLBACK")
-            self._pinned = None
+        """Release the pin (the next poll pins again)."""
+        self._wal.unpin()
 
     # ---- recovery ----------------------------------------------------------------------------
 
     def _scan_locked(self) -> tuple[PageHashes, WalHeader | None, list[WalTransaction]]:
         """Under the write lock: hashes of the current database and the WAL's committed txns."""
         hashes = PageHashes.scan(self._ctl, self.page_size)
-        return (hashes, *self._wal_transactions())
-
-    def _wal_transactions(self) -> tuple[WalHeader | None, list[WalTransaction]]:
-        """The WAL's header and every committed transaction in it (stable under the write lock)."""
-        header = self._header()
-        f = self._wal_file()
-        if header is None or f is None:
-            return header, []
-        return header, list(iter_transactions(f, header, 0, (header.checksum1, header.checksum2)))
+        return (hashes, *self._wal.transactions())
 
     def _recover(self) -> None:
         busy = WalError(
@@ -252,7 +210,7 @@ class Capture(BackgroundLoop):
         )
         with self._write_locked(self.config.busy_timeout_ms, busy):
             self._recover_locked()
-        self._pin()
+        self._wal.pin()
 
     def _recover_locked(self) -> None:
         last = self.txlog.last()
@@ -277,7 +235,7 @@ class Capture(BackgroundLoop):
         self.txid = last.txid
         pending = uncaptured(last, header, txs)
         before = state_before(
-            self.db_path, self.page_size, self._wal_file(), hashes, pending, last, header
+            self.db_path, self.page_size, self._wal.file(), hashes, pending, last, header
         )
         if before.checksum != last.post_checksum:
             if not pending and self._roll_forward(hashes, last):
@@ -297,35 +255,18 @@ class Capture(BackgroundLoop):
             self._reset(hashes, header, end, "recovered state does not match the database")
 
     def _roll_forward(self, hashes: PageHashes, last: TxRecord) -> bool:
-        """The database is behind its own log: re-apply the records it lost.
-
-        This happens when the WAL lost committed frames that the log already holds: a power
-        loss under ``synchronous=NORMAL`` (a writer that relies on the log, not the WAL, for
-        durability), or a WAL restored from an older copy. If the database equals the state
-        after some recent record, the records after it are applied to it through the same
-        verified path as on a replica, and nothing the log acknowledged is thrown away.
-        Called under the write lock; returns False when no record matches.
-        """
-        start = self._find_state(hashes.checksum, last.txid)
+        """The database is behind its own log: re-apply the records it lost (see
+        :mod:`capture_rollforward`). Called under the write lock; False when no record matches."""
+        start = roll_forward(
+            self._ctl, self.txlog, self.db_path, self.page_size, hashes, last.txid,
+            self.config.roll_forward_records,
+            lambda: self._begin_immediate(self.config.busy_timeout_ms),
+        )  # fmt: skip
         if start is None:
             return False
-        records = list(self.txlog.read(start + 1, last.txid, durable=False))
-        if not records or any(r.kind != RecordKind.PAGES for r in records):
-            return False
-        try:
-            txn, pages = merge_batch(hashes, records, str(self.db_path))
-        except LiteclusterError:
-            return False
-        forget_cache(self._ctl)
-        write_batch(self._ctl, self.page_size, txn.min_size, txn.size, pages)
-        self._ctl.execute("COMMIT")
-        forget_cache(self._ctl)
-        if not self._begin_immediate(self.config.busy_timeout_ms):  # the bracket's transaction
-            raise WalError("could not re-take the primary's write lock after rolling forward")
-        txn.commit()
         self.hashes = hashes
         self.txid = last.txid
-        header, txs = self._wal_transactions()
+        header, txs = self._wal.transactions()
         self._set_wal(header, txs[-1].commit_frame if txs else 0)  # our own frames: not captured
         log.warning(
             "capture.rolled_forward db=%s from_txid=%d to_txid=%d reason=%r",
@@ -333,25 +274,13 @@ class Capture(BackgroundLoop):
         )  # fmt: skip
         return True
 
-    def _find_state(self, checksum: int, last_txid: int) -> int | None:
-        """The newest txid (within ``roll_forward_records``) after which the database had
-        ``checksum``, or None."""
-        first = max(self.txlog.first_txid, last_txid - self.config.roll_forward_records + 1)
-        found: int | None = None
-        for rec in self.txlog.read(first, last_txid, durable=False):
-            if rec.txid == first and rec.pre_checksum == checksum:
-                found = first - 1
-            if rec.post_checksum == checksum:
-                found = rec.txid
-        return found
-
     def _set_wal(self, header: WalHeader | None, frame: int) -> None:
         if header is None:
             self.wal = WalMark()
             self._wal_checksum = (0, 0)
             return
         self.wal = _mark(header, frame)
-        f = self._wal_file()
+        f = self._wal.file()
         assert f is not None
         ck = resume_checksum(f, header, frame)
         assert ck is not None
@@ -440,8 +369,8 @@ class Capture(BackgroundLoop):
         return records
 
     def _poll_locked(self, limit: int | None = None) -> list[TxRecord]:
-        header = self._header()
-        f = self._wal_file()
+        header = self._wal.header()
+        f = self._wal.file()
         if header is None or f is None:
             return []
         records: list[TxRecord] = []
@@ -477,13 +406,13 @@ class Capture(BackgroundLoop):
 
     def _gap(self, header: WalHeader) -> TxRecord:
         """Rescan after missed WAL generations and append a RESET (under the write lock)."""
-        self._unpin()
+        self._wal.unpin()
         hashes, header2, txs = self._scan_locked()
         assert header2 is not None
         end = txs[-1].commit_frame if txs else 0
         missed = (header.salt1 - self.wal.salt1 - 1) & 0xFFFFFFFF
         rec = self._reset(hashes, header2, end, f"{missed} WAL generation(s) missed")
-        self._pin()
+        self._wal.pin()
         return rec
 
     def _poll(self, limit: int | None = None) -> list[TxRecord]:
@@ -505,10 +434,10 @@ class Capture(BackgroundLoop):
         """Capture up to ``max_batch`` committed transactions; the returned records are durable."""
         records = self._poll(self.config.max_batch)
         with self._lock:
-            if records or self._pinned is None:
+            if records or self._wal.pinned is None:
                 # Re-pin after new frames: a pin opened on a fully checkpointed WAL holds read
                 # mark 0, which does not block a restart; one opened after new frames does.
-                self._pin()
+                self._wal.pin()
             self.published = Position(self.config.epoch, self.txid, self.hashes.checksum)
             return records
 
@@ -552,32 +481,20 @@ class Capture(BackgroundLoop):
         can happen before capture reads the new generation.
         """
         with self.writer_lock, self._lock:
-            before = self._header()
+            before = self._wal.header()
             complete = False
             with self._write_locked(self.config.checkpoint_busy_ms) as got:
                 if got:
                     self._poll_locked()
-                    self._pin()
-                    other = self._pins[1] if self._pinned is self._pins[0] else self._pins[0]
-                    # Another process's autocheckpoint may hold the checkpoint lock for a few
-                    # milliseconds (PASSIVE never waits for it). Nobody can add frames while we
-                    # hold the write lock, so a short retry here always makes progress.
-                    deadline = time.monotonic() + self.config.checkpoint_busy_ms / 1000
-                    while True:
-                        busy, wal_frames, done = other.execute(
-                            "PRAGMA wal_checkpoint(PASSIVE)"
-                        ).fetchall()[0]
-                        if busy == 0 or time.monotonic() >= deadline:
-                            break
-                        time.sleep(0.001)
-                    complete = busy == 0 and wal_frames == done and wal_frames > 0
+                    self._wal.pin()
+                    complete = passive_checkpoint(self._wal.spare(), self.config.checkpoint_busy_ms)
                     if complete:
-                        self._pin()  # read mark 0 (see above)
+                        self._wal.pin()  # read mark 0 (see above)
             if complete:
-                self._restart_wal()
+                restart_wal(self._ctl, self.config.busy_timeout_ms)
             self._poll()
-            self._pin()
-            after = self._header()
+            self._wal.pin()
+            after = self._wal.header()
             restarted = (
                 before is not None
                 and after is not None
@@ -585,44 +502,17 @@ class Capture(BackgroundLoop):
             )
             if restarted:
                 self.checkpoints += 1
-                self._ckpt_failures = 0
+                self._schedule.succeeded()
             else:
-                # Most failures are transient (a writer of another process held the lock or a
-                # read mark for a moment): retry soon, backing off up to checkpoint_retry for a
-                # reader that holds an old snapshot for long. A fixed long pause lets a busy
-                # writer grow the WAL by its whole throughput in the meantime.
-                delay = min(self.config.checkpoint_retry, 0.005 * 2**self._ckpt_failures)
-                self._ckpt_failures += 1
-                self._ckpt_retry_at = time.monotonic() + delay
+                self._schedule.failed()  # retried soon, backing off (see CheckpointSchedule)
                 log.info(
                     "capture.checkpoint_deferred db=%s wal_frames=%d", self.db_path, self.wal.frame
                 )
             return restarted
 
-    def _restart_wal(self) -> None:
-        """Commit a no-op so SQLite restarts the fully copied WAL (unless another writer is
-        about to do it: then it restarts the WAL itself, and capture does not wait)."""
-        self._ctl.execute("PRAGMA busy_timeout=0")
-        try:
-            self._ctl.execute("BEGIN IMMEDIATE")
-        except OperationalError:
-            return
-        finally:
-            self._ctl.execute(f"PRAGMA busy_timeout={self.config.busy_timeout_ms}")
-        try:
-            version = pragma_int(self._ctl, "user_version")
-            self._ctl.execute(f"PRAGMA user_version={version}")
-            faults.crashpoint("capture.restart.before_commit")
-            self._ctl.execute("COMMIT")
-        except BaseException:
-            self._ctl.execute("ROLLBACK")
-            raise
-
     def maybe_checkpoint(self) -> bool:
         """Checkpoint when the WAL is past its threshold (and no recent attempt failed)."""
-        if self.wal.frame < self.config.checkpoint_frames or time.monotonic() < self._ckpt_retry_at:
-            return False
-        return self.checkpoint()
+        return self._schedule.due(self.wal.frame) and self.checkpoint()
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[tuple[Position, Connection]]:
@@ -644,7 +534,7 @@ class Capture(BackgroundLoop):
                 conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
                 pos = Position(self.config.epoch, self.txid, self.hashes.checksum)
             with self._lock:
-                self._pin()
+                self._wal.pin()
             yield pos, conn
         finally:
             with contextlib.suppress(Exception):
@@ -684,24 +574,12 @@ class Capture(BackgroundLoop):
         self.stop()
         with self.writer_lock, self._lock:
             self.poll()
-            self._unpin()
-            for conn in (*self._pins, self._ctl):
-                conn.close()
-            if self._wal_f is not None:
-                self._wal_f.close()
-                self._wal_f = None
+            self._wal.close_pins()
+            self._ctl.close()
+            self._wal.close_file()
 
     def __enter__(self) -> Capture:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def committed_not_durable(exc: BaseException, db: str) -> IndeterminateWriteError:
-    """A transaction SQLite committed but capture could not make durable in the txlog (disk
-    full, I/O error): it is in the file and a later poll may still capture and replicate it,
-    so its outcome is unknown, not failed."""
-    return IndeterminateWriteError(
-        f"the write committed but could not be made durable in the txlog: {exc}", db=db
-    )

@@ -159,6 +159,15 @@ class IndeterminateWriteError(NodeError):
     indeterminate = True
 
 
+def committed_not_durable(exc: BaseException, db: str) -> IndeterminateWriteError:
+    """A transaction SQLite committed but capture could not make durable in the txlog (disk
+    full, I/O error): it is in the file and a later poll may still capture and replicate it,
+    so its outcome is unknown, not failed."""
+    return IndeterminateWriteError(
+        f"the write committed but could not be made durable in the txlog: {exc}", db=db
+    )
+
+
 class SyncTimeoutError(IndeterminateWriteError):
     """Synchronous mode: too few replicas acknowledged a write in time (outcome unknown)."""
 
