@@ -22,7 +22,8 @@ Usage::
 
 The default is the full run (under 30 minutes on a 2-core VM) writing ``docs/BENCHMARKS.md``,
 ``docs/bench/*.png`` and the README's headline; ``--quick`` (under 3 minutes) writes the same
-files, its headline labelled as a quick run; ``--smoke`` (tiny sizes, for tests) leaves the
+files, its headline labelled as a quick run; ``--smoke`` (tiny sizes and no dqlite peer, for the
+end-to-end test: about a minute; each script's own smoke test covers its peers) leaves the
 README alone unless ``--readme`` is given. With
 ``--out-dir DIR`` the report is ``DIR/BENCHMARKS.md``, the plots ``DIR/bench/`` and the README
 ``DIR/README.md`` (nothing under docs/ is touched).
@@ -96,7 +97,7 @@ SCENARIOS = [
         "point reads: embedded replica (SQL), its raw SQLite connection and the stdlib `sqlite3` "
         "module (the floor), redis-py GET, HTTP to a node and to dqlite-demo; HTTP write "
         "throughput (32 clients) against plain SQLite (1 and 32 threads)",
-        {"smoke": ["--smoke"], "quick": ["--smoke"], "full": ["--repeats", "2"]},
+        {"smoke": ["--smoke", "--no-dqlite"], "quick": ["--smoke"], "full": ["--repeats", "2"]},
         needs=("redis-server",), optional=("dqlite-demo",),
     ),
     Scenario(
@@ -119,7 +120,7 @@ SCENARIOS = [
         "asynchronous, `--sync-replicas` 1 and 2; dqlite 3-node; redis-server without "
         "persistence, AOF everysec, AOF always + replica + `WAIT 1 0`; plain SQLite, one "
         "transaction per write",
-        {"smoke": ["--smoke", "--clients", "4"],
+        {"smoke": ["--smoke", "--clients", "4", "--no-dqlite"],
          "quick": ["--smoke", "--clients", "1,8,32,128", "--seconds", "0.3"],
          "full": ["--repeats", "2", "--seconds", "2", "--clients", "1,8,32,128"]},
         needs=("etcd",), optional=("dqlite-demo", "redis-server"), json=True,
