@@ -401,9 +401,17 @@ def render_section(
         "",
     ]
     for section in sections:
-        lines += section(res)
+        lines += _named(res, section(res))
     lines.append(end)
     return "\n".join(lines) + "\n"
+
+
+def _named(res: RunInfo, part: list[str]) -> list[str]:
+    """``part`` with its command named under its ``###`` heading when it does not say it (a
+    *Method* quotes configuration and a few measured figures too)."""
+    if len(part) < 3 or not part[0].startswith("### ") or part[2].startswith("Produced by"):
+        return part
+    return [part[0], "", produced_by(res), *part[1:]]
 
 
 def write_section(
