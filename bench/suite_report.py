@@ -261,7 +261,8 @@ def render_headline(report_text: str, readme: Path, report: Path, run: Run,
         + ("" if run.mode == "full" else f"A {run.mode} run: smaller sizes and fewer repeats "
            "than the full run (`litecluster bench`). ")
         + f"Every figure with its spread, the peers, the method and plots: [{rel}]({rel}"
-        f"{anchor(SUMMARY_TITLE)}).",
+        f"{anchor(SUMMARY_TITLE)}). Reproduce from a clone: `./dev setup && .venv/bin/litecluster "
+        "bench` (`--quick`: under 3 minutes).",
         "",
         HEADLINE[1],
     ]) + "\n"  # fmt: skip

@@ -186,6 +186,7 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     assert len(head) >= 6
     assert any(r["Scenario"].startswith("[kv](BENCHMARKS.md#") for r in head)
     assert "](BENCHMARKS.md#summary-of-every-benchmark-generated)" in readme
+    assert "`./dev setup && .venv/bin/litecluster bench`" in readme  # how to reproduce it
     assert f"--out {out / 'BENCHMARKS.md'}" in report  # each script wrote here, not to docs/
 
 
