@@ -98,3 +98,76 @@ def test_below_retention_a_lagging_replica_resyncs_and_a_divergent_tail_is_set_a
         assert set(tail) <= held
     finally:
         n.close()
+
+
+def _promote(node: LocalNode) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "litecluster", "promote", "--http", node.http],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+
+def test_across_two_failovers_and_a_restart_the_epoch_history_tells_clean_from_diverged(
+    tmp_path: Path,
+) -> None:
+    """The promoting node's memory is gone (restarted) and its txlog holds only its own epoch:
+    only the epoch history (node/history.py), kept by replicas and carried by snapshots, can
+    tell a replica that lagged two failovers ago from a deposed primary's tail."""
+    n = Nodes(tmp_path)
+    try:
+        p1 = n.node("p1", env=SMALL_LOG)
+        r1, lag = n.node("r1", p1, env=SMALL_LOG), n.node("r2", p1, env=SMALL_LOG)
+        r = httpx.post(f"http://{p1.http}/db/execute", json=["CREATE TABLE t(k TEXT)"])
+        assert r.status_code == 200
+        for i in range(5):
+            _insert(p1, f"shared{i}")
+        wait_converged(p1, [r1, lag])
+        lag.kill()  # lags from epoch 1 on
+        for i in range(5):
+            _insert(p1, f"first{i}")
+        wait_converged(p1, [r1])
+        p1.kill()
+
+        _promote(r1)  # failover 1
+        p1.primary = r1.listen
+        p1.start()
+        for i in range(5):
+            _insert(r1, f"second{i}")
+        wait_converged(r1, [p1])
+        p1.kill()
+        tail = [f"tail{i}" for i in range(5)]
+        last = max(_insert(r1, key) for key in tail)  # acknowledged, held by r1 alone
+        r1.kill()
+
+        p1.start()  # a replica of the dead r1, promoted without its tail: failover 2
+        _promote(p1)
+        blob = "x" * 3000
+        i = 0
+        while _first_txid(p1) <= last:
+            _insert(p1, f"fill{i}-{blob}")
+            i += 1
+            assert i < 2000, "retention never moved past the deposed primary's tail"
+        p1.kill()
+        p1.primary = None  # restarted as the primary: nothing left in memory of its promotion
+        p1.start()
+
+        for node in (r1, lag):
+            node.primary = p1.listen
+            node.start()
+        wait_converged(p1, [r1, lag])
+
+        assert {f"shared{i}" for i in range(5)} <= _keys(lag)
+        assert "snapshot.installed db=main" in lag.log_text
+        assert "set_aside" not in lag.log_text, "lagged two failovers ago: clean, proven"
+        assert not (lag.data_dir / "diverged").exists()
+
+        assert not set(tail) & _keys(r1)
+        assert "replica.diverged db=main" in r1.log_text, "proven, not merely unverified"
+        kept = sorted((r1.data_dir / "diverged").glob("main.*.db"))
+        assert len(kept) == 1, kept
+        with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:
+            held = {row[0] for row in conn.execute("SELECT k FROM t")}
+        assert set(tail) <= held
+    finally:
+        n.close()

@@ -40,6 +40,7 @@ from litecluster.txlog import fsync_dir
 
 from .config import DB_NAME, NodeConfig
 from .diskpos import open_replica
+from .history import Entry, EpochHistory, history_path
 from .protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -82,6 +83,7 @@ class _Incoming:
     _: KW_ONLY  # flags by name: a flag passed by position would count as bytes received
     diverged: bool = False
     unverified: bool = False
+    history: tuple[Entry, ...] = ()
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Follower:
         self.node_id = node_id
         self.stats = stats
         self.replicas: dict[str, Replica] = {}
+        self.histories: dict[str, EpochHistory] = {}
         self.upstream = Upstream(str(config.primary))
         self.tmp = config.data_dir / "tmp"
         self.http = str(config.http)
@@ -160,6 +163,7 @@ class Follower:
             # it is set aside (not overwritten) if a snapshot replaces it.
             replica = open_replica(self.config.data_dir, name, durable=self.config.replica_durable)
             self.replicas[name] = replica
+            self.histories[name] = EpochHistory.load(history_path(self.config.data_dir, name))
             if replica.diverged is not None:
                 self._diverged.add(name)
             log.info("replica.opened db=%s position=%s", name, replica.position)
@@ -364,7 +368,7 @@ class Follower:
             spool = open(path, "wb")  # noqa: SIM115 (closed at SnapshotEnd or when the session ends)
             incoming[msg.db] = _Incoming(
                 msg.db, msg.position.position(), msg.size, path, spool,
-                diverged=msg.diverged, unverified=msg.unverified,
+                diverged=msg.diverged, unverified=msg.unverified, history=msg.history,
             )  # fmt: skip
             self.stats.snapshot_bytes_expected = msg.size
             self.stats.snapshot_bytes_received = 0
@@ -432,6 +436,7 @@ class Follower:
         """Apply; True when the replica cannot follow and asked for a snapshot."""
 
         applied_notes: list[tuple[int, list[bytes]]] = []
+        history = self.histories[db]
 
         def work() -> tuple[int, int]:
             records: list[TxRecord] = []
@@ -442,6 +447,7 @@ class Follower:
             records = [r for r in records if r.txid > have]
             for i in range(0, len(records), BATCH_RECORDS):
                 chunk = records[i : i + BATCH_RECORDS]
+                history.before_apply(chunk)  # durable first: a promotion may rely on it
                 replica.apply(chunk)
                 if self.on_annotations:
                     applied_notes.extend(
@@ -481,6 +487,10 @@ class Follower:
 
     async def _install(self, db: str, replica: Replica, inc: _Incoming) -> None:
         started = time.monotonic()
+        history = self.histories[db]
+        # Forgotten while the file is replaced: a crash in between leaves an unknown history
+        # (a careful primary later), never the old file's history on the new file.
+        await asyncio.to_thread(history.replace, [])
         if inc.diverged or db in self._diverged:
             # Known divergence (here or by the primary) wins over "could not be checked".
             unverified = inc.unverified and db not in self._diverged
@@ -511,6 +521,7 @@ class Follower:
             pos = await asyncio.to_thread(install_snapshot, replica, inc.path)
         finally:
             inc.path.unlink(missing_ok=True)
+        await asyncio.to_thread(history.replace, inc.history)
         self.stats.snapshots_installed += 1
         log.info(
             "snapshot.installed db=%s position=%s bytes=%d seconds=%.2f",

@@ -4,16 +4,14 @@ for each acknowledgement.
 At the start: a replica's position (epoch, txid, checksum) is on the history when the
 primary's log has the same checksum after that txid. A position ahead of the head, or with a
 different checksum at a txid both know, has records this primary never had: *diverged*. A
-position below the log's start cannot be checked against a record; it is known clean when its
-epoch is that of the oldest record the log still holds, or when it is at or below the
-position this node held when it was promoted, in that position's epoch (in both cases one
-primary wrote that whole stretch, so the replica holds a prefix of it: the common case of a
-replica that lagged at a failover). Past that position in that same epoch it is known
-diverged: the primary of that epoch wrote the records after it, where this history has this
-node's own (a deposed primary's tail, however old). Otherwise the primary cannot tell (an
-epoch this node never followed, or a promotion it no longer remembers after a restart), and
-the replica's copy is set aside before the snapshot replaces it, *unverified*: a clean copy
-kept costs disk, a divergent one overwritten loses data.
+position below the log's start cannot be checked against a record: the database's epoch
+history decides (node/history.py: within the stretch of its epoch, clean; past its end,
+diverged). Where the history cannot tell (an epoch that wrote no record on this lineage, or
+data older than the history files), two older rules still can: the position is clean when its
+epoch is that of the oldest record the log still holds, or when it is at or below the position
+this node held when it was promoted, in that position's epoch; past that position in that
+epoch it is diverged. Otherwise the replica's copy is set aside before the snapshot replaces
+it, *unverified*: a clean copy kept costs disk, a divergent one overwritten loses data.
 
 Acknowledgements: in synchronous mode a write is acknowledged once K replicas say they hold
 it, so an acknowledgement counts only for what this session sent, and only once the replica
@@ -68,6 +66,9 @@ def stream_start(
         return Start(None)
     if pos.txid > db.head or expected is not None:
         return Start(None, diverged=True)
+    held = db.history.holds(pos, db.head)
+    if held is not None:
+        return Start(None, diverged=not held)
     if promoted_at is not None and pos.epoch == promoted_at.epoch:
         return Start(None, diverged=pos.txid > promoted_at.txid)
     if _prefix_of_oldest(db, pos):

@@ -34,6 +34,7 @@ from litecluster.snapshot import create_snapshot
 from .config import DB_NAME, NodeConfig
 from .lineage import Start, ack_counts, stream_start
 from .primarydb import PrimaryDb
+from .primarystatus import primary_status
 from .protocol import (
     MAX_HELLO,
     PROTOCOL_VERSION,
@@ -165,8 +166,9 @@ class Primary:
                 continue
             try:
                 db = PrimaryDb(
-                    name, self.config, self.epoch, self._durable, self.start_txids.get(name, 0)
-                )
+                    name, self.config, self.epoch, self._durable, self.start_txids.get(name, 0),
+                    self.promoted_at.get(name),
+                )  # fmt: skip
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 log.error("db.open_failed db=%s error=%r", name, str(exc))
@@ -531,7 +533,10 @@ class Primary:
             session.acked.pop(db.name, None)
             session.sent.pop(db.name, None)
             pos = Pos.of(header.position)
-            writer.write(encode_message(SnapshotStart(db.name, pos, size, *aside.flags)))
+            lineage = tuple(db.history.upto(header.position.txid))
+            writer.write(
+                encode_message(SnapshotStart(db.name, pos, size, *aside.flags, history=lineage))
+            )
             sent = 0
             with open(tmp, "rb") as f:
                 while chunk := f.read(SNAPSHOT_CHUNK):
@@ -557,48 +562,4 @@ class Primary:
     # ---- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        dbs = {
-            name: {
-                # One consistent pair, from the end of capture's last round.
-                "txid": db.capture.published.txid,
-                "checksum": f"{db.capture.published.checksum:016x}",
-                "epoch": self.epoch,
-                "txlog_bytes": db.txlog.stats().bytes,
-                "txlog_first_txid": db.txlog.first_txid,
-            }
-            for name, db in self.dbs.items()
-        }
-        replicas = []
-        for s in [*self.sessions.values(), *self.departed.values()]:
-            per_db = {}
-            for name, db in self.dbs.items():
-                acked = s.acked.get(name)
-                txid = acked.txid if acked else 0
-                per_db[name] = {
-                    "txid": txid,
-                    "checksum": f"{acked.checksum:016x}" if acked else None,
-                    "lag_records": max(0, db.head - txid),
-                    "lag_ms": round(db.lag_seconds(txid) * 1000, 1),
-                }
-            replicas.append(
-                {
-                    "node_id": s.node_id,
-                    "peer": s.peer,
-                    "http": s.http,
-                    "state": s.state,
-                    "snapshot_db": s.snapshotting or None,
-                    "connected_at": s.connected_at,
-                    "acked_at": s.acked_at,
-                    "databases": per_db,
-                }
-            )
-        writers = {
-            name: {
-                "groups": sum(w.group_sizes.values()),
-                "requests": sum(k * v for k, v in w.group_sizes.items()),
-                "largest_group": max(w.group_sizes, default=0),
-                "group_sizes": {str(k): v for k, v in sorted(w.group_sizes.items())},
-            }
-            for name, w in self.writers.items()
-        }
-        return {"databases": dbs, "replicas": replicas, "writers": writers}
+        return primary_status(self)

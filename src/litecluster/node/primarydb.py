@@ -16,9 +16,11 @@ from collections.abc import Callable
 
 from litecluster.capture import Capture, CaptureConfig
 from litecluster.errors import TxidNotFoundError
+from litecluster.position import Position
 from litecluster.txlog import TxLog, TxlogConfig
 
 from .config import NodeConfig
+from .history import EpochHistory, history_path
 from .protocol import Records, encode_message
 
 LAG_HISTORY = 1 << 16
@@ -36,7 +38,9 @@ class PrimaryDb:
         epoch: int,
         on_durable: Callable[[str, int], None] | None = None,
         start_txid: int = 0,
+        promoted_at: Position | None = None,
     ) -> None:
+        """``promoted_at``: the file's position when this node was promoted, if it was."""
         self.name = name
         self._on_durable = on_durable
         self.path = config.data_dir / "db" / f"{name}.db"
@@ -59,6 +63,9 @@ class PrimaryDb:
                     start_txid=start_txid,
                 ),
             )
+            self.history = EpochHistory.load(history_path(config.data_dir, name))
+            # Written before the first write of this epoch can be accepted.
+            self.history.begin(epoch, promoted_at or self._last_position())
         except BaseException:
             self.txlog.close()
             raise
@@ -66,6 +73,14 @@ class PrimaryDb:
         self._batches: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
         self._waiters: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _last_position(self) -> Position:
+        """The file's position with the epoch of the record that made it (capture's own
+        position carries the epoch it writes in)."""
+        last = self.txlog.last()
+        if last is not None:
+            return Position(last.epoch, last.txid, last.post_checksum)
+        return self.capture.published
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

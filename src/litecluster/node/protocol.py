@@ -100,6 +100,9 @@ class SnapshotStart(msgspec.Struct, frozen=True):
     """With ``diverged``: the position is older than the primary's txlog and could not be
     shown to be on its history either way; the copy is set aside in case it holds such
     writes, though it may be clean."""
+    history: tuple[tuple[int, int], ...] = ()
+    """The primary's epoch history up to the snapshot's txid: (epoch, base) entries, see
+    node/history.py. Empty from a primary that keeps none."""
 
 
 class SnapshotChunk(msgspec.Struct, frozen=True):
