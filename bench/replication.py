@@ -13,7 +13,9 @@ configuration) and measures, with the primary's database written directly by thi
    against plain SQLite with the same writer and no node running;
 3. the bytes shipped per small transaction (compressed records) and their uncompressed size;
 4. the CPU of each replica per 1,000 records, and the primary's maximum write rate with 1 and
-   with 10 replicas (fan-out).
+   with 10 replicas (fan-out);
+5. commit-to-visible at the same fixed rates with 10 replicas (in the first ``wide_repeats``
+   repeats: ten replica processes make it the slowest scenario).
 
 Each configuration runs ``--repeats`` times and the report section between
 ``<!-- bench:replication:start -->`` and ``<!-- bench:replication:end -->`` of ``--out`` is
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import shutil
 import signal
 import sys
@@ -59,6 +62,7 @@ from replication_scenarios import (  # noqa: E402
     run_fanout,
     run_plain,
     run_setup,
+    run_wide_lag,
 )
 
 REPO = HERE.parent
@@ -73,6 +77,10 @@ class Preset:
     warmup_s: float
     repeats: int
     fanout: tuple[int, ...]
+    wide_replicas: int
+    wide_seconds: float
+    """Each fixed rate's phase on the wide cluster."""
+    wide_repeats: int
 
 
 PRESETS = {
@@ -83,6 +91,9 @@ PRESETS = {
         warmup_s=0.5,
         repeats=3,
         fanout=(0, 1, 10),
+        wide_replicas=10,
+        wide_seconds=4.0,
+        wide_repeats=2,
     ),
     "quick": Preset(
         paced_seconds=3.0,
@@ -91,6 +102,9 @@ PRESETS = {
         warmup_s=0.3,
         repeats=2,
         fanout=(0, 1, 10),
+        wide_replicas=10,
+        wide_seconds=2.0,
+        wide_repeats=1,
     ),
     "smoke": Preset(
         paced_seconds=0.3,
@@ -99,6 +113,9 @@ PRESETS = {
         warmup_s=0.0,
         repeats=1,
         fanout=(0, 1, 2),
+        wide_replicas=3,
+        wide_seconds=0.3,
+        wide_repeats=1,
     ),
 }
 
@@ -160,6 +177,17 @@ def run_all(res: Results, preset: Preset, params: Params, work: Path, setups: li
                 r = run_fanout(FANOUT_SETUP, n, root, params, preset.fanout_seconds)
                 res.fanout.setdefault(n, []).append(r)
                 log(f"fan-out {tag}: {max_summary(r)}")
+        if rep < preset.wide_repeats:
+            n = preset.wide_replicas
+            wide = dataclasses.replace(params, paced_seconds=preset.wide_seconds)
+            with _scenario(res, work / f"wide-{rep + 1}", f"{n} replicas at fixed rates {tag}"):
+                for lag in run_wide_lag(FANOUT_SETUP, n, work / f"wide-{rep + 1}", wide, script):
+                    res.wide.append(lag)
+                    log(
+                        f"{n} replicas {lag.rate:,.0f}/s: achieved {lag.achieved_tps:,.0f} tx/s, "
+                        f"lag p50 {lag.lag_each_ms[0]:.2f} p99 {lag.lag_each_ms[1]:.2f} ms, on "
+                        f"all p50 {lag.lag_all_ms[0]:.2f} ms (poll {lag.poll_us:.0f} µs)"
+                    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             "value_bytes": params.value_bytes,
             "poll_us": params.poll_us,
             "repeats": preset.repeats,
+            "wide_replicas": preset.wide_replicas,
+            "wide_seconds": preset.wide_seconds,
+            "wide_repeats": min(preset.wide_repeats, preset.repeats),
         },
         setups=SETUPS,
         fanout_setup=FANOUT_SETUP,

@@ -52,6 +52,8 @@ class Results:
     runs: dict[str, list[SetupRun]] = field(default_factory=dict)
     plain: dict[str, list[PlainRun]] = field(default_factory=dict)
     fanout: dict[int, list[MaxRun]] = field(default_factory=dict)
+    wide: list[LagRun] = field(default_factory=list)
+    """Commit-to-visible at the fixed rates on the wide cluster (``wide_replicas``)."""
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -175,7 +177,22 @@ def _method(res: Results) -> list[str]:
         f"* Fan-out: the closed-loop writer for {fmt_num(c['fanout_seconds'])} s on clusters "
         f"of {', '.join(str(n) for n in res.fanout_counts)} replicas ({res.fanout_setup.label}); "
         "0 replicas is the primary node alone. All processes share the machine's cores.",
+        *_wide_method(res, rates),
         "",
+    ]
+
+
+def _wide_method(res: Results, rates: str) -> list[str]:
+    if not res.wide:
+        return []
+    c = res.config
+    return [
+        f"* Many replicas: commit-to-visible as above at {rates} tx/s for "
+        f"{fmt_num(c['wide_seconds'])} s each on a cluster of {c['wide_replicas']} replicas "
+        f"({res.fanout_setup.label}), in {c['wide_repeats']} of the repeats; the reader polls "
+        "every replica file in turn, so its round, and with it the resolution of the visible "
+        "times, grows with the number of replicas. Every replica process, the primary, the "
+        "writer and the reader share the machine's cores."
     ]
 
 
@@ -231,6 +248,55 @@ def _lag(res: Results) -> list[str]:
         "lag (counted in *visible before the INSERT returned*) is real: capture reads the WAL, "
         "so with `synchronous=FULL` a replica can show a transaction while the writer still "
         "waits for its WAL fsync.",
+        head,
+        rows,
+    )
+
+
+def _wide(res: Results) -> list[str]:
+    if not res.wide:
+        return []
+    rows = []
+    for rate in res.config["rates"]:
+        for replicas, runs in (
+            (res.config["replicas"], _lag_runs(res, res.fanout_setup.key, rate)),
+            (res.config["wide_replicas"], [r for r in res.wide if r.rate == rate]),
+        ):
+            if not runs:
+                continue
+            rows.append(
+                (
+                    str(replicas),
+                    fmt_num(rate),
+                    _fmt(runs, lambda r: r.achieved_tps),
+                    *(_fmt(runs, _lag_pct(i)) for i in range(4)),
+                    _fmt(runs, lambda r: r.lag_all_ms[0]),
+                    _fmt(runs, lambda r: r.lag_all_ms[1]),
+                    _fmt(runs, lambda r: 100 * r.phase.machine_busy),
+                    _fmt(runs, lambda r: r.poll_us),
+                    _fmt(runs, lambda r: float(r.unseen)),
+                )
+            )
+    head = (
+        "Replicas",
+        "Offered (tx/s)",
+        "Achieved (tx/s)",
+        "p50 (ms)",
+        "p99 (ms)",
+        "p99.9 (ms)",
+        "max (ms)",
+        "On all: p50 (ms)",
+        "On all: p99 (ms)",
+        "Machine CPU busy (%)",
+        "Reader round (µs)",
+        "Never seen",
+    )
+    return table_section(
+        res,
+        f"Commit-to-visible with {res.config['replicas']} and {res.config['wide_replicas']} "
+        f"replicas ({res.fanout_setup.label})",
+        f"The {res.config['replicas']}-replica rows are the runs of the table above; columns as "
+        "there.",
         head,
         rows,
     )
@@ -491,6 +557,7 @@ def render(res: Results) -> str:
         errors_section,
         _method,
         _lag,
+        _wide,
         _max_rate,
         _network,
         _cpu,

@@ -327,6 +327,21 @@ def run_fanout(setup: Setup, replicas: int, root: Path, p: Params, seconds: floa
             raise RuntimeError(f"{exc}\n{cl.log_tails()}") from exc
 
 
+def run_wide_lag(setup: Setup, replicas: int, root: Path, p: Params, script: Path) -> list[LagRun]:
+    """Commit-to-visible at each fixed rate of ``p`` on a cluster of ``replicas`` replicas."""
+    with Cluster(root, setup) as cl:
+        try:
+            cl.start(replicas, p.start_timeout)
+            w = _bootstrap(cl, setup, p)
+            try:
+                return [_lag_phase(cl, w, setup, rate, p, script) for rate in p.rates]
+            finally:
+                w.close()
+                cl.stop()
+        except Exception as exc:
+            raise RuntimeError(f"{exc}\n{cl.log_tails()}") from exc
+
+
 def run_plain(root: Path, synchronous: str, seconds: float, value_bytes: int) -> PlainRun:
     run = plain_run(root, synchronous, seconds, value_bytes)
     return PlainRun(

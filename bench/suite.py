@@ -102,8 +102,8 @@ SCENARIOS = [
     ),
     Scenario(
         "replication", "replication.py", "replication",
-        "replication lag distribution at 1,000 and 5,000 writes/s with 2 replicas; maximum "
-        "write rate with 0, 1 and 10 replicas; bytes shipped; replica CPU",
+        "replication lag distribution at 1,000 and 5,000 writes/s with 2 and 10 replicas; "
+        "maximum write rate with 0, 1 and 10 replicas; bytes shipped; replica CPU",
         {"smoke": ["--smoke"], "quick": ["--smoke"], "full": ["--repeats", "2"]},
         json=True,
     ),

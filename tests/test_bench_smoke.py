@@ -178,6 +178,14 @@ def test_replication_benchmark_smoke(tmp_path: Path) -> None:
         assert 0 < p50 <= p99 <= p999 < 10_000
         assert _value(row["Never seen"]) == 0
 
+    wide = _table(tables, "Commit-to-visible with 2 and 3 replicas")  # 10 in a full run
+    assert [(r["Replicas"], _value(r["Offered (tx/s)"])) for r in wide] == [
+        ("2", 1000), ("3", 1000), ("2", 5000), ("3", 5000)
+    ]  # fmt: skip
+    for row in wide:
+        assert 0 < _value(row["p50 (ms)"]) <= _value(row["p99 (ms)"]) < 10_000
+        assert _value(row["Never seen"]) == 0
+
     rate = _table(tables, "Maximum sustained")
     assert len(rate) == 4
     for row in rate:
