@@ -200,6 +200,22 @@ def _lag_pct(i: int) -> Callable[[LagRun], float]:
     return lambda r: r.lag_each_ms[i]
 
 
+LAG_HEAD = (
+    "p50 (ms)",
+    "p99 (ms)",
+    "p99.9 (ms)",
+    "max (ms)",
+    "On all: p50 (ms)",
+    "On all: p99 (ms)",
+)
+
+
+def _lag_cells(runs: Sequence[LagRun]) -> tuple[str, ...]:
+    """The distribution cells under :data:`LAG_HEAD`."""
+    each = (_fmt(runs, _lag_pct(i)) for i in range(4))
+    return (*each, _fmt(runs, lambda r: r.lag_all_ms[0]), _fmt(runs, lambda r: r.lag_all_ms[1]))
+
+
 def _lag(res: Results) -> list[str]:
     rows = []
     for s in res.setups:
@@ -213,9 +229,7 @@ def _lag(res: Results) -> list[str]:
                     fmt_num(rate),
                     _fmt(runs, lambda r: r.achieved_tps),
                     _fmt(runs, lambda r: r.writer_ms[1]),
-                    *(_fmt(runs, _lag_pct(i)) for i in range(4)),
-                    _fmt(runs, lambda r: r.lag_all_ms[0]),
-                    _fmt(runs, lambda r: r.lag_all_ms[1]),
+                    *_lag_cells(runs),
                     _fmt(runs, lambda r: r.phase.max_end_lag),
                     _fmt(runs, lambda r: 100 * r.early, 2),
                     _fmt(runs, lambda r: 100 * r.phase.machine_busy),
@@ -228,12 +242,7 @@ def _lag(res: Results) -> list[str]:
         "Offered (tx/s)",
         "Achieved (tx/s)",
         "Writer txn p99 (ms)",
-        "p50 (ms)",
-        "p99 (ms)",
-        "p99.9 (ms)",
-        "max (ms)",
-        "On all: p50 (ms)",
-        "On all: p99 (ms)",
+        *LAG_HEAD,
         "Lag at writer end (records)",
         "Visible before the INSERT returned (%)",
         "Machine CPU busy (%)",
@@ -269,9 +278,7 @@ def _wide(res: Results) -> list[str]:
                     str(replicas),
                     fmt_num(rate),
                     _fmt(runs, lambda r: r.achieved_tps),
-                    *(_fmt(runs, _lag_pct(i)) for i in range(4)),
-                    _fmt(runs, lambda r: r.lag_all_ms[0]),
-                    _fmt(runs, lambda r: r.lag_all_ms[1]),
+                    *_lag_cells(runs),
                     _fmt(runs, lambda r: 100 * r.phase.machine_busy),
                     _fmt(runs, lambda r: r.poll_us),
                     _fmt(runs, lambda r: float(r.unseen)),
@@ -281,12 +288,7 @@ def _wide(res: Results) -> list[str]:
         "Replicas",
         "Offered (tx/s)",
         "Achieved (tx/s)",
-        "p50 (ms)",
-        "p99 (ms)",
-        "p99.9 (ms)",
-        "max (ms)",
-        "On all: p50 (ms)",
-        "On all: p99 (ms)",
+        *LAG_HEAD,
         "Machine CPU busy (%)",
         "Reader round (µs)",
         "Never seen",

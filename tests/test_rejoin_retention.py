@@ -44,68 +44,80 @@ def _first_txid(node: LocalNode) -> int:
     return int(node.status()["databases"]["main"]["txlog_first_txid"])
 
 
-def test_below_retention_a_lagging_replica_resyncs_and_a_divergent_tail_is_set_aside(
-    tmp_path: Path,
-) -> None:
-    n = Nodes(tmp_path)
-    try:
-        old = n.node("p1", env=SMALL_LOG)
-        r1, lag = n.node("r1", old, env=SMALL_LOG), n.node("r2", old, env=SMALL_LOG)
-        r = httpx.post(f"http://{old.http}/db/execute", json=["CREATE TABLE t(k TEXT)"])
-        assert r.status_code == 200
-        for i in range(5):
-            _insert(old, f"shared{i}")
-        wait_converged(old, [r1, lag])
-        lag.kill()  # behind at the failover, with nothing of its own
-        for i in range(5):
-            _insert(old, f"more{i}")
-        wait_converged(old, [r1])
-        r1.kill()  # killed, so that no record of the tail waits in a socket buffer of its
-        tail = [f"tail{i}" for i in range(5)]
-        last = max(_insert(old, key) for key in tail)  # asynchronous mode acknowledges them
-        old.kill()
-
-        r1.start()
-        out = subprocess.run(
-            [sys.executable, "-m", "litecluster", "promote", "--http", r1.http],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr
-        blob = "x" * 3000
-        i = 0
-        while _first_txid(r1) <= last:  # until no record of the new log is at those txids
-            _insert(r1, f"fill{i}-{blob}")
-            i += 1
-            assert i < 2000, "retention never moved past the old primary's tail"
-
-        for node in (old, lag):
-            node.primary = r1.listen
-            node.start()
-        wait_converged(r1, [old, lag])
-
-        assert {f"shared{i}" for i in range(5)} <= _keys(lag)
-        assert "snapshot.installed db=main" in lag.log_text
-        assert not (lag.data_dir / "diverged").exists(), "a clean replica is not set aside"
-        assert "set_aside" not in lag.log_text
-        assert "replica.diverged" not in lag.log_text
-
-        assert not set(tail) & _keys(old)
-        assert "replica.diverged db=main" in old.log_text, "proven, not merely unverified"
-        kept = sorted((old.data_dir / "diverged").glob("main.*.db"))
-        assert len(kept) == 1, kept
-        with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:
-            held = {row[0] for row in conn.execute("SELECT k FROM t")}
-        assert set(tail) <= held
-    finally:
-        n.close()
-
-
 def _promote(node: LocalNode) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "litecluster", "promote", "--http", node.http],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
+
+
+def _three_nodes(n: Nodes) -> tuple[LocalNode, LocalNode, LocalNode]:
+    """A primary and two replicas holding ``shared0..4``; the third (the laggard) is then
+    killed, behind every later failover with nothing of its own."""
+    p1 = n.node("p1", env=SMALL_LOG)
+    r1, lag = n.node("r1", p1, env=SMALL_LOG), n.node("r2", p1, env=SMALL_LOG)
+    r = httpx.post(f"http://{p1.http}/db/execute", json=["CREATE TABLE t(k TEXT)"])
+    assert r.status_code == 200
+    for i in range(5):
+        _insert(p1, f"shared{i}")
+    wait_converged(p1, [r1, lag])
+    lag.kill()
+    return p1, r1, lag
+
+
+def _fill_past(primary: LocalNode, txid: int) -> None:
+    """Write until the primary's txlog no longer holds ``txid`` (retention)."""
+    blob = "x" * 3000
+    i = 0
+    while _first_txid(primary) <= txid:
+        _insert(primary, f"fill{i}-{blob}")
+        i += 1
+        assert i < 2000, "retention never moved past the txid"
+
+
+def _assert_outcomes(lag: LocalNode, deposed: LocalNode, tail: list[str]) -> None:
+    """The laggard only installed a snapshot; the deposed primary's tail was kept aside."""
+    assert {f"shared{i}" for i in range(5)} <= _keys(lag)
+    assert "snapshot.installed db=main" in lag.log_text
+    assert not (lag.data_dir / "diverged").exists(), "a clean replica is not set aside"
+    assert "set_aside" not in lag.log_text
+    assert "replica.diverged" not in lag.log_text
+
+    assert not set(tail) & _keys(deposed)
+    assert "replica.diverged db=main" in deposed.log_text, "proven, not merely unverified"
+    kept = sorted((deposed.data_dir / "diverged").glob("main.*.db"))
+    assert len(kept) == 1, kept
+    with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:
+        held = {row[0] for row in conn.execute("SELECT k FROM t")}
+    assert set(tail) <= held
+
+
+def test_below_retention_a_lagging_replica_resyncs_and_a_divergent_tail_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    n = Nodes(tmp_path)
+    try:
+        old, r1, lag = _three_nodes(n)
+        for i in range(5):
+            _insert(old, f"more{i}")
+        wait_converged(old, [r1])
+        r1.kill()  # killed: no record of the tail may wait in one of its socket buffers
+        tail = [f"tail{i}" for i in range(5)]
+        last = max(_insert(old, key) for key in tail)  # asynchronous mode acknowledges them
+        old.kill()
+
+        r1.start()
+        _promote(r1)
+        _fill_past(r1, last)  # no record of the new log is left at the tail's txids
+
+        for node in (old, lag):
+            node.primary = r1.listen
+            node.start()
+        wait_converged(r1, [old, lag])
+        _assert_outcomes(lag, old, tail)
+    finally:
+        n.close()
 
 
 def test_across_two_failovers_and_a_restart_the_epoch_history_tells_clean_from_diverged(
@@ -116,14 +128,7 @@ def test_across_two_failovers_and_a_restart_the_epoch_history_tells_clean_from_d
     tell a replica that lagged two failovers ago from a deposed primary's tail."""
     n = Nodes(tmp_path)
     try:
-        p1 = n.node("p1", env=SMALL_LOG)
-        r1, lag = n.node("r1", p1, env=SMALL_LOG), n.node("r2", p1, env=SMALL_LOG)
-        r = httpx.post(f"http://{p1.http}/db/execute", json=["CREATE TABLE t(k TEXT)"])
-        assert r.status_code == 200
-        for i in range(5):
-            _insert(p1, f"shared{i}")
-        wait_converged(p1, [r1, lag])
-        lag.kill()  # lags from epoch 1 on
+        p1, r1, lag = _three_nodes(n)
         for i in range(5):
             _insert(p1, f"first{i}")
         wait_converged(p1, [r1])
@@ -142,12 +147,7 @@ def test_across_two_failovers_and_a_restart_the_epoch_history_tells_clean_from_d
 
         p1.start()  # a replica of the dead r1, promoted without its tail: failover 2
         _promote(p1)
-        blob = "x" * 3000
-        i = 0
-        while _first_txid(p1) <= last:
-            _insert(p1, f"fill{i}-{blob}")
-            i += 1
-            assert i < 2000, "retention never moved past the deposed primary's tail"
+        _fill_past(p1, last)
         p1.kill()
         p1.primary = None  # restarted as the primary: nothing left in memory of its promotion
         p1.start()
@@ -156,18 +156,6 @@ def test_across_two_failovers_and_a_restart_the_epoch_history_tells_clean_from_d
             node.primary = p1.listen
             node.start()
         wait_converged(p1, [r1, lag])
-
-        assert {f"shared{i}" for i in range(5)} <= _keys(lag)
-        assert "snapshot.installed db=main" in lag.log_text
-        assert "set_aside" not in lag.log_text, "lagged two failovers ago: clean, proven"
-        assert not (lag.data_dir / "diverged").exists()
-
-        assert not set(tail) & _keys(r1)
-        assert "replica.diverged db=main" in r1.log_text, "proven, not merely unverified"
-        kept = sorted((r1.data_dir / "diverged").glob("main.*.db"))
-        assert len(kept) == 1, kept
-        with sqlite3.connect(f"file:{kept[0]}?mode=ro", uri=True) as conn:
-            held = {row[0] for row in conn.execute("SELECT k FROM t")}
-        assert set(tail) <= held
+        _assert_outcomes(lag, r1, tail)  # lagged two failovers ago: clean, proven
     finally:
         n.close()
