@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from litecluster.errors import NodeError
 from litecluster.node.history import EpochHistory, history_path
 from litecluster.position import Position
 from litecluster.record import TxRecord
@@ -98,3 +101,13 @@ def test_a_damaged_or_disordered_file_is_an_unknown_history_not_an_error(tmp_pat
         assert h.holds(Position(1, 5, 0), head=10) is None
     h.replace([(3, 0), (2, 5)])  # a disordered snapshot history is not adopted either
     assert h.entries == []
+
+
+def test_a_history_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "history"
+    blocker.write_text("a file where the directory should be")
+    h = _hist(tmp_path)
+    with pytest.raises(NodeError, match="cannot write the epoch history") as info:
+        h.before_apply(_recs(1, 1, 3))
+    assert info.value.hint
+    assert h.entries == [], "nothing is claimed that is not on disk"

@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from litecluster.errors import NodeError
 from litecluster.position import Position
 from litecluster.record import TxRecord
 from litecluster.txlog import fsync_dir
@@ -69,21 +70,28 @@ class EpochHistory:
             return cls(path)
         return cls(path, entries)
 
-    def save(self) -> None:
-        """Durable before anything that relies on it (a record applied, a write accepted)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _save(self, entries: list[Entry]) -> None:
+        """Durable before anything relies on it (a record applied, a write accepted)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"entries": self.entries}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-        fsync_dir(self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump({"entries": entries}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise NodeError(
+                f"cannot write the epoch history: {exc.strerror or exc}",
+                path=str(self.path),
+                hint="free disk space or fix the data directory's permissions",
+            ) from exc
 
     def _set(self, entries: list[Entry]) -> None:
         if entries != self.entries:
+            self._save(entries)  # first: the entries in memory are never ahead of the file
             self.entries = entries
-            self.save()
 
     # ---- keeping it -----------------------------------------------------------------------------
 

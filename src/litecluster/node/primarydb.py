@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -63,10 +64,16 @@ class PrimaryDb:
                     start_txid=start_txid,
                 ),
             )
+        except BaseException:
+            self.txlog.close()
+            raise
+        try:
             self.history = EpochHistory.load(history_path(config.data_dir, name))
             # Written before the first write of this epoch can be accepted.
             self.history.begin(epoch, promoted_at or self._last_position())
         except BaseException:
+            with contextlib.suppress(Exception):  # the history's error is the one to report
+                self.capture.close()
             self.txlog.close()
             raise
         self._durable: deque[tuple[int, float]] = deque(maxlen=LAG_HISTORY)
