@@ -354,10 +354,19 @@ def test_install_replaces_other_content_atomically(
         reader.execute("BEGIN")
         assert reader.execute("SELECT count(*) FROM mine").fetchall() == [(200,)]
         seen_mid: list[list[tuple[Any, ...]]] = []
+        before = rep.position
+        told_mid: list[Position] = []
 
         def progress(done: int, total: int) -> None:
             if done < total:  # mid-install: a new reader sees the old database, whole
                 seen_mid.append(rows(rep.db_path, "SELECT name FROM sqlite_schema"))
+            if done < total and not told_mid:
+                # Another thread (a node's event loop) is told the committed position at once,
+                # without waiting for the install to let go of the replica.
+                asker = threading.Thread(target=lambda: told_mid.append(rep.position))
+                asker.start()
+                asker.join(5)
+                assert told_mid, "reading the position waited for the install"
 
         install_snapshot(rep, snap, progress)
         assert reader.execute("SELECT count(*) FROM mine").fetchall() == [(200,)]
@@ -367,6 +376,8 @@ def test_install_replaces_other_content_atomically(
             assert seen_mid, "the install was expected to report progress mid-way"
         for names in seen_mid:
             assert names == [("mine",)]
+        if other_rows > 256:
+            assert told_mid == [before]
 
         assert rep.position == header.position
         assert checksum(rep.db_path) == header.position.checksum

@@ -221,8 +221,10 @@ class Replica:
 
     @property
     def position(self) -> Position:
-        with self._lock:
-            return self._position
+        """The last committed position. Read without the lock: it is one immutable object,
+        replaced only after its transaction committed, and a caller on an event loop must not
+        wait out a snapshot install (seconds) or a large batch that holds the lock."""
+        return self._position
 
     # ---- apply -----------------------------------------------------------------------------
 
