@@ -382,7 +382,9 @@ class Follower:
             inc = incoming.get(msg.db)
             if inc is None or inc.received + len(msg.data) > inc.size:
                 raise ProtocolError("unexpected snapshot chunk", db=msg.db)
-            inc.file.write(msg.data)
+            # In a thread: with gigabytes being written, the kernel may hold a write back for
+            # a long while (dirty page throttling), and the loop serves reads and heartbeats.
+            await asyncio.to_thread(inc.file.write, msg.data)
             inc.received += len(msg.data)
             self.stats.snapshot_bytes_received = inc.received
         elif isinstance(msg, SnapshotEnd):

@@ -539,7 +539,7 @@ class Primary:
             )
             sent = 0
             with open(tmp, "rb") as f:
-                while chunk := f.read(SNAPSHOT_CHUNK):
+                while chunk := await asyncio.to_thread(f.read, SNAPSHOT_CHUNK):
                     writer.write(encode_message(SnapshotChunk(db.name, chunk)))
                     await writer.drain()
                     sent += len(chunk)
