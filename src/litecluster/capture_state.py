@@ -19,7 +19,7 @@ import xxhash
 from .checksum import PageHashes, page_hash, zero_page
 from .errors import WalError
 from .record import RecordKind, TxRecord
-from .txlog import fsync_dir
+from .txlog import write_durably
 from .wal import WalHeader, WalMark, WalTransaction, iter_transactions
 
 _BASE = struct.Struct(">8sQQIIIIIQ")
@@ -32,14 +32,7 @@ def save_base(log_dir: Path, epoch: int, hashes: PageHashes, wal: WalMark, txid:
         _MAGIC, epoch, hashes.checksum, hashes.page_count, wal.salt1, wal.salt2, wal.ckpt_seq,
         wal.frame, txid,
     )  # fmt: skip
-    path = log_dir / "BASE"
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(body + struct.pack(">Q", xxhash.xxh3_64_intdigest(body)))
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fsync_dir(log_dir)
+    write_durably(log_dir / "BASE", body + struct.pack(">Q", xxhash.xxh3_64_intdigest(body)))
 
 
 def load_base(log_dir: Path, page_size: int) -> TxRecord | None:

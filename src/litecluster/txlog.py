@@ -112,6 +112,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data``, atomically and durably: a crash leaves the
+    old contents or the new, whole (temporary file, fsync, rename, fsync of the directory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
 class TxLog:
     """The transaction log of one database, in one directory."""
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from litecluster.errors import NodeError
 from litecluster.position import Position
 from litecluster.record import TxRecord
-from litecluster.txlog import fsync_dir
+from litecluster.txlog import write_durably
 
 log = logging.getLogger("litecluster.node")
 
@@ -72,15 +71,9 @@ class EpochHistory:
 
     def _save(self, entries: list[Entry]) -> None:
         """Durable before anything relies on it (a record applied, a write accepted)."""
-        tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
-                json.dump({"entries": entries}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self.path)
-            fsync_dir(self.path.parent)
+            write_durably(self.path, json.dumps({"entries": entries}).encode())
         except OSError as exc:
             raise NodeError(
                 f"cannot write the epoch history: {exc.strerror or exc}",
@@ -99,25 +92,17 @@ class EpochHistory:
         """A replica is about to apply ``records`` (consecutive): note each newer epoch."""
         if not records:
             return
-        first, last = records[0], records[-1]
-        if self._continues(first) and first.epoch == last.epoch:
+        if _extends(self.entries, records[0]) and records[0].epoch == records[-1].epoch:
             return  # the common case: the batch extends the current stretch
         entries = list(self.entries)
         for rec in records:
-            if entries and entries[-1][0] == rec.epoch and entries[-1][1] < rec.txid:
+            if _extends(entries, rec):
                 continue
             # Entries these records contradict were written ahead of records that never came.
             entries = [(e, b) for e, b in entries if e <= rec.epoch and b < rec.txid]
             if not entries or entries[-1][0] != rec.epoch:
                 entries.append((rec.epoch, rec.txid - 1))
         self._set(entries)
-
-    def _continues(self, rec: TxRecord) -> bool:
-        return (
-            bool(self.entries)
-            and self.entries[-1][0] == rec.epoch
-            and (self.entries[-1][1] < rec.txid)
-        )
 
     def begin(self, epoch: int, at: Position) -> None:
         """This node starts writing as the primary of ``epoch`` on a file at position ``at``."""
@@ -147,6 +132,11 @@ class EpochHistory:
                 return None
             return pos.txid <= end
         return None
+
+
+def _extends(entries: Sequence[Entry], rec: TxRecord) -> bool:
+    """Whether ``rec`` continues the last stretch of ``entries``."""
+    return bool(entries) and entries[-1][0] == rec.epoch and entries[-1][1] < rec.txid
 
 
 def _ordered(entries: Sequence[Entry]) -> bool:

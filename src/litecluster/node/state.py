@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 
 from litecluster.errors import NodeError, StaleEpochError
-from litecluster.txlog import fsync_dir
+from litecluster.txlog import write_durably
 
 
 class NodeState:
@@ -83,14 +83,8 @@ class NodeState:
             self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_name("node.json.tmp")
         data = {"node_id": self.node_id, "cluster_id": self.cluster_id, "epoch": self.epoch}
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
-        fsync_dir(self.dir)
+        write_durably(self.path, json.dumps(data).encode())
 
     def close(self) -> None:
         if self._lock_fd >= 0:
