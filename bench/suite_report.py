@@ -39,9 +39,6 @@ HEADLINE_ROWS = {
 """Per scenario, which of its target rows the README shows: for each text, the first row whose
 target contains it."""
 
-NOT_MEASURED: list[str] = []
-"""Scenarios of issue 7 that no script measures yet: listed, never estimated."""
-
 
 @dataclass
 class Run:
@@ -204,10 +201,6 @@ def render_summary(report_text: str, report: Path, run: Run, scenarios: Sequence
     if run.cannot_start:
         lines += ["### Could not be started", ""]
         lines += [f"* {why}" for why in run.cannot_start] + [""]
-    if NOT_MEASURED:
-        lines += ["### Not measured yet", "", "No script measures these scenarios of issue 7 "
-                  "yet; no figure is given for them.", ""]  # fmt: skip
-        lines += [f"* {item}" for item in NOT_MEASURED] + [""]
     lines.append(SUMMARY[1])
     return "\n".join(lines) + "\n"
 
