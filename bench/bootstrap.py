@@ -70,8 +70,8 @@ from engine_common import (  # noqa: E402
     verdict,
     write_section,
 )
-from litecluster.localcluster import LocalNode  # noqa: E402
-from litecluster.sqlite import connect  # noqa: E402
+from litecluster.cli.localcluster import LocalNode  # noqa: E402
+from litecluster.engine.sqlite import connect  # noqa: E402
 from replication_cluster import Cluster, Setup  # noqa: E402
 
 REPO = HERE.parent

@@ -2,10 +2,10 @@
 primary through a real etcd, and a 3-node dqlite cluster (go-dqlite's ``dqlite-demo``).
 
 * :class:`HaCluster`: ``litecluster serve --etcd URL --lease-ttl T --cluster NAME
-  [--sync-replicas K]`` processes on 127.0.0.1 (:class:`litecluster.localcluster.LocalNode`),
+  [--sync-replicas K]`` processes on 127.0.0.1 (:class:`litecluster.cli.localcluster.LocalNode`),
   with the role of each node, the elected primary, a wait for a settled cluster (one primary,
   every other node streaming from it and caught up), and kill/restart of one node.
-* :class:`Etcd`: :class:`litecluster.localcluster.LocalEtcd` as a context manager.
+* :class:`Etcd`: :class:`litecluster.cli.localcluster.LocalEtcd` as a context manager.
 * :class:`DqliteCluster`: ``dqlite-demo`` processes (``--api``/``--db``, the others
   ``--join`` the first), ready once ``dqlite -s ADDR demo .cluster`` lists every node as a voter.
 * The run's plumbing shared by both scripts: :func:`attempt` (a failure becomes a line of the
@@ -41,7 +41,7 @@ import httpx
 import numpy as np
 import psutil
 
-from litecluster.localcluster import LocalEtcd, LocalNode, free_port
+from litecluster.cli.localcluster import LocalEtcd, LocalNode, free_port
 
 DB = "main"
 STATUS_TIMEOUT = 5.0

@@ -40,8 +40,8 @@ import psutil
 
 from engine_common import PAGE_SIZE, UPSERT, Workload, copy_db, create_big_db, remove_db
 from litecluster import Capture, CaptureConfig, Replica, ReplicaConfig, TxLog, TxlogConfig
-from litecluster.snapshot import create_snapshot, install_snapshot
-from litecluster.sqlite import DatabaseError, connect, pragma_int
+from litecluster.engine.snapshot import create_snapshot, install_snapshot
+from litecluster.engine.sqlite import DatabaseError, connect, pragma_int
 
 MB = 10**6
 PENDING_BYTE = 0x40000000

@@ -2,7 +2,7 @@
 facts, and the building blocks of the generated reports (``engine_report.py``,
 ``replication_report.py``).
 
-Every SQLite file here is opened through :func:`litecluster.sqlite.connect` (sqlean). The stdlib
+Every SQLite file here is opened through :func:`litecluster.engine.sqlite.connect` (sqlean). The stdlib
 ``sqlite3`` module must never be imported in a benchmark process: two SQLite libraries in one
 process break each other's POSIX locks.
 """
@@ -27,7 +27,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from litecluster.sqlite import SQLITE_VERSION, connect, pragma_int
+from litecluster.engine.sqlite import SQLITE_VERSION, connect, pragma_int
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 4096

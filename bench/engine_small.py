@@ -48,8 +48,8 @@ from litecluster import (
     TxLog,
     TxlogConfig,
 )
-from litecluster.snapshot import create_snapshot, install_snapshot
-from litecluster.sqlite import Connection, connect
+from litecluster.engine.snapshot import create_snapshot, install_snapshot
+from litecluster.engine.sqlite import Connection, connect
 
 LATENCY_PS = (50.0, 90.0, 99.0, 100.0)
 

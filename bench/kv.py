@@ -63,9 +63,9 @@ from kv_load import (  # noqa: E402
     tool_version,
 )
 from kv_report import ReadRun, Results, WriteRun, write_report  # noqa: E402
+from litecluster.cli.localcluster import free_port  # noqa: E402
+from litecluster.client.kv import _GET  # noqa: E402
 from litecluster.kv.db import key_hash  # noqa: E402
-from litecluster.kvclient import _GET  # noqa: E402
-from litecluster.localcluster import free_port  # noqa: E402
 from replication_cluster import Cluster, Setup  # noqa: E402
 from replication_load import fine_timers  # noqa: E402
 from sql_reads import (  # noqa: E402

@@ -1,11 +1,11 @@
 """Node processes for the replication benchmark: a primary and replicas on 127.0.0.1.
 
 A :class:`Cluster` starts real ``litecluster serve`` processes through
-:class:`litecluster.localcluster.LocalNode` (a primary without ``--primary``, replicas pointed at
+:class:`litecluster.cli.localcluster.LocalNode` (a primary without ``--primary``, replicas pointed at
 its replication address), reads their ``/status``, samples their CPU time with psutil, and kills
 every process it started when it is closed, whatever happened (use it as a context manager).
 
-Every SQLite file is opened through :func:`litecluster.sqlite.connect` (sqlean), never the
+Every SQLite file is opened through :func:`litecluster.engine.sqlite.connect` (sqlean), never the
 stdlib ``sqlite3`` module (two SQLite libraries in one process break each other's locks).
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import psutil
 
-from litecluster.localcluster import LocalNode
-from litecluster.record import FRAME_SIZE, HEADER, TRAILER_SIZE
-from litecluster.sqlite import Connection, OperationalError, connect
-from litecluster.txlog import TxLog
+from litecluster.cli.localcluster import LocalNode
+from litecluster.engine.record import FRAME_SIZE, HEADER, TRAILER_SIZE
+from litecluster.engine.sqlite import Connection, OperationalError, connect
+from litecluster.engine.txlog import TxLog
 
 DB = "main"
 TABLE = "t"

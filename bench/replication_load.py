@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from litecluster.sqlite import Connection, OperationalError, connect
+from litecluster.engine.sqlite import Connection, OperationalError, connect
 from replication_cluster import TABLE
 
 INSERT = f"INSERT INTO {TABLE}(seq, v) VALUES (?, ?)"

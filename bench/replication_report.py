@@ -141,7 +141,7 @@ def _method(res: Results) -> list[str]:
         "Cells show the median and, in parentheses, the min\N{EN DASH}max over the repeats; "
         "ratios are computed per repeat, then summarised the same way.",
         f"* Cluster: real `litecluster serve` processes on 127.0.0.1 (a primary and "
-        f"{c['replicas']} replicas, started with `litecluster.localcluster.LocalNode`, default "
+        f"{c['replicas']} replicas, started with `litecluster.cli.localcluster.LocalNode`, default "
         "settings apart from `replica_durable`), a fresh cluster for each configuration and "
         "repeat. The application is the benchmark process: one sqlean connection to the "
         "primary's `db/main.db` (WAL, default autocheckpoint, the `synchronous` of the row), "

@@ -8,7 +8,7 @@
   a drift of the machine (the VM is shared) touches every path alike, and returns the latency
   percentiles of each (:class:`Latency`).
 
-Every SQLite file is opened through :func:`litecluster.sqlite.connect` (sqlean): the raw path
+Every SQLite file is opened through :func:`litecluster.engine.sqlite.connect` (sqlean): the raw path
 is the very connection the embedded client reads with (``client._embedded._conns``), never
 the stdlib ``sqlite3`` module (two SQLite libraries in one process break each other's locks).
 """
@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 import httpx
 import numpy as np
 
-from litecluster.client import Client
+from litecluster.client.sync import Client
 
 POINT_SQL = "SELECT v FROM kv WHERE k = ?"
 CREATE_KV = "CREATE TABLE kv(k TEXT PRIMARY KEY, v TEXT NOT NULL)"

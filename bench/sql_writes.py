@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from litecluster.sqlite import DatabaseError, connect
+from litecluster.engine.sqlite import DatabaseError, connect
 from replication_cluster import DB, Cluster, machine_cpu
 from sql_load import CREATE_T, INSERT_T, LoadRun, run_load
 

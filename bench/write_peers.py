@@ -30,7 +30,7 @@ import psutil
 
 from cluster_common import attempt, cpu_seconds
 from kv_load import AOF_ALWAYS, durable_load, redis_pair
-from litecluster.sqlite import DatabaseError, connect
+from litecluster.engine.sqlite import DatabaseError, connect
 from replication_cluster import machine_cpu
 from sql_reads import RedisServer
 from sync_report import Phase, Preset, Results

@@ -5,11 +5,17 @@ committed transactions into :class:`TxRecord` records in a :class:`TxLog`, and :
 applies them to a replica file through SQLite's own pager.
 """
 
-from .apply import Replica, ReplicaConfig
-from .capture import Capture, CaptureConfig
-from .checksum import PageHashes, page_hash
-from .client import Client, ClientError, connect
-from .errors import (
+from litecluster.client.helpers import ConfigValues, FeatureFlags, SessionStore
+from litecluster.client.sync import Client, ClientError, connect
+from litecluster.engine.apply import Replica, ReplicaConfig
+from litecluster.engine.capture.capture import Capture, CaptureConfig
+from litecluster.engine.checksum import PageHashes, page_hash
+from litecluster.engine.position import Position
+from litecluster.engine.record import RecordKind, TxRecord
+from litecluster.engine.snapshot import SnapshotHeader, install_snapshot, read_snapshot_header
+from litecluster.engine.txlog import TxLog, TxlogConfig
+from litecluster.engine.verify import VerifyResult, database_checksum, verify_replica
+from litecluster.errors import (
     CaptureGapError,
     ConfigError,
     DivergenceError,
@@ -24,12 +30,6 @@ from .errors import (
     TxlogError,
     WalError,
 )
-from .kvhelpers import ConfigValues, FeatureFlags, SessionStore
-from .position import Position
-from .record import RecordKind, TxRecord
-from .snapshot import SnapshotHeader, install_snapshot, read_snapshot_header
-from .txlog import TxLog, TxlogConfig
-from .verify import VerifyResult, database_checksum, verify_replica
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m litecluster``: the same as the ``litecluster`` command."""
 
-from litecluster.cli import main
+from litecluster.cli.main import main
 
 main()

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ha_cluster import TTL
-from netns import NsCluster, unavailable
 
-from etcd_server import EtcdServer
-from litecluster.localcluster import LocalNode
-from nodes import Nodes
+from litecluster.cli.localcluster import LocalNode
+from support.etcd_server import EtcdServer
+from support.ha_cluster import TTL
+from support.netns import NsCluster, unavailable
+from support.nodes import Nodes
 
 
 def _cluster(tmp_path: Path, extra: list[str], env: dict[str, str] | None = None

@@ -7,8 +7,18 @@ from typing import Any
 
 import httpx
 import pytest
-from checker import Data, check_data, check_epochs
-from history import ACCOUNTS, FAILED, INDETERMINATE, INITIAL_BALANCE, OK, History, Op, classify
+
+from support.checker import Data, check_data, check_epochs
+from support.history import (
+    ACCOUNTS,
+    FAILED,
+    INDETERMINATE,
+    INITIAL_BALANCE,
+    OK,
+    History,
+    Op,
+    classify,
+)
 
 
 def _ack(i: int, node: str, epoch: int, invoke: float, complete: float) -> Op:

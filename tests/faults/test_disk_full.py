@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from checker import check, healed, query
-from ha_cluster import TTL, first_primary, roles, the_primary, wait_for_writable_primary
-from history import FAILED, OK, Load
 
-from etcd_server import EtcdServer
-from litecluster.localcluster import LocalNode
-from nodes import FAST, Nodes
+from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.checker import check, healed, query
+from support.etcd_server import EtcdServer
+from support.ha_cluster import TTL, first_primary, roles, the_primary, wait_for_writable_primary
+from support.history import FAILED, OK, Load
+from support.nodes import FAST, Nodes
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mount") is None,

@@ -7,12 +7,19 @@ from __future__ import annotations
 import sqlite3  # the test process opens only the set-aside copy, never a node's live file
 from pathlib import Path
 
-from ha_cluster import TTL, execute, first_primary, keys, roles, wait_for_writable_primary, write
-
-from etcd_server import EtcdServer
-from litecluster.localcluster import LocalNode
-from nodes import Nodes, wait_converged
+from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.etcd_server import EtcdServer
+from support.ha_cluster import (
+    TTL,
+    execute,
+    first_primary,
+    keys,
+    roles,
+    wait_for_writable_primary,
+    write,
+)
+from support.nodes import Nodes, wait_converged
 
 
 def _diverge(members: list[LocalNode]) -> tuple[LocalNode, LocalNode, list[str]]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ha_cluster import first_primary, keys, wait_for_writable_primary, write
-
-from litecluster.localcluster import LocalNode
-from nodes import Nodes, wait_converged
+from litecluster.cli.localcluster import LocalNode
+from support.ha_cluster import first_primary, keys, wait_for_writable_primary, write
+from support.nodes import Nodes, wait_converged
 
 
 def _txid(node: LocalNode) -> int:

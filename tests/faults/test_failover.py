@@ -11,14 +11,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from checker import check, check_recoveries, epoch_of, healed, recovery
-from ha_cluster import MARGIN, TTL, execute, first_primary, roles
-from history import FAILED, OK, Load
-
-from etcd_server import EtcdServer
-from litecluster.localcluster import LocalNode
-from nodes import Nodes
+from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.checker import check, check_recoveries, epoch_of, healed, recovery
+from support.etcd_server import EtcdServer
+from support.ha_cluster import MARGIN, TTL, execute, first_primary, roles
+from support.history import FAILED, OK, Load
+from support.nodes import Nodes
 
 Report = Callable[[str, object], None]
 ASYNC_KILLS = 3

@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import faketime
 import pytest
-from checker import check, check_recoveries, epoch_of, healed, recovery
-from ha_cluster import MARGIN, TTL, first_primary, roles
-from history import Load
-from netns import NsCluster
 
-from nodes import position
-from support import wait_for
+from support import faketime, wait_for
+from support.checker import check, check_recoveries, epoch_of, healed, recovery
+from support.ha_cluster import MARGIN, TTL, first_primary, roles
+from support.history import Load
+from support.netns import NsCluster
+from support.nodes import position
 
 Report = Callable[[str, object], None]
 

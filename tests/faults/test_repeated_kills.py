@@ -7,12 +7,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from checker import check, check_recoveries, healed, recovery
-from ha_cluster import first_primary
-from history import Load
-
-from litecluster.localcluster import LocalNode
+from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.checker import check, check_recoveries, healed, recovery
+from support.ha_cluster import first_primary
+from support.history import Load
 
 KILLS = 10
 

@@ -6,11 +6,10 @@ import signal
 import time
 from collections.abc import Callable
 
-from checker import check, check_recoveries, epoch_of, healed, recovery
-from ha_cluster import execute, first_primary
-from history import Load
-
-from litecluster.localcluster import LocalNode
+from litecluster.cli.localcluster import LocalNode
+from support.checker import check, check_recoveries, epoch_of, healed, recovery
+from support.ha_cluster import execute, first_primary
+from support.history import Load
 
 
 def test_kill_9_under_load_through_replicas_in_sync_mode_loses_no_acknowledged_write(

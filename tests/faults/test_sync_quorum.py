@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ha_cluster import TTL, first_primary, keys, wait_for_writable_primary, write
-
-from etcd_server import EtcdServer
-from litecluster.localcluster import LocalNode
-from nodes import Nodes, wait_converged
+from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.etcd_server import EtcdServer
+from support.ha_cluster import TTL, first_primary, keys, wait_for_writable_primary, write
+from support.nodes import Nodes, wait_converged
 
 
 def _leadership(node: LocalNode) -> dict[str, object]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kv_harness import RawClient, RedisServer
 
 from litecluster.kv import COMMANDS
 from litecluster.kv.catalog import CATALOG, REDIS_ONLY
 from litecluster.kv.reply import Map, Reply, SetReply, Simple
+from support.kv_harness import RawClient, RedisServer
 
 SERVER_ANSWERED = {
     "auth", "select", "quit", "client", "info", "command", "hello", "multi", "exec", "discard",

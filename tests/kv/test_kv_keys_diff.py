@@ -7,8 +7,9 @@ import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kv_harness import Twin
-from kv_strategies import Cmd, cmd, options, ttl_ms, ttl_s, values
+
+from support.kv_harness import Twin
+from support.kv_strategies import Cmd, cmd, options, ttl_ms, ttl_s, values
 
 KEYS = [b"s1", b"s2", b"l1", b"h1", b"t1", b"z1", b"k*", b"k?x", b""]
 K = st.sampled_from(KEYS)

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kv_harness import Twin, args_of
 
 from litecluster import kv
+from litecluster.engine.sqlite import Connection, connect
 from litecluster.kv.db import EVENT_CLASSES
 from litecluster.kv.reply import Err, Reply, SetReply
-from litecluster.sqlite import Connection, connect
+from support.kv_harness import Twin, args_of
 
 NOW = 1_700_000_000_000
 

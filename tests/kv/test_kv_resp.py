@@ -8,7 +8,6 @@ import socket
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kv_harness import RawClient, RedisServer
 
 from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.reply import (
@@ -34,6 +33,7 @@ from litecluster.kv.resp import (
     encode_command,
     split_inline,
 )
+from support.kv_harness import RawClient, RedisServer
 
 
 def parse_all(data: bytes, chunk: int = 0, **limits: int) -> list[list[bytes]]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import redis
-from kv_harness import RedisServer
 
-from litecluster.localcluster import free_port
-from nodes import Nodes
+from litecluster.cli.localcluster import free_port
 from support import wait_for
+from support.kv_harness import RedisServer
+from support.nodes import Nodes
 
 SCRIPT: list[tuple[str, ...]] = [
     # strings

@@ -6,8 +6,9 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kv_harness import Twin
-from kv_strategies import (
+
+from support.kv_harness import Twin
+from support.kv_strategies import (
     STRING_KEYS,
     Cmd,
     cmd,

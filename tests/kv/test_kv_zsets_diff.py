@@ -9,8 +9,9 @@ import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kv_harness import Twin
-from kv_strategies import Cmd, cmd, options
+
+from support.kv_harness import Twin
+from support.kv_strategies import Cmd, cmd, options
 
 ZK = st.sampled_from([b"z1", b"z2", b"s1"])
 LK = st.sampled_from([b"zl", b"s1"])

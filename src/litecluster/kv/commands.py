@@ -24,13 +24,13 @@ import litecluster.kv.lists
 import litecluster.kv.sets
 import litecluster.kv.strings
 import litecluster.kv.zsets  # noqa: F401  (the families register their handlers)
+from litecluster.engine.sqlite import Connection, OperationalError, connect
 from litecluster.kv.catalog import CATALOG, REDIS_ONLY
 from litecluster.kv.db import Ctx
 from litecluster.kv.errors import CommandError
 from litecluster.kv.registry import HANDLERS, Command
 from litecluster.kv.reply import Err, Reply
 from litecluster.kv.schema import ensure_schema
-from litecluster.sqlite import Connection, OperationalError, connect
 
 COMMANDS: Final[dict[bytes, Command]] = {
     name.encode(): Command(info, HANDLERS.get(name))

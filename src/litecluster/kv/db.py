@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from litecluster.engine.sqlite import Connection
 from litecluster.kv.errors import WRONGTYPE, fail
 from litecluster.kv.schema import CHILD_TABLES, LIST, STRING
-from litecluster.sqlite import Connection
 
 DATABASES = 16
 """DB indexes 0..15, redis-server's default ``databases`` (SELECT and COPY ... DB check it)."""

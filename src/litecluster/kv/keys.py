@@ -7,6 +7,7 @@ import random
 import re
 from typing import Any
 
+from litecluster.engine.sqlite import Connection
 from litecluster.kv.db import DATABASES, Ctx, KeyRow, key_hash
 from litecluster.kv.errors import NO_SUCH_KEY, NOT_INTEGER, SYNTAX, fail
 from litecluster.kv.glob import compile_glob
@@ -14,7 +15,6 @@ from litecluster.kv.parse import INT64_MAX, INT64_MIN, to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import OK, PONG, Reply, Simple
 from litecluster.kv.schema import CHILD_TABLES, HASH, LIST, SET, STRING, TYPE_NAMES, ZSET
-from litecluster.sqlite import Connection
 
 _LIVE = "(expire_at IS NULL OR expire_at >= ?)"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from litecluster.sqlite import Connection
+from litecluster.engine.sqlite import Connection
 
 EXACT_UP_TO = 1024
 """Containers up to this size are read whole and sampled exactly."""

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from litecluster.engine.sqlite import Connection, OperationalError
 from litecluster.kv.errors import SchemaError
-from litecluster.sqlite import Connection, OperationalError
 
 SCHEMA_VERSION: Final = 1
 

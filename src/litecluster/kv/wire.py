@@ -1,8 +1,8 @@
 """What the key/value store sends between processes: ``POST /kv/exec`` requests and replies
 (msgpack), and the change annotations a write puts on its txlog record.
 
-Shared by the node (:mod:`litecluster.node.kvstore`) and the Python client
-(:mod:`litecluster.kvclient`), which must agree on them byte for byte.
+Shared by the node (:mod:`litecluster.server.kvstore`) and the Python client
+(:mod:`litecluster.client.kv`), which must agree on them byte for byte.
 """
 
 from __future__ import annotations

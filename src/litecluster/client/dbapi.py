@@ -1,0 +1,154 @@
+"""A DB-API 2.0 module over :mod:`litecluster.client.sync`, so code written for ``sqlite3`` can switch
+with one line: ``import litecluster.client.dbapi as sqlite3``.
+
+Each write statement is its own committed request (as ``sqlite3`` with
+``isolation_level=None``); ``executemany`` is one atomic request. ``commit()`` has nothing to do
+and ``rollback()`` cannot undo what was committed. Reads go to the local replica in embedded
+mode, else to the node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from litecluster.client.sync import Client, ClientError, Params
+from litecluster.client.sync import connect as _connect
+
+apilevel = "2.0"
+threadsafety = 1
+paramstyle = "qmark"
+
+_READ = re.compile(r"^\s*(SELECT|WITH|PRAGMA|EXPLAIN|VALUES)\b", re.IGNORECASE)
+
+
+class Error(Exception):
+    pass
+
+
+class DatabaseError(Error):
+    pass
+
+
+class OperationalError(DatabaseError):
+    pass
+
+
+class ProgrammingError(DatabaseError):
+    pass
+
+
+class IntegrityError(DatabaseError):
+    pass
+
+
+class NotSupportedError(DatabaseError):
+    pass
+
+
+def _wrap(exc: ClientError) -> DatabaseError:
+    text = str(exc.context.get("sql_error") or exc.message)
+    if "constraint" in text.lower():
+        return IntegrityError(text)
+    if "syntax error" in text or "no such" in text:
+        return ProgrammingError(text)
+    return OperationalError(text)
+
+
+class Cursor:
+    arraysize = 1
+
+    def __init__(self, conn: Connection) -> None:
+        self.connection = conn
+        self.description: tuple[tuple[Any, ...], ...] | None = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self._rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, params: Params | None = None) -> Cursor:
+        client = self.connection._client
+        try:
+            if _READ.match(sql):
+                res = client.query(sql, params)
+                self.description = tuple(
+                    (c, None, None, None, None, None, None) for c in res.columns
+                )
+                self._rows = list(res.rows)
+                self.rowcount = -1
+            else:
+                out = client.execute(sql, params)
+                self.description, self._rows = None, []
+                self.rowcount, self.lastrowid = out.rows_affected, out.last_insert_id
+        except ClientError as exc:
+            raise _wrap(exc) from None
+        return self
+
+    def executemany(self, sql: str, seq_of_params: Sequence[Params]) -> Cursor:
+        try:
+            out = self.connection._client.executemany(sql, list(seq_of_params))
+        except ClientError as exc:
+            raise _wrap(exc) from None
+        self.description, self._rows = None, []
+        self.rowcount, self.lastrowid = out.rows_affected, out.last_insert_id
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        n = size or self.arraysize
+        out, self._rows = self._rows[:n], self._rows[n:]
+        return out
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        out, self._rows = self._rows, []
+        return out
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def setinputsizes(self, sizes: Any) -> None:
+        pass
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        pass
+
+    def close(self) -> None:
+        self._rows = []
+
+
+class Connection:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def execute(self, sql: str, params: Params | None = None) -> Cursor:
+        return self.cursor().execute(sql, params)
+
+    def executemany(self, sql: str, seq_of_params: Sequence[Params]) -> Cursor:
+        return self.cursor().executemany(sql, seq_of_params)
+
+    def commit(self) -> None:
+        """Every statement is committed when it returns."""
+
+    def rollback(self) -> None:
+        raise NotSupportedError("statements are committed as they run; use executemany or "
+                                "Client.transaction for atomic groups")  # fmt: skip
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(url: str = "http://127.0.0.1:4002", **kwargs: Any) -> Connection:
+    """Same arguments as :func:`litecluster.connect`."""
+    return Connection(_connect(url, **kwargs))

@@ -1,0 +1,372 @@
+"""The high-availability loop of a node in an etcd cluster (``--etcd``).
+
+The primary's rounds come every third of the lease TTL; a replica looks at the leader key
+every ``POLL`` seconds (so it notices an expired key at once, not a third of a TTL later) and
+publishes its member record (position, priority, nofailover, under a lease of its own) every
+third of the TTL, or at each look while there is no leader. Then:
+- as primary, renews the leader key; losing it (or running past the safe deadline without
+  etcd) makes the node stop writing at once and follow whoever leads next;
+- otherwise reads the leader key: with a leader, follows it (switching when it changes); with
+  none, the node tries to take it only if it is the best eligible candidate: the most advanced
+  position among the members, then the highest priority, then the smallest node id; a
+  ``nofailover`` node or one lagging more than ``maximum_lag_on_failover`` never tries. In
+  synchronous mode the N-K+1 rule of syncstate must hold as well.
+A promoted replica serves from its own files and continues the cluster's txids from its
+position; a deposed primary rejoins as a replica (a position the new primary does not have
+gets a snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from litecluster.engine.position import Position
+from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
+from litecluster.ha.etcd import EtcdClient, EtcdError, KeyValue
+from litecluster.ha.etcd_leadership import EtcdLeadership, Leader
+from litecluster.ha.syncstate import (
+    SyncState,
+    droppable,
+    elect,
+    member_positions,
+    promotion_blocked,
+)
+
+if TYPE_CHECKING:
+    from litecluster.server.node import Node
+
+log = logging.getLogger("litecluster.ha")
+_ZERO = Position()
+POLL = 0.2
+"""Seconds between a replica's looks at the leader key."""
+SETTLE_POLLS = 2
+"""Looks without a leader before a candidate runs: every member has then published the
+position it reached when the old primary's stream stopped."""
+
+
+class HaLoop:
+    def __init__(self, node: Node) -> None:
+        cfg = node.config
+        self.node = node
+        self.client = EtcdClient(list(cfg.etcd), timeout=max(0.5, cfg.lease_ttl / 4))
+        self.leadership = EtcdLeadership(
+            self.client, cfg.cluster_id, node.node_id, cfg.listen, str(cfg.http), ttl=cfg.lease_ttl
+        )
+        self.members_prefix = f"/litecluster/{cfg.cluster_id}/members/"
+        self.switchover_key = f"/litecluster/{cfg.cluster_id}/switchover"
+        self.sync_key = f"/litecluster/{cfg.cluster_id}/sync"
+        self.sync: SyncState | None = None
+        """The sync state this node published as primary of the current epoch."""
+        self._gone_at: dict[str, dict[str, int]] = {}
+        self.election_blocked = ""
+        self._member_lease = 0
+        self.following: Leader | None = None
+        self._leaderless_since: float | None = None
+        self._leaderless_rev = 0
+        """The etcd revision of this node's first record after it saw no leader: older member
+        records may be from nodes that died with the old primary (they live a lease TTL)."""
+        self._published_at = 0.0
+        self.disk_full = False
+        self.last_error = ""
+
+    def _refresh_identity(self) -> None:
+        # The bound addresses are known only once the node listens (port 0 in tests).
+        n = self.node
+        self.leadership.value = json.dumps(
+            {"node_id": n.node_id, "listen": str(n.listen), "http": str(n.http)}
+        ).encode()
+
+    async def run(self) -> None:
+        self._refresh_identity()
+        interval = self.node.config.lease_ttl / 3
+        while True:
+            started = time.monotonic()
+            try:
+                await self.step()
+                self.last_error = ""
+            except (EtcdError, LiteclusterError, OSError) as exc:
+                # OSError: the disk is full or failing (e.g. when turning replica): the next
+                # round tries again; the node must not exit over it.
+                self.last_error = exc.message if isinstance(exc, LiteclusterError) else str(exc)
+                log.warning("ha.round_failed error=%r", self.last_error)
+                if self.node.primary is not None and not self.leadership.valid():
+                    await self._step_down(None)
+            primary = self.node.primary
+            every = interval if primary is not None else min(interval, POLL)
+            left = max(0.05, every - (time.monotonic() - started))
+            if primary is None or not self.node.config.sync_replicas:
+                await asyncio.sleep(left)
+                continue
+            # A replica that connects starts counting only once the sync set names it: wake
+            # at once rather than leave synchronous writes waiting for the next round.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(primary.sessions_changed.wait(), left)
+
+    async def step(self) -> None:
+        node = self.node
+        if not node.positions_known:
+            # Before the first record: a node that published no positions could be elected
+            # and restart the cluster's txids from zero.
+            await node.load_resting()
+        interval = node.config.lease_ttl / 3
+        due = time.monotonic() - self._published_at >= interval
+        if node.primary is not None or due or self._leaderless_since is not None:
+            await self._publish()
+        if node.primary is not None:
+            if await self.leadership.renew():
+                await self._reconcile_sync()
+                return
+            await self._step_down(await self.leadership.observe())
+            return
+        leader = await self.leadership.observe()
+        if leader is not None:
+            self._leaderless_since = None
+            self._leaderless_rev = 0
+            if leader.node_id == node.node_id:
+                return  # our own key from before a restart: wait for it to expire
+            if self.following is None or self.following.listen != leader.listen:
+                await node.become_replica(leader.listen)
+                self.following = leader  # only once following: a failure retries next look
+            return
+        now = time.monotonic()
+        if self._leaderless_since is None:
+            self._leaderless_since = now
+            # The position this node reached, for the election; records older than this one
+            # are not trusted to come from live nodes.
+            self._leaderless_rev = await self._publish()
+        # Wait a few looks before running: every member has then published the position it
+        # reached when the old primary's stream stopped, so the most advanced one is known (in
+        # synchronous mode that is the one holding every acknowledged write).
+        # Also at start-up (nobody following yet): the first node up must not win before the
+        # others, possibly more advanced, have published where they are.
+        if now - self._leaderless_since < SETTLE_POLLS * POLL:
+            return
+        if await self._best_candidate() and await self.leadership.acquire():
+            try:
+                await self._promote()
+            except BaseException:
+                # Holding the key without serving would stall the cluster for a lease TTL.
+                await self.step_down_now()
+                raise
+
+    async def _publish(self) -> int:
+        """Publish this node's member record; returns the etcd revision of the put."""
+        ttl = self.node.config.lease_ttl
+        if self._member_lease == 0 or await self.client.keepalive(self._member_lease) <= 0:
+            self._member_lease = await self.client.grant(ttl)
+        revision = await self.client.put(
+            self.members_prefix + self.node.node_id, json.dumps(self._member()).encode(),
+            lease=self._member_lease,
+        )  # fmt: skip
+        self._published_at = time.monotonic()
+        return revision
+
+    def _member(self) -> dict[str, Any]:
+        cfg, node = self.node.config, self.node
+        known = node.positions_known
+        positions = node.positions()
+        return {
+            "node_id": node.node_id, "txid": positions.get("main", 0),
+            # None, not {}: a record without positions must not count as a live member
+            # holding nothing (the N-K+1 rule) nor as a candidate at txid 0.
+            "positions": positions if known else None,
+            "priority": cfg.priority, "nofailover": cfg.nofailover, "disk_full": self.disk_full,
+            "eligible": self._eligible(), "listen": str(node.listen), "http": str(node.http),
+        }  # fmt: skip
+
+    def _eligible(self) -> bool:
+        node, cfg = self.node, self.node.config
+        if cfg.nofailover or self.disk_full or not node.positions_known:
+            return False
+        if node.follower is not None:
+            head = node.follower.upstream.heads.get("main")
+            applied = node.positions().get("main", 0)
+            if head is not None and head - applied > cfg.maximum_lag_on_failover:
+                return False
+        return True
+
+    async def _best_candidate(self) -> bool:
+        if not self._eligible():
+            return False
+        handoff = await self.client.get(self.switchover_key)
+        if handoff is not None:
+            # A planned switchover names its target: only that node may take the key.
+            return handoff.value.decode() == self.node.node_id
+        me = self._member()
+        fresh: list[dict[str, Any]] = []
+        records = [me]
+        lost = self.following.node_id if self.following is not None else None
+        for entry, m in await self._records():
+            if m["node_id"] == me["node_id"]:
+                continue
+            if entry.mod_revision > self._leaderless_rev:
+                fresh.append(m)
+                records.append(m)
+            elif m["node_id"] != lost:  # the lost leader's old record is not waited for
+                records.append(m)
+        kv = await self.client.get(self.sync_key)
+        state = SyncState.decode(kv.value) if kv is not None else None
+        # Who is alive (the N-K+1 rule) counts only records written since this node saw the
+        # leader key gone: a dead node's record lives on for a lease TTL. Candidates include
+        # the older records too: a more advanced node that may still be alive is waited for
+        # (at most until its record expires) rather than passed over.
+        alive = {str(m["node_id"]): member_positions(m) for m in [me, *fresh]}
+        blocked = promotion_blocked(state, alive, alive[me["node_id"]]) or ""
+        if blocked != self.election_blocked:
+            if blocked:
+                log.warning("ha.promotion_blocked node_id=%s reason=%r", me["node_id"], blocked)
+            self.election_blocked = blocked
+        if blocked:
+            return False
+        return elect(state, records, alive) == self.node.node_id
+
+    async def _records(self) -> list[tuple[KeyValue, dict[str, Any]]]:
+        """The member records with known positions, with their etcd entries."""
+        out = []
+        for kv in await self.client.get_prefix(self.members_prefix):
+            try:
+                m = json.loads(kv.value)
+            except ValueError:
+                continue
+            if (
+                isinstance(m, dict) and isinstance(m.get("node_id"), str)
+                and isinstance(m.get("positions"), dict)
+            ):  # fmt: skip
+                out.append((kv, m))
+        return out
+
+    async def _publish_sync(self, state: SyncState) -> None:
+        ok = await self.client.put_guarded(
+            self.sync_key, state.encode(), guard=self.leadership.key,
+            create_revision=self.leadership.epoch,
+        )  # fmt: skip
+        if not ok:
+            raise EtcdError("lost the leader key before publishing the sync set")
+        self.sync = state
+
+    async def _reconcile_sync(self) -> None:
+        """Keep the published sync set equal to the connected replicas plus those that left
+        but may still be the only ones holding some acknowledged write."""
+        primary, k = self.node.primary, self.node.config.sync_replicas
+        if primary is None or self.sync is None or k <= 0:
+            return
+        primary.sessions_changed.clear()
+        # A replica that may never be promoted (nofailover, disk full) must not hold the only
+        # copy of an acknowledged write: the election could then promote nobody.
+        barred = {
+            str(m["node_id"]) for _, m in await self._records()
+            if m.get("nofailover") or m.get("disk_full")
+        }  # fmt: skip
+        connected = set(primary.sessions) - barred
+        heads = {name: db.head for name, db in primary.dbs.items()}
+        for gone in self.sync.members - connected:
+            self._gone_at.setdefault(gone, heads)
+        for back in connected:
+            self._gone_at.pop(back, None)
+        counted = [
+            {db: pos.txid for db, pos in s.acked.items()} for s in primary.counted_sessions()
+        ]
+        keep = {m for m, at in self._gone_at.items() if not droppable(at, counted, k)}
+        members = frozenset(connected | keep)
+        if members != self.sync.members:
+            # Published before counting: an election must never miss a replica whose
+            # acknowledgement made a write acknowledged.
+            await self._publish_sync(dataclasses.replace(self.sync, members=members))
+            log.info("ha.sync_set members=%s", sorted(members))
+            self._gone_at = {m: at for m, at in self._gone_at.items() if m in members}
+        primary.sync_members = set(members)
+
+    async def _promote(self) -> None:
+        node = self.node
+        # Stop following first: the floor must be what this node holds once nothing more
+        # can be applied, and promotion then numbers on from exactly that.
+        await node._end_role()
+        if node.resting is None:
+            await node.load_resting()
+        positions = node.positions()
+        k = node.config.sync_replicas
+        # Before any write of this epoch: the floor records that, until a replica catches up,
+        # only this node holds what earlier epochs acknowledged.
+        await self._publish_sync(SyncState(self.leadership.epoch, k, floor=positions))
+        self._gone_at = {}
+        self.following = None
+        log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,
+                 self.leadership.epoch, positions)  # fmt: skip
+        # In synchronous mode no replica counts until the published sync set names it.
+        await node.promote(self.leadership.epoch, set() if k else None)
+
+    async def _step_down(self, leader: Leader | None) -> None:
+        log.warning("ha.step_down node_id=%s leader=%s", self.node.node_id,
+                    leader.node_id if leader else "unknown")  # fmt: skip
+        if leader is not None and leader.node_id != self.node.node_id:
+            self.following = leader
+            await self.node.become_replica(leader.listen)
+        else:
+            self.following = None
+            await self.node._end_role()
+
+    async def switchover(self, target: str, timeout: float = 5.0) -> None:
+        """Planned handoff from this primary to ``target``: writes pause, the target catches
+        up, the leader key is handed over by name; nothing acknowledged is lost."""
+        node = self.node
+        primary = node.primary
+        if primary is None or not self.leadership.valid():
+            raise NotPrimaryError("switchover must be asked of the primary")
+        session = primary.sessions.get(target)
+        if session is None:
+            raise NodeError("the target is not a connected replica", target=target)
+        primary.paused = True  # new writes get a retryable "not primary" from now on
+        try:
+            await primary.drain_writers()
+            heads = {name: db.head for name, db in primary.dbs.items()}
+            deadline = time.monotonic() + timeout
+            while any(session.acked.get(n, _ZERO).txid < t for n, t in heads.items()):
+                if time.monotonic() > deadline:
+                    raise NodeError("the target did not catch up in time; switchover aborted",
+                                    target=target)  # fmt: skip
+                await asyncio.sleep(0.01)  # acks arrive within a heartbeat; bounded above
+            lease = await self.client.grant(max(2, node.config.lease_ttl * 2))
+            await self.client.put(self.switchover_key, target.encode(), lease=lease)
+            log.info("ha.switchover to=%s heads=%s", target, heads)
+            await self.leadership.resign()
+            await node._end_role()
+        except BaseException:
+            primary.paused = False
+            raise
+
+    async def step_down_now(self) -> None:
+        """Give up the leader key at once (the node cannot serve as primary)."""
+        try:
+            await self.leadership.resign()
+        except EtcdError as exc:
+            log.warning("ha.resign_failed error=%r", exc.message)
+        self.following = None
+        await self.node._end_role()
+
+    async def resign(self) -> None:
+        try:
+            await self.leadership.resign()
+            if self._member_lease:
+                await self.client.revoke(self._member_lease)
+        except EtcdError as exc:
+            log.warning("ha.resign_failed error=%r", exc.message)
+        await self.client.close()
+
+    def status(self) -> dict[str, Any]:
+        leader = self.leadership.leader
+        return {
+            "leader_id": leader.node_id if leader else None,
+            "leader_http": leader.http if leader else None,
+            "epoch": self.leadership.epoch,
+            "lease_left": round(self.leadership.time_left(), 3),
+            "sync_replicas": self.node.config.sync_replicas,
+            "sync_set": sorted(self.sync.members) if self.sync and self.node.primary else None,
+            "election_blocked": self.election_blocked or None,
+            "last_error": self.last_error or None,
+        }

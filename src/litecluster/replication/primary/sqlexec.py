@@ -1,0 +1,159 @@
+"""Running one SQL statement and shaping its result the way rqlite's API reports it.
+
+Shared by the primary's writer (inside its group transaction) and by reads on any node. A
+statement error becomes the result's ``error`` (as rqlite reports SQL errors: HTTP 200, the
+error in the result), never an exception out of here, except :class:`RequestError` for requests
+that are not well formed.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from litecluster.engine.sqlite import Connection, DatabaseError
+from litecluster.errors import LiteclusterError
+
+Params = tuple[Any, ...] | dict[str, Any]
+
+# Statements that would end or escape the writer's group transaction. SQLite has no API that
+# says a prepared statement is transaction control before running it, so the first keyword is
+# checked (after comments), and in_transaction is checked again after each statement.
+_CONTROL = re.compile(
+    r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|ATTACH|"
+    r"DETACH|VACUUM)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class RequestError(LiteclusterError):
+    """A request that is not well formed (HTTP 400): nothing of it ran."""
+
+    default_hint = "see the rqlite-compatible API in docs/http-api.md"
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: Params = ()
+
+
+@dataclass
+class Result:
+    last_insert_id: int | None = None
+    rows_affected: int | None = None
+    columns: list[str] | None = None
+    types: list[str] | None = None
+    values: list[list[Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_json(self, *, associative: bool = False, timings: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.error is not None:
+            out["error"] = self.error
+        elif self.columns is not None:
+            types = self.types or []
+            if associative:
+                out["types"] = dict(zip(self.columns, types, strict=False))
+                out["rows"] = [dict(zip(self.columns, row, strict=False)) for row in self.values]
+            else:
+                out["columns"] = self.columns
+                out["types"] = types
+                if self.values:
+                    out["values"] = self.values
+        else:
+            if self.last_insert_id is not None:
+                out["last_insert_id"] = self.last_insert_id
+            out["rows_affected"] = self.rows_affected or 0
+        if timings:
+            out["time"] = self.seconds
+        return out
+
+
+def parse_statements(body: Any, *, max_statements: int) -> list[Statement]:
+    """rqlite's request body: a JSON array of ``"SQL"`` or ``["SQL", params...]`` or
+    ``["SQL", {"name": value}]``."""
+    if not isinstance(body, list):
+        raise RequestError("the request body must be a JSON array of statements")
+    if not body:
+        raise RequestError("the request has no statements")
+    if len(body) > max_statements:
+        raise RequestError(
+            "too many statements in one request", count=len(body), limit=max_statements
+        )
+    out: list[Statement] = []
+    for i, item in enumerate(body):
+        if isinstance(item, str):
+            out.append(Statement(item))
+            continue
+        if not isinstance(item, list) or not item or not isinstance(item[0], str):
+            raise RequestError("a statement must be a string or [sql, params...]", index=i)
+        rest = item[1:]
+        if len(rest) == 1 and isinstance(rest[0], dict):
+            named = rest[0]
+            if not all(isinstance(k, str) for k in named):
+                raise RequestError("named parameters need string names", index=i)
+            bad = [k for k, v in named.items() if not _scalar(v)]
+            if bad:
+                raise RequestError("parameter values must be scalars", index=i, name=bad[0])
+            out.append(Statement(item[0], dict(named)))
+        else:
+            if not all(_scalar(v) for v in rest):
+                raise RequestError("parameter values must be scalars", index=i)
+            out.append(Statement(item[0], tuple(rest)))
+    return out
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def is_transaction_control(sql: str) -> bool:
+    return _CONTROL.match(sql) is not None
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, int):  # bool is an int too
+        return "integer"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes):
+        return "blob"
+    return ""
+
+
+def _json_value(value: Any) -> Any:
+    # rqlite sends BLOBs as base64 strings.
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+
+
+def run_statement(conn: Connection, stmt: Statement) -> Result:
+    """Execute one statement on ``conn``; SQL errors are returned in the result."""
+    started = time.perf_counter()
+    result = Result()
+    try:
+        cur = conn.execute(stmt.sql, stmt.params)
+        if cur.description is not None:
+            rows = cur.fetchall()
+            result.columns = [d[0] for d in cur.description]
+            result.types = [""] * len(result.columns)
+            for row in rows:
+                for j, v in enumerate(row):
+                    if not result.types[j] and v is not None:
+                        result.types[j] = _type_name(v)
+            result.values = [[_json_value(v) for v in row] for row in rows]
+        else:
+            result.rows_affected = max(cur.rowcount, 0)
+            result.last_insert_id = cur.lastrowid
+    except DatabaseError as exc:
+        result.error = str(exc)
+    except (ValueError, TypeError, OverflowError) as exc:  # bad parameter bindings
+        result.error = f"bad parameters: {exc}"
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,39 @@
+"""TLS contexts for the replication and HTTP ports (the standard library does the work)."""
+
+from __future__ import annotations
+
+import ssl
+
+from litecluster.errors import ConfigError
+from litecluster.replication.config import NodeConfig
+
+
+def server_context(config: NodeConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"cannot load the TLS certificate or key: {exc}",
+            field="tls_cert",
+            value=str(config.tls_cert),
+            hint="tls_cert must be a PEM certificate (chain) and tls_key its PEM private key",
+        ) from None
+    return ctx
+
+
+def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None:
+    """Context that verifies the peer against ``ca_file`` (or the system CAs)."""
+    if not tls and ca_file is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"cannot load the CA file: {exc}", field="tls_ca", value=ca_file
+        ) from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx

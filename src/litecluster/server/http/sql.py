@@ -1,0 +1,370 @@
+"""The rqlite-compatible SQL API on the node's HTTP port.
+
+``POST /db/execute`` writes, ``GET|POST /db/query`` reads, ``POST /db/request`` does either,
+``GET /readyz`` and ``GET /nodes``; see docs/http-api.md for the mapping of rqlite's
+consistency levels onto litecluster's read model. Writes run on the primary's writer (group
+commit); a replica forwards them to the primary and answers once it has applied the write
+itself, so the client can read it back from the same node. SQL errors come back as rqlite does
+(HTTP 200, ``{"error": ...}`` in the statement's result); malformed requests get HTTP 400 and
+change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection, connect
+from litecluster.errors import (
+    INDETERMINATE_HINT,
+    LiteclusterError,
+    NotPrimaryError,
+    is_indeterminate,
+)
+from litecluster.replication.config import DB_NAME, Address
+from litecluster.replication.primary.sqlexec import (
+    RequestError,
+    Result,
+    Statement,
+    parse_statements,
+    run_statement,
+)
+from litecluster.replication.tls import client_context
+
+if TYPE_CHECKING:
+    from litecluster.server.node import Node
+
+NODE: web.AppKey[Node] = web.AppKey("sql-node")
+LEVELS = ("none", "weak", "linearizable", "strong")
+_local = threading.local()
+
+
+def _error(
+    status: int, message: str, context: dict[str, Any] | None = None, **fixed: Any
+) -> web.Response:
+    """An error response: ``{"error": message, **fixed}`` plus an error's ``context`` (as
+    strings). The fixed keys win: a context value never overrides ``error``, ``retryable``,
+    ``indeterminate`` or ``hint``."""
+    body = {k: str(v) for k, v in (context or {}).items()}
+    body.update(fixed)
+    body["error"] = message
+    return web.json_response(body, status=status)
+
+
+def _unknown_outcome(message: str, **fixed: Any) -> web.Response:
+    """A write that may or may not have been applied: clients must check before retrying."""
+    return _error(503, message, retryable=False, indeterminate=True, hint=INDETERMINATE_HINT,
+                  **fixed)  # fmt: skip
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name)
+    return value is not None and value.lower() not in ("false", "0", "no")
+
+
+def _dumps(request: web.Request) -> Any:
+    if _flag(request, "pretty"):
+        return lambda obj: json.dumps(obj, indent=4)
+    return json.dumps
+
+
+def _respond(request: web.Request, results: list[Result], started: float,
+             position: Position | None) -> web.Response:  # fmt: skip
+    timings, assoc = _flag(request, "timings"), _flag(request, "associative")
+    body: dict[str, Any] = {
+        "results": [r.as_json(associative=assoc, timings=timings) for r in results]
+    }
+    if position is not None:
+        # The acknowledging node is named so that clients and the fault suite's checker can
+        # tell which primary acknowledged a write even when a replica forwarded it.
+        node_id = request.app[NODE].node_id
+        body["position"] = {"epoch": position.epoch, "txid": position.txid, "node": node_id}
+    if timings:
+        body["time"] = time.perf_counter() - started
+    return web.json_response(body, dumps=_dumps(request))
+
+
+def _db(request: web.Request) -> str:
+    name = request.query.get("db", "main")
+    if not DB_NAME.match(name):
+        raise RequestError("bad database name", db=name)
+    return name
+
+
+async def _statements(request: web.Request) -> list[Statement]:
+    node = request.app[NODE]
+    if request.method == "GET":
+        q = request.query.getall("q", [])
+        if not q:
+            raise RequestError("missing q parameter")
+        return [Statement(sql) for sql in q]
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestError("request too large", limit=node.config.max_request_bytes) from None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"malformed JSON: {exc}") from None
+    return parse_statements(body, max_statements=node.config.max_statements)
+
+
+def _min_position(request: web.Request) -> int | None:
+    raw = request.query.get("min_position") or request.headers.get("X-Litecluster-Position")
+    if not raw:
+        return None
+    epoch, _, txid = raw.partition(":")
+    if not (epoch.isdigit() and txid.isdigit()):
+        raise RequestError("min_position must be EPOCH:TXID", value=raw)
+    return int(txid)
+
+
+# ---- reads -------------------------------------------------------------------------------------
+
+
+def _read_conn(path: str) -> Connection:
+    """One read-only connection per thread and file (reads run in the default executor)."""
+    conns: dict[str, Connection] = getattr(_local, "conns", None) or {}
+    _local.conns = conns
+    conn = conns.get(path)
+    if conn is None:
+        conn = conns[path] = connect(path, readonly=True)
+    return conn
+
+
+def _run_reads(path: str, statements: list[Statement], timeout: float) -> list[Result]:
+    conn = _read_conn(path)
+    deadline = time.monotonic() + timeout
+    conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+    conn.execute("BEGIN")  # one snapshot for every statement of the request
+    try:
+        out = []
+        for stmt in statements:
+            res = run_statement(conn, stmt)
+            if res.error == "interrupted":
+                res.error = f"statement timeout ({timeout:g} s)"
+            elif res.error and "readonly" in res.error:
+                res.error = f"{res.error} (a query request cannot write; use /db/execute)"
+            out.append(res)
+        return out
+    finally:
+        conn.execute("ROLLBACK")
+
+
+async def query(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    node = request.app[NODE]
+    db, statements = _db(request), await _statements(request)
+    level = request.query.get("level", "weak")
+    if level not in LEVELS:
+        raise RequestError("level must be none, weak, linearizable or strong", value=level)
+    if node.primary is None and level != "none":
+        return await _forward(request, statements, wait=False)
+    if node.primary is None and "freshness" in request.query:
+        _check_freshness(node, request.query["freshness"])
+    want = _min_position(request)
+    if want is not None and not await node.wait_applied(db, want):
+        return _error(504, "timed out waiting for this node to apply the position",
+                      min_position=want, applied=node.applied_txid(db))  # fmt: skip
+    path = node.db_path(db)
+    if not path.exists():
+        return _error(404, "no such database", db=db)
+    results = await asyncio.to_thread(
+        _run_reads, str(path), statements, node.config.statement_timeout
+    )
+    return _respond(request, results, started, None)
+
+
+def _check_freshness(node: Node, raw: str) -> None:
+    try:
+        limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
+    except ValueError:
+        raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw) from None
+    if node.follower is None:  # between roles: following no one
+        raise StaleReadError("this node follows no primary right now", freshness=raw)
+    age = time.time() - node.follower.upstream.last_message_at
+    if age > limit:
+        raise StaleReadError("this replica has not heard from the primary recently enough",
+                             seconds=round(age, 3), freshness=raw)  # fmt: skip
+
+
+class StaleReadError(LiteclusterError):
+    """A ``level=none`` read with ``freshness`` on a replica that lost touch with its primary."""
+
+    default_hint = "read from another node, or drop freshness to accept staler data"
+
+
+# ---- writes ------------------------------------------------------------------------------------
+
+
+async def execute(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    node = request.app[NODE]
+    db, statements = _db(request), await _statements(request)
+    if node.primary is None:
+        return await _forward(request, statements, wait=True)
+    outcome = await node.primary.write(db, statements, transaction=_flag(request, "transaction"))
+    return _respond(request, outcome.results, started, outcome.position)
+
+
+async def unified(request: web.Request) -> web.Response:
+    """``/db/request``: on the primary every statement runs in the writer (reads included, so
+    they see every acknowledged write); a replica forwards."""
+    return await execute(request)
+
+
+async def _forward(
+    request: web.Request, statements: list[Statement], *, wait: bool
+) -> web.Response:
+    node = request.app[NODE]
+    if node.follower is None:
+        # Between roles (stepped down, etcd unreachable, disk full): nowhere to forward to.
+        return _error(503, "this node is not the primary and follows no primary right now",
+                      retryable=True, primary=node.known_primary() or "unknown")  # fmt: skip
+    up = node.follower.upstream
+    if not up.http or up.state != "streaming":
+        return _error(503, "no primary reachable to forward to", retryable=True,
+                      primary=up.address, state=up.state)  # fmt: skip
+    body = [
+        [s.sql, s.params] if isinstance(s.params, dict) else [s.sql, *s.params] for s in statements
+    ]
+    scheme = "https" if node.config.tls_ca else "http"
+    url = f"{scheme}://{up.http}{request.path}"
+    ssl = client_context(str(node.config.tls_ca) if node.config.tls_ca else None, tls=False)
+    timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
+    try:
+        async with node.http_client().post(
+            url, params=request.query, json=body, ssl=ssl or False, timeout=timeout
+        ) as resp:
+            data = await resp.json(content_type=None)
+            status = resp.status
+    except aiohttp.ClientConnectorError as exc:  # nothing was sent
+        return _error(503, f"forwarding to the primary failed: {exc}", retryable=True,
+                      primary=up.http)  # fmt: skip
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        # The primary may have received the request: a write may have been applied there.
+        message = f"forwarding to the primary failed: {exc}"
+        if wait:
+            return _unknown_outcome(message, primary=up.http)
+        return _error(503, message, retryable=True, primary=up.http)
+    if wait and status == 200 and isinstance(data, dict) and "position" in data:
+        # Answer once this node has the write too: the client reads its write here.
+        txid = int(data["position"]["txid"])
+        if not await node.wait_applied(_db(request), txid):
+            data["warning"] = "committed on the primary; not yet applied on this replica"
+    return web.json_response(data, status=status, dumps=_dumps(request))
+
+
+# ---- cluster ------------------------------------------------------------------------------------
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    if node.ready and (
+        node.primary is not None or (node.follower and node.follower.upstream.state == "streaming")
+    ):
+        return web.Response(text="[+]node ok\n[+]leader ok\n[+]store ok\n")
+    return web.Response(status=503, text="[+]node ok\n[-]leader not contacted\n")
+
+
+async def nodes(request: web.Request) -> web.Response:
+    st = request.app[NODE].status()
+    out: dict[str, Any] = {}
+    if "replicas" in st:
+        out[st["node"]["id"]] = {"api_addr": st["node"]["http"], "addr": st["node"]["listen"],
+                                 "reachable": True, "leader": True, "voter": True}  # fmt: skip
+        for rep in st["replicas"]:
+            out[rep["node_id"]] = {"api_addr": rep["http"], "addr": rep["peer"],
+                                   "reachable": rep["state"] != "disconnected", "leader": False,
+                                   "voter": False}  # fmt: skip
+    else:
+        up = st["upstream"]
+        out[st["node"]["id"]] = {"api_addr": st["node"]["http"], "addr": st["node"]["listen"],
+                                 "reachable": True, "leader": False, "voter": False}  # fmt: skip
+        if up["primary_id"]:
+            out[up["primary_id"]] = {"api_addr": up["primary_http"], "addr": up["primary"],
+                                     "reachable": up["state"] == "streaming", "leader": True,
+                                     "voter": True}  # fmt: skip
+    return web.json_response({"nodes": out}, dumps=_dumps(request))
+
+
+@web.middleware
+async def request_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except RequestError as exc:
+        return _error(400, exc.message, exc.context)
+    except StaleReadError as exc:
+        return _error(503, exc.message, exc.context)
+    except LiteclusterError as exc:
+        context = dict(exc.context)
+        if isinstance(exc, NotPrimaryError):
+            context["primary"] = request.app[NODE].known_primary() or "unknown"
+        if is_indeterminate(exc):
+            # Committed on the primary but not acknowledged as replicated, or committed as
+            # leadership ended: a blind retry could apply the write twice.
+            hint = exc.hint if exc.indeterminate else INDETERMINATE_HINT
+            return _error(503, exc.message, context, retryable=False, indeterminate=True,
+                          hint=hint)  # fmt: skip
+        # Refused (not the primary, paused) or failed before it was committed.
+        return _error(503, exc.message, context, retryable=True, indeterminate=False,
+                      hint=exc.hint)  # fmt: skip
+
+
+async def switchover(request: web.Request) -> web.Response:
+    """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
+    node = request.app[NODE]
+    target = request.query.get("to", "")
+    if node.ha is None:
+        raise RequestError("switchover needs a cluster with --etcd")
+    if not target:
+        raise RequestError("missing to=NODE")
+    started = time.perf_counter()
+    await node.ha.switchover(target)
+    return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
+
+
+async def promote(request: web.Request) -> web.Response:
+    """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
+    node = request.app[NODE]
+    epoch = await node.manual_promote(force=_flag(request, "force"))
+    return web.json_response(
+        {
+            "node_id": node.node_id,
+            "epoch": epoch,
+            "listen": str(node.listen),
+            "positions": node.positions(),
+        }
+    )
+
+
+async def follow(request: web.Request) -> web.Response:
+    """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
+    node = request.app[NODE]
+    try:
+        primary = Address.parse(request.query.get("primary", ""))
+    except ValueError as exc:
+        raise RequestError("primary must be HOST:PORT", detail=str(exc)) from None
+    await node.manual_follow(primary)
+    return web.json_response({"node_id": node.node_id, "following": str(primary)})
+
+
+def add_routes(app: web.Application, node: Node) -> None:
+    app[NODE] = node
+    app.router.add_post("/db/execute", execute)
+    app.router.add_get("/db/query", query)
+    app.router.add_post("/db/query", query)
+    app.router.add_post("/db/request", unified)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/nodes", nodes)
+    app.router.add_post("/switchover", switchover)
+    app.router.add_post("/promote", promote)
+    app.router.add_post("/follow", follow)

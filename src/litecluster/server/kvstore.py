@@ -1,0 +1,402 @@
+"""The key/value store of a node: the :mod:`litecluster.kv` commands run on this node's files.
+
+- Reads run on a read connection to the local file (a replica's, or the primary's), one read
+  transaction per request, so a multi-key read sees one state.
+- Writes run on the primary as writer procedures (each command in its own savepoint, a MULTI
+  block in one transaction). A replica forwards them to the primary (``POST /kv/exec``) and
+  answers once it has applied the result itself, so its client reads its own write.
+- Every write procedure annotates its record with what changed (keyspace events, flushed DB
+  indexes, published messages). Listeners get them on every node once the change is visible
+  locally: pub/sub delivery, keyspace notifications and ``watch`` callbacks all come from it.
+- WATCH: the primary remembers the txid of the last change of each key (bounded; older
+  changes count as "at the floor"), so an EXEC forwarded with the position its client watched
+  from is aborted when a watched key changed after it, whichever node served the WATCH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+
+from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection, DatabaseError, connect
+from litecluster.errors import (
+    IndeterminateWriteError,
+    LiteclusterError,
+    NodeError,
+    NotPrimaryError,
+)
+from litecluster.kv.commands import lookup, run
+from litecluster.kv.db import Ctx, expire_cycle
+from litecluster.kv.errors import CommandError
+from litecluster.kv.registry import Command
+from litecluster.kv.reply import Err, Reply, dumps, loads
+from litecluster.kv.schema import ensure_schema, has_schema
+from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
+from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
+from litecluster.kv.wire import encode as _encode
+
+if TYPE_CHECKING:
+    from litecluster.server.node import Node
+
+log = logging.getLogger("litecluster.kvstore")
+
+
+def execute(ctx: Ctx, args: list[bytes]) -> Reply:
+    """Run one command in its savepoint; a bug in a command costs its client an error reply,
+    not the connection, the group or the node (SQLite errors still propagate: disk full, I/O)."""
+    try:
+        return run(ctx, args)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        name = args[0].decode("utf-8", "replace").lower()
+        log.exception("kv.command_failed command=%s", name)
+        return Err(f"ERR internal error in '{name}' ({type(exc).__name__}); see the node's log")
+
+
+Key = tuple[int, bytes]
+"""A key in a Redis DB index."""
+PENDING_TXID = 1 << 62
+"""The version of a key changed by a procedure whose group has not committed yet."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class KeyVersions:
+    """The txid of the last change of each key, on the primary (bounded)."""
+
+    def __init__(self, floor: int, capacity: int = 100_000) -> None:
+        self._last: OrderedDict[Key, int] = OrderedDict()
+        self._flushed: dict[int, int] = {}
+        self.floor = floor
+        """Changes at or before this txid are not tracked: a watch older than it aborts."""
+        self.capacity = capacity
+        self._lock = threading.Lock()
+
+    def record(self, txid: int, changes: Changes) -> None:
+        with self._lock:
+            for key in changes.changed_keys():
+                self._last[key] = txid
+                self._last.move_to_end(key)
+            for db in changes.flushed:
+                self._flushed[db] = txid
+            while len(self._last) > self.capacity:
+                _, old = self._last.popitem(last=False)
+                if old != PENDING_TXID:
+                    self.floor = max(self.floor, old)
+
+    def changed_since(self, keys: list[Key], txid: int) -> bool:
+        with self._lock:
+            if txid < self.floor:
+                return True
+            return any(
+                self._last.get(k, 0) > txid or self._flushed.get(k[0], 0) > txid for k in keys
+            )
+
+
+@dataclass
+class Request:
+    """Commands to run on the primary in one transaction, with what EXEC watched."""
+
+    commands: list[tuple[int, list[bytes]]]
+    watch: list[Key] = field(default_factory=list)
+    since: int = 0
+    """The txid the watched keys were read at."""
+    publish: list[tuple[bytes, bytes]] = field(default_factory=list)
+    all_or_nothing: bool = False
+    """Roll every command back when one fails (the Python client's atomic blocks), instead of
+    Redis's EXEC semantics (the others still apply)."""
+
+
+class KvStore:
+    """The key/value store of one node (database ``config.kv_db``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.db_name = node.config.kv_db
+        self.path: Path = node.config.data_dir / "db" / f"{self.db_name}.db"
+        self.listeners: list[Callable[[Changes], None]] = []
+        """Called on the loop with each change once it is visible in this node's file."""
+        self.versions = KeyVersions(0)
+        self._conn: Connection | None = None
+        self._empty: Connection | None = None
+        self._schema_ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- wiring -------------------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow the node's current role (called after each role change)."""
+        self._loop = loop
+        node = self.node
+        if node.primary is not None:
+            self._schema_ready = False
+            self.versions = KeyVersions(node.positions().get(self.db_name, 0))
+            node.primary.on_commit.append(self._committed)
+        if node.follower is not None:
+            node.follower.on_annotations.append(self._applied)
+
+    def _committed(self, db: str, position: Position, notes: list[bytes]) -> None:
+        """Writer thread: track versions at once, deliver on the loop."""
+        if db != self.db_name:
+            return
+        decoded = [c for c in map(decode_changes, notes) if c is not None]
+        for changes in decoded:
+            self.versions.record(position.txid, changes)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._deliver, decoded)
+
+    def _applied(self, db: str, txid: int, notes: list[bytes]) -> None:
+        if db == self.db_name:
+            self._deliver([c for c in map(decode_changes, notes) if c is not None])
+
+    def _deliver(self, decoded: list[Changes]) -> None:
+        for changes in decoded:
+            for listener in list(self.listeners):
+                try:
+                    listener(changes)
+                except Exception:  # one subscriber's bug must not silence the others
+                    log.exception("kv.listener_failed")
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def _read_conn(self) -> Connection:
+        if self._conn is None:
+            if not self.path.exists():
+                return self._empty_conn()
+            self._conn = connect(self.path, readonly=True)
+        if not has_schema(self._conn):
+            return self._empty_conn()
+        return self._conn
+
+    def _empty_conn(self) -> Connection:
+        # Before the first write reaches this node there are no tables: reads see an empty
+        # store, exactly as they would on the primary.
+        if self._empty is None:
+            self._empty = connect(":memory:")
+            ensure_schema(self._empty)
+        return self._empty
+
+    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+        """Run read-only commands on the local file in one read transaction."""
+        conn = self._read_conn()
+        now = now_ms()
+        conn.execute("BEGIN")
+        try:
+            return [_read_one(Ctx(conn, db, now), args) for db, args in commands]
+        finally:
+            conn.execute("COMMIT")
+
+    def keyspace(self) -> dict[int, tuple[int, int]]:
+        """Keys and keys with an expiry per DB index (INFO keyspace; expired keys not yet
+        deleted are counted, as Redis does)."""
+        rows = (
+            self._read_conn()
+            .execute("SELECT db, count(*), count(expire_at) FROM kv_keys GROUP BY db")
+            .fetchall()
+        )
+        return {int(db): (int(n), int(e)) for db, n, e in rows}
+
+    def applied_txid(self) -> int:
+        return self.node.applied_txid(self.db_name)
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    async def write(self, request: Request) -> list[Reply] | None:
+        """Run ``request`` on the primary (forwarding from a replica); None when EXEC was
+        aborted by a watched key."""
+        return (await self.write_at(request))[0]
+
+    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int]:
+        """Like :meth:`write`, with the txid at which the write is visible on this node."""
+        if self.node.primary is not None:
+            replies, position = await self.run_on_primary(request)
+            return replies, position.txid
+        return await self._forward(request)
+
+    async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
+        primary = self.node.primary
+        if primary is None:
+            raise NotPrimaryError("this node is not the primary")
+        outcome = await primary.call(self.db_name, self._procedure(request))
+        replies: list[Reply] | None = outcome.value
+        return replies, outcome.position
+
+    def _procedure(self, request: Request) -> Callable[[Connection], tuple[Any, bytes]]:
+        def run(conn: Connection) -> tuple[Any, bytes]:
+            if not self._schema_ready:
+                ensure_schema(conn)
+                self._schema_ready = True
+            if request.watch and self.versions.changed_since(request.watch, request.since):
+                return None, b""
+            now = now_ms()
+            events: list[tuple[str, int, bytes]] = []
+            flushed: list[int] = []
+            replies: list[Reply] = []
+            for db, args in request.commands:
+                ctx = Ctx(conn, db, now, events, flushed)
+                reply = execute(ctx, args)
+                if request.all_or_nothing and isinstance(reply, Err):
+                    raise AtomicAbortedError(f"nothing was applied: {reply.text}",
+                                             command=args[0].decode("utf-8", "replace"))  # fmt: skip
+                replies.append(reply)
+            if request.publish:
+                # A message must travel in a record, and a record needs a change to a page.
+                conn.execute(
+                    "INSERT INTO kv_meta(name, value) VALUES('published', 1)"
+                    " ON CONFLICT(name) DO UPDATE SET value = value + 1"
+                )
+            if not (events or flushed or request.publish):
+                return replies, b""
+            changes = Changes(events, flushed, request.publish)
+            # Until the group commits (and _committed records the real txid), a later EXEC
+            # of the same group must see these keys as changed after any watch.
+            self.versions.record(PENDING_TXID, changes)
+            return replies, _encode(changes)
+
+        return run
+
+    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int]:
+        node = self.node
+        up = node.follower.upstream if node.follower is not None else None
+        if up is None or not up.http or up.state != "streaming":
+            raise NotPrimaryError("no primary reachable to forward the write to",
+                                  primary=up.http if up else None)  # fmt: skip
+        body = _encode(ExecRequest(request.commands, request.watch, request.since, request.publish,
+                             request.all_or_nothing))  # fmt: skip
+        scheme = "https" if node.config.tls_ca else "http"
+        timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
+        try:
+            async with node.http_client().post(
+                f"{scheme}://{up.http}/kv/exec", data=body, timeout=timeout,
+                headers={"Content-Type": "application/msgpack"},
+            ) as resp:  # fmt: skip
+                raw = await resp.read()
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent: retryable
+            raise NotPrimaryError(f"forwarding to the primary failed: {exc}",
+                                  primary=up.http) from None  # fmt: skip
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The primary may have received the write and applied it.
+            raise IndeterminateWriteError(f"forwarding to the primary failed: {exc}",
+                                          primary=up.http) from None  # fmt: skip
+        if status != 200:
+            try:
+                error = msgspec.json.decode(raw)
+                message, indeterminate = error.get("error", ""), error.get("indeterminate")
+            except (msgspec.DecodeError, AttributeError):
+                message, indeterminate = raw[:200].decode(errors="replace"), False
+            if indeterminate is True:
+                raise IndeterminateWriteError(f"on the primary: {message}", status=status)
+            raise NodeError(f"the primary refused the write: {message}", status=status)
+        got = decode_reply(raw)
+        # Answer once this node has the write too: its client then reads what it wrote here.
+        await node.wait_applied(self.db_name, got.txid)
+        return (None if got.replies is None else [loads(r) for r in got.replies]), got.txid
+
+    async def serve(self, body: bytes) -> bytes:
+        """``POST /kv/exec`` (msgpack): read-only requests run on this node's file; writes
+        run on the primary (this node, or forwarded by it) and answer once visible here.
+        Replicas forward their clients' writes with it; the Python client sends both."""
+        try:
+            wire = decode_request(body)
+        except msgspec.DecodeError as exc:
+            raise KvRequestError(f"malformed key/value request: {exc}") from None
+        if not wire.commands and not wire.publish:
+            raise KvRequestError("a key/value request needs commands")
+        if any(not args or not isinstance(db, int) or db < 0 for db, args in wire.commands):
+            raise KvRequestError("every command needs a DB index >= 0 and a name")
+        request = Request(wire.commands, [(db, k) for db, k in wire.watch], wire.since,
+                          wire.publish, wire.all_or_nothing)  # fmt: skip
+        if (
+            not request.watch
+            and not request.publish
+            and all(_readonly(args) for _, args in request.commands)
+        ):
+            replies: list[Reply] | None = self.read(request.commands)
+            txid = self.applied_txid()
+        else:
+            replies, txid = await self.write_at(request)
+        encoded = None if replies is None else [dumps(r) for r in replies]
+        return _encode(ExecReply(encoded, txid, self.node.epoch))
+
+    # ---- expiry -------------------------------------------------------------------------------
+
+    def _anything_expired(self, now: int) -> bool:
+        conn = self._read_conn()
+        rows = conn.execute(
+            "SELECT EXISTS(SELECT 1 FROM kv_keys WHERE expire_at IS NOT NULL AND expire_at < ?)"
+            " OR EXISTS(SELECT 1 FROM kv_garbage)",
+            (now,),
+        ).fetchall()
+        return bool(rows[0][0])
+
+    async def expire_forever(self, interval: float = 0.1, limit: int = 200) -> None:
+        """The primary's background deletion of expired keys: bounded work per round, as
+        replicated deletions (readers never see expired keys anyway)."""
+        while True:
+            await asyncio.sleep(interval)
+            primary = self.node.primary
+            if primary is None or not self._anything_expired(now_ms()):
+                continue
+
+            def cycle(conn: Connection) -> tuple[Any, bytes]:
+                gone = expire_cycle(conn, now_ms(), limit)
+                if not gone:
+                    return None, b""
+                return None, _encode(Changes([("expired", db, key) for db, key in gone]))
+
+            try:
+                await primary.call(self.db_name, cycle)
+            except LiteclusterError as exc:
+                log.warning("kv.expire_cycle_failed error=%r", exc.message)
+
+    def close(self) -> None:
+        for conn in (self._conn, self._empty):
+            if conn is not None:
+                conn.close()
+        self._conn = self._empty = None
+
+
+def _read_one(ctx: Ctx, args: list[bytes]) -> Reply:
+    """A read-only command without the savepoint writes need (the hot path of GET)."""
+    found = lookup(args)
+    if isinstance(found, Err):
+        return found
+    if found.handler is None or not found.info.readonly:
+        return execute(ctx, args)
+    try:
+        return found.handler(ctx, [found.name.encode(), *args[1:]])
+    except CommandError as exc:
+        return Err(exc.message)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        log.exception("kv.command_failed command=%s", found.name)
+        return Err(f"ERR internal error in '{found.name}' ({type(exc).__name__}); see the log")
+
+
+def _readonly(args: list[bytes]) -> bool:
+    found = lookup(args)
+    return isinstance(found, Command) and found.info.readonly
+
+
+class KvRequestError(NodeError):
+    """A malformed key/value request, or one that cannot apply (answered 400)."""
+
+
+class AtomicAbortedError(KvRequestError):
+    """A command of an all-or-nothing request failed: none of it was applied."""

@@ -1,0 +1,86 @@
+"""Prometheus metrics, computed from the node's state when scraped (nothing on the hot path
+but the integer counters in :class:`~litecluster.replication.stats.Stats`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from litecluster.server.node import Node
+
+
+class NodeCollector:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, stats = self.node, self.node.stats
+        role = GaugeMetricFamily("litecluster_role_primary", "1 on the primary, 0 on replicas")
+        role.add_metric([], 1.0 if node.primary is not None else 0.0)
+        yield role
+        epoch = GaugeMetricFamily("litecluster_epoch", "Epoch this node follows")
+        epoch.add_metric([], float(node.epoch))
+        yield epoch
+        for name, doc, value in (
+            ("records_shipped", "Txlog records sent to replicas", stats.records_shipped),
+            ("bytes_shipped", "Record bytes sent to replicas", stats.bytes_shipped),
+            ("records_applied", "Records applied on this replica", stats.records_applied),
+            ("bytes_applied", "Record bytes applied on this replica", stats.bytes_applied),
+            ("snapshots_sent", "Snapshots sent to replicas", stats.snapshots_sent),
+            ("snapshots_installed", "Snapshots installed here", stats.snapshots_installed),
+            ("reconnects", "Connections to the primary lost or refused", stats.reconnects),
+        ):
+            c = CounterMetricFamily(f"litecluster_{name}", doc)
+            c.add_metric([], float(value))
+            yield c
+        errors = CounterMetricFamily("litecluster_errors", "Errors by type", labels=["type"])
+        for kind, count in sorted(stats.errors.items()):
+            errors.add_metric([kind], float(count))
+        yield errors
+        progress = GaugeMetricFamily(
+            "litecluster_snapshot_progress_ratio", "Share of the snapshot being received"
+        )
+        got, want = stats.snapshot_bytes_received, stats.snapshot_bytes_expected
+        progress.add_metric([], got / want if want else 1.0)
+        yield progress
+        pos = GaugeMetricFamily("litecluster_position_txid", "Applied txid", labels=["db"])
+        size = GaugeMetricFamily("litecluster_txlog_bytes", "Txlog size on disk", labels=["db"])
+        lag_r = GaugeMetricFamily(
+            "litecluster_replication_lag_records",
+            "Records not yet applied",
+            labels=["db", "replica"],
+        )
+        lag_s = GaugeMetricFamily(
+            "litecluster_replication_lag_seconds",
+            "Age of the oldest record not yet applied",
+            labels=["db", "replica"],
+        )
+        if node.primary is not None:
+            status = node.primary.status()
+            for name, db in node.primary.dbs.items():
+                pos.add_metric([name], float(db.head))
+            for name, d in status["databases"].items():  # type: ignore[attr-defined]
+                size.add_metric([name], float(d["txlog_bytes"]))
+            for rep in status["replicas"]:  # type: ignore[attr-defined]
+                for name, d in rep["databases"].items():
+                    lag_r.add_metric([name, rep["node_id"]], float(d["lag_records"]))
+                    lag_s.add_metric([name, rep["node_id"]], d["lag_ms"] / 1000)
+        if node.follower is not None:
+            for name, d in node.follower.status()["databases"].items():  # type: ignore[attr-defined]
+                pos.add_metric([name], float(d["txid"]))
+                lag_r.add_metric([name, node.node_id], float(d["lag_records"]))
+        yield from (pos, size, lag_r, lag_s)
+
+
+def registry_for(node: Node) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

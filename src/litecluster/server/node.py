@@ -1,0 +1,536 @@
+"""One ``litecluster serve`` process: data directory, role, replication port, HTTP port.
+
+Start-up: lock the data directory, load identity and highest epoch, ask the leadership who is
+primary, open the databases (capture on a primary, replica files on a replica), bind the ports,
+write ``DIR/node.addr`` (the bound addresses, for scripts and tests that asked for port 0).
+Shutdown on SIGTERM/SIGINT: stop accepting, end replica sessions, finish the apply in flight
+(each is one SQLite transaction: it commits or rolls back whole), capture and sync the last
+commits into the txlog, close everything, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import faulthandler
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from litecluster import __version__
+from litecluster.engine.position import Position
+from litecluster.engine.txlog import fsync_dir
+from litecluster.errors import LiteclusterError, NodeError
+from litecluster.ha.leadership import StaticLeadership
+from litecluster.ha.loop import HaLoop
+from litecluster.replication.config import Address, NodeConfig, read_token
+from litecluster.replication.primary.primary import Primary
+from litecluster.replication.protocol import Refuse, encode_message
+from litecluster.replication.replica.diskpos import positions_on_disk
+from litecluster.replication.replica.follower import Follower
+from litecluster.replication.state import NodeState
+from litecluster.replication.stats import Stats
+from litecluster.replication.tls import server_context
+from litecluster.server.http.app import make_app
+from litecluster.server.kvstore import KvStore
+from litecluster.server.logs import setup_logging
+from litecluster.server.resp.pubsub import PubSub
+from litecluster.server.resp.server import RespServer
+from litecluster.server.waiters import Waiters
+
+log = logging.getLogger("litecluster.node")
+
+ADDR_FILE = "node.addr"
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.state = NodeState(config.data_dir)
+        try:
+            self.state.adopt(
+                config.node_id, config.cluster_id, config.epoch if config.is_primary else 0
+            )
+            self.token = read_token(config)
+            self.server_ssl = server_context(config)
+        except BaseException:
+            self.state.close()
+            raise
+        self.node_id = self.state.node_id
+        self.leadership = StaticLeadership(config, self.state)
+        self.ha: HaLoop | None = None
+        if config.etcd:
+            self.ha = HaLoop(self)
+        self._role_task: asyncio.Task[None] | None = None
+        self._ha_task: asyncio.Task[None] | None = None
+        self.primary: Primary | None = None
+        self.follower: Follower | None = None
+        self.resting: dict[str, Position] | None = None
+        """Between roles: the position of each database this node's files hold (None: not
+        known yet, see :meth:`load_resting`)."""
+        self.ready = False
+        self.started_at = time.time()
+        self.listen: Address = config.listen
+        self.http: Address = config.http
+        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.waiters = Waiters()
+        self._client: aiohttp.ClientSession | None = None
+        self.failed: BaseException | None = None
+        """Why a background task of the node ended on its own (then the node exits with 1)."""
+        self.stopping = asyncio.Event()
+        self.kv = KvStore(self)
+        self.pubsub = PubSub()
+        self.kv.listeners.append(self.pubsub.on_changes)
+        self.resp: RespServer | None = None
+        self.resp_address = ""
+
+    @property
+    def epoch(self) -> int:
+        if self.follower is not None:
+            return self.follower.upstream.epoch or self.state.epoch
+        if self.ha is not None:
+            return max(self.ha.leadership.epoch, self.state.epoch)
+        return self.leadership.epoch
+
+    @property
+    def role(self) -> str:
+        if self.primary is not None:
+            return "primary"
+        return "replica" if self.follower is not None else "candidate"
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = make_app(self)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.http.host, self.config.http.port, ssl_context=self.server_ssl
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise NodeError(
+                f"cannot listen on the HTTP address: {exc.strerror}",
+                http=str(self.config.http),
+                hint="pick a free port with --http HOST:PORT",
+            ) from None
+        self.http = Address(self.config.http.host, int(self._runner.addresses[0][1]))
+        try:
+            self._server = await asyncio.start_server(
+                self._dispatch, self.config.listen.host, self.config.listen.port,
+                ssl=self.server_ssl, reuse_address=True,
+            )  # fmt: skip
+        except OSError as exc:
+            raise NodeError(
+                f"cannot listen on the replication address: {exc.strerror}",
+                listen=str(self.config.listen),
+                hint="pick a free port with --listen HOST:PORT",
+            ) from None
+        self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
+        if self.config.resp is not None:
+            self.resp = RespServer(self, self.kv, self.pubsub)
+            try:
+                self.resp_address = await self.resp.start()
+            except OSError as exc:
+                raise NodeError(
+                    f"cannot listen on the Redis-protocol address: {exc.strerror}",
+                    resp=str(self.config.resp), hint="pick a free port with --resp HOST:PORT",
+                ) from None  # fmt: skip
+        self._watch(asyncio.create_task(self.kv.expire_forever(), name="kv-expiry"))
+        if self.ha is not None:
+            self._ha_task = asyncio.create_task(self.ha.run(), name="ha")
+            self._watch(self._ha_task)
+        elif await self.leadership.acquire():
+            await self.become_primary(self.leadership.epoch, {})
+        else:
+            primary = self.leadership.primary()
+            assert primary is not None
+            await self.become_replica(primary)
+        self._write_addr()
+        self.ready = True
+        log.info(
+            "node.started role=%s node_id=%s epoch=%d listen=%s http=%s tls=%s version=%s",
+            self.role, self.node_id, self.epoch, self.listen, self.http,
+            "on" if self.server_ssl else "off", __version__,
+        )  # fmt: skip
+
+    # ---- roles ----------------------------------------------------------------------------------
+
+    async def become_primary(
+        self,
+        epoch: int,
+        start: dict[str, Position],
+        sync_members: set[str] | None = None,
+    ) -> None:
+        """Serve as primary at ``epoch``; ``start`` continues a promoted replica's numbering
+        (its databases' positions); ``sync_members`` are the replicas whose acknowledgements
+        count in synchronous mode (None: all)."""
+        start_txids = {name: pos.txid for name, pos in start.items()}
+        await self._end_role()
+        self.state.see_epoch(epoch)
+        self.primary = Primary(
+            self.config, self.token, epoch, self.node_id, self.stats, start_txids=start_txids
+        )
+        self.primary.http = str(self.http)
+        self.primary.sync_members = sync_members
+        self.primary.promoted_at = dict(start)
+        self.primary.may_write = self.may_write
+        self.primary.on_disk_full = self._disk_full
+        self.primary.on_durable.append(self.waiters.notify)
+        # On the loop, not in a thread: discovering a database starts streams for connected
+        # replicas (tasks), and no replica may be admitted before the databases are open.
+        self.primary.open_databases(asyncio.get_running_loop())
+        self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
+        self._watch(self._role_task, cancel_ok=True)
+        self.kv.attach(asyncio.get_running_loop())
+        log.info("node.role role=primary epoch=%d", epoch)
+
+    async def become_replica(self, primary: Address) -> None:
+        await self._end_role()
+        config = dataclasses.replace(self.config, primary=primary)
+        self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
+        self.follower.http = str(self.http)
+        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
+        try:
+            await asyncio.to_thread(self.follower.open_databases)
+        except (OSError, LiteclusterError) as exc:
+            # Disk full, a damaged file: stay between roles; the caller may try again later.
+            follower, self.follower = self.follower, None
+            await asyncio.to_thread(follower.close)
+            raise NodeError(
+                f"cannot open the databases as a replica: {exc}",
+                hint="free disk space or check the data directory",
+            ) from exc
+        self.kv.attach(asyncio.get_running_loop())
+        self._role_task = asyncio.create_task(self.follower.run(), name="follower")
+        self._watch(self._role_task, cancel_ok=True)
+        log.info("node.role role=replica primary=%s", primary)
+
+    async def promote(self, epoch: int, sync_members: set[str] | None = None) -> None:
+        """Turn this replica into the primary of ``epoch``, continuing the cluster's txids from
+        its own files (what it has applied)."""
+        # The follower stops first: positions read while it may still apply would understate
+        # what the files hold, and the new primary would number over applied records.
+        await self._end_role()
+        if self.resting is None:
+            await self.load_resting()
+        if self.resting is None:
+            raise NodeError("the node took another role while being promoted", epoch=epoch)
+        positions = dict(self.resting)  # with their epochs: see lineage.stream_start
+        # The files are the truth now: an old txlog of this node (from an earlier term as
+        # primary) may not match them; it is kept aside for inspection, not deleted.
+        txlogs = self.config.data_dir / "txlog"
+        if txlogs.exists() and any(txlogs.iterdir()):
+            aside = self.config.data_dir / f"txlog.before-epoch-{epoch}"
+            await asyncio.to_thread(shutil.move, str(txlogs), str(aside))
+            log.warning("node.txlog_moved_aside dir=%s", aside)
+        await self.become_primary(epoch, positions, sync_members)
+
+    async def manual_promote(self, *, force: bool) -> int:
+        """``litecluster promote`` on a static cluster: this replica becomes the primary of a
+        new epoch. Returns the epoch. Refused while the current primary is still streaming to
+        it (two primaries would both accept writes), unless forced."""
+        if self.ha is not None:
+            raise NodeError("this cluster elects its primary through etcd",
+                            hint="use litecluster switchover --to NODE")  # fmt: skip
+        if self.follower is None:
+            raise NodeError("this node is already the primary", epoch=self.epoch)
+        up = self.follower.upstream
+        if up.state == "streaming" and not force:
+            raise NodeError(
+                "the primary is alive and streaming to this node",
+                primary=up.address,
+                hint="stop the old primary first (or pass --force after fencing it otherwise)",
+            )
+        epoch = max(self.state.epoch, up.epoch, self.leadership.epoch) + 1
+        self.state.see_epoch(epoch)  # persisted before serving: a restart never goes back
+        self.leadership.promoted(epoch)
+        await self.promote(epoch)
+        log.warning("node.promoted_by_operator node_id=%s epoch=%d", self.node_id, epoch)
+        return epoch
+
+    async def manual_follow(self, primary: Address) -> None:
+        """Point a replica of a static cluster at a new primary (after ``promote``)."""
+        if self.ha is not None:
+            raise NodeError("this cluster elects its primary through etcd")
+        if self.primary is not None:
+            raise NodeError("a primary cannot be told to follow another node",
+                            hint="stop it, and restart it with --primary NEW")  # fmt: skip
+        self.leadership.follow(primary)
+        await self.become_replica(primary)
+
+    def known_primary(self) -> str | None:
+        """The HTTP address of the primary as far as this node knows (None: itself, or
+        unknown), for "not primary" errors that tell clients where to go."""
+        if self.ha is not None:
+            leader = self.ha.leadership.leader
+            if leader is not None and leader.node_id != self.node_id:
+                return leader.http
+        if self.follower is not None and self.follower.upstream.http:
+            return self.follower.upstream.http
+        return None
+
+    def positions(self) -> dict[str, int]:
+        """This node's txid per database (as a replica: what it has applied; between roles:
+        what its files hold, empty while not known: see :attr:`positions_known`)."""
+        if self.follower is not None:
+            return {name: r.position.txid for name, r in self.follower.replicas.items()}
+        if self.primary is not None:
+            return {name: db.head for name, db in self.primary.dbs.items()}
+        return {name: pos.txid for name, pos in (self.resting or {}).items()}
+
+    @property
+    def positions_known(self) -> bool:
+        return self.follower is not None or self.primary is not None or self.resting is not None
+
+    async def load_resting(self) -> None:
+        """Between roles: read the positions this node's files hold (each file is read once;
+        see :mod:`diskpos`)."""
+        found = await asyncio.to_thread(
+            positions_on_disk, self.config.data_dir, durable=self.config.replica_durable
+        )
+        if self.follower is None and self.primary is None:
+            self.resting = found
+            log.info("node.positions_on_disk positions=%s", {n: str(p) for n, p in found.items()})
+
+    def _disk_full(self) -> None:
+        """A primary that cannot write its disk hands over (with etcd) instead of failing
+        every write; it stays out of elections until it restarts with space."""
+        log.error("node.disk_full node_id=%s: stepping down", self.node_id)
+        if self.ha is not None and not self.ha.disk_full:
+            self.ha.disk_full = True
+            asyncio.get_running_loop().create_task(self.ha.step_down_now())
+
+    def may_write(self) -> bool:
+        """False once this node may no longer act as primary (its lease ran out)."""
+        return self.ha.leadership.valid() if self.ha is not None else True
+
+    async def _end_role(self) -> None:
+        if self._role_task is not None:
+            self._role_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._role_task
+            self._role_task = None
+        if self.primary is not None:
+            primary, self.primary = self.primary, None
+            self.resting = None  # closing captures the last commits: read the files again
+            await primary.end_sessions()
+            await asyncio.to_thread(primary.close)
+        if self.follower is not None:
+            # Nothing applies once the role task has ended: these are the files' positions.
+            self.resting = {name: r.position for name, r in self.follower.replicas.items()}
+            follower, self.follower = self.follower, None
+            await asyncio.to_thread(follower.close)
+
+    async def _dispatch(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.primary is not None:
+            await self.primary.handle(reader, writer)
+        else:
+            await self._not_primary(reader, writer)
+
+    def _watch(self, task: asyncio.Task[None], *, cancel_ok: bool = False) -> None:
+        """These tasks run until the node stops: one that ends by itself is a bug; the node
+        then stops (exit status 1) so that its supervisor restarts it, instead of running on
+        without replicating. Role tasks are cancelled when the role changes (``cancel_ok``)."""
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled() and (cancel_ok or not self.ready):
+                return
+            self.failed = (None if t.cancelled() else t.exception()) or NodeError(
+                f"background task {t.get_name()} ended unexpectedly"
+            )
+            log.critical(
+                "node.task_failed task=%s error=%r", t.get_name(), str(self.failed),
+                exc_info=self.failed,
+            )  # fmt: skip
+            self.stopping.set()
+
+        task.add_done_callback(done)
+        self._tasks.append(task)
+
+    def _write_addr(self) -> None:
+        path = self.config.data_dir / ADDR_FILE
+        tmp = path.with_name(ADDR_FILE + ".tmp")
+        data = {
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+            "role": self.role,
+            "listen": str(self.listen),
+            "http": str(self.http),
+            "scheme": "https" if self.server_ssl else "http",
+            "resp": self.resp_address or None,
+        }
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+        fsync_dir(self.config.data_dir)
+
+    async def _not_primary(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A replica's replication port: refuse, naming the primary."""
+        primary = self.follower.config.primary if self.follower else None
+        writer.write(encode_message(Refuse("not_primary", f"primary is {primary or 'unknown'}")))
+        with contextlib.suppress(Exception):
+            await writer.drain()
+        writer.close()
+
+    async def _primary_upkeep(self) -> None:
+        assert self.primary is not None
+        next_retention = time.monotonic() + self.config.retention_interval
+        while True:
+            await asyncio.sleep(self.config.scan_interval)
+            try:
+                self.primary.discover()
+                self.primary.check_captures()
+                if time.monotonic() >= next_retention:
+                    self.primary.enforce_retention()
+                    next_retention = time.monotonic() + self.config.retention_interval
+            except LiteclusterError as exc:
+                self.stats.error(exc)
+                log.error("node.upkeep_failed error=%r", str(exc))
+
+    async def stop(self) -> None:
+        log.info("node.stopping node_id=%s", self.node_id)
+        self.ready = False
+        self.stopping.set()
+        if self._server is not None:
+            self._server.close()
+        if self.resp is not None:
+            await self.resp.close()
+        if self.primary is not None:
+            await self.primary.end_sessions()
+        if self.ha is not None:
+            # The HA loop stops before its etcd client closes: a round in flight would
+            # otherwise fail on the closed client (and step down, reading every file).
+            if self._ha_task is not None:
+                self._ha_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._ha_task
+            await self.ha.resign()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.close()
+        # Captures poll one last time on close, so commits made up to now reach the txlog.
+        if self.primary is not None:
+            await asyncio.to_thread(self.primary.close)
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.close)
+        self.kv.close()
+        (self.config.data_dir / ADDR_FILE).unlink(missing_ok=True)
+        self.state.close()
+        log.info("node.stopped node_id=%s", self.node_id)
+
+    # ---- SQL API support --------------------------------------------------------------------
+
+    def db_path(self, db: str) -> Path:
+        return self.config.data_dir / "db" / f"{db}.db"
+
+    def applied_txid(self, db: str) -> int:
+        if self.primary is not None:
+            pdb = self.primary.dbs.get(db)
+            return pdb.capture.published.txid if pdb else 0
+        if self.follower is None:
+            return 0  # between roles
+        rep = self.follower.replicas.get(db)
+        return rep.position.txid if rep else 0
+
+    async def wait_applied(self, db: str, txid: int) -> bool:
+        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""
+        return await self.waiters.wait(
+            db, txid, lambda: self.applied_txid(db), self.config.read_wait_timeout
+        )
+
+    def http_client(self) -> aiohttp.ClientSession:
+        """One pooled client session for forwarding to the primary."""
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession()
+        return self._client
+
+    # ---- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "node": {
+                "id": self.node_id,
+                "role": self.role,
+                "epoch": self.epoch,
+                "cluster": self.config.cluster_id,
+                "listen": str(self.listen),
+                "http": str(self.http),
+                "version": __version__,
+                "started_at": self.started_at,
+                "pid": os.getpid(),
+            },
+            "time": time.time(),
+            "stats": self.stats.as_dict(),
+        }
+        if self.primary is not None:
+            out.update(self.primary.status())
+        if self.follower is not None:
+            out.update(self.follower.status())
+        if self.ha is not None:
+            out["leadership"] = self.ha.status()
+        out.setdefault("databases", {})  # a candidate between roles serves none
+        return out
+
+
+def _dump_tasks() -> None:
+    """SIGUSR2: print every asyncio task's stack to stderr (a stuck node's diagnosis)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+
+
+async def _serve(config: NodeConfig, configure_logging: bool) -> int:
+    node = Node(config)
+    if configure_logging:
+        setup_logging(node.node_id, config.log_format, config.log_level)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, node.stopping.set)
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
+    try:
+        await node.start()
+        await node.stopping.wait()
+    finally:
+        await node.stop()
+    return 1 if node.failed is not None else 0
+
+
+def serve(config: NodeConfig, *, configure_logging: bool = True) -> int:
+    """Run a node until SIGTERM or SIGINT (uvloop when installed).
+
+    SIGUSR1 prints every thread's stack and SIGUSR2 every asyncio task's stack to stderr, for
+    diagnosing a stuck node in production.
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    code: int = runner(_serve(config, configure_logging))
+    return code

@@ -1,8 +1,0 @@
-"""A real etcd server for tests (Debian's etcd-server; ./dev test installs it as root)."""
-
-from __future__ import annotations
-
-from litecluster.localcluster import LocalEtcd as EtcdServer
-from litecluster.localcluster import free_port
-
-__all__ = ["EtcdServer", "free_port"]
