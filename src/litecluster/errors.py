@@ -1,9 +1,30 @@
 """The one exception tree of litecluster.
 
-Every error raised on purpose by the library derives from :class:`LiteclusterError`. Each carries
-the context needed to act on it (a file, an offset, a txid) and a ``hint`` that tells an operator
-what to do next. Callers that need to react programmatically catch the typed subclasses; the CLI
-prints ``str(err)`` which includes the hint.
+Every error class of the package derives from :class:`LiteclusterError`. Each carries the context
+needed to act on it (a file, an offset, a txid) and a ``hint`` that tells an operator what to do
+next. Callers that need to react programmatically catch the typed subclasses; the CLI prints
+``str(err)`` which includes the hint.
+
+What an error says about the operation that raised it is a property of its class, never of a
+place in the tree:
+
+- ``retryable``: nothing of it took effect and sending it again may succeed (on the primary,
+  after a failover, on another node);
+- ``indeterminate``: it may or may not have taken effect; sending it again blindly can apply a
+  write twice, so an indeterminate error is never retryable;
+- ``committed``: it took effect on the primary but is not yet visible where it was asked; it must
+  not be sent again, and a read there may not show it yet;
+- none of them: it failed, nothing of it took effect, and sending it again as is fails again.
+
+At most one of the three holds for a class (checked when the class is defined). The front doors
+(HTTP, RESP) and the clients map errors to answers through these properties alone.
+
+Where the classes live: an error that crosses layers (raised by the replication or server side,
+answered by a front door, seen by a client) is defined here. An error raised and handled within
+one layer lives in that layer's package, still under this tree: the key/value model's in
+``kv/errors.py`` (next to Redis's error texts), etcd's in ``ha/etcd.py``, the Python client's in
+``client/errors.py`` (whose instances carry the three properties the server reported) and PEP
+249's in ``client/dbapi.py``. Modules that raised a class before it moved here re-export it.
 """
 
 from __future__ import annotations
@@ -16,13 +37,31 @@ INDETERMINATE_HINT = (
 )
 
 
+COMMITTED_HINT = (
+    "the write is committed: do not send it again; read it from the primary, or wait until "
+    "this node has applied it"
+)
+
+
 class LiteclusterError(Exception):
-    """Root of every error litecluster raises on purpose."""
+    """Root of every error litecluster raises on purpose (see the module docstring for the
+    meaning of ``retryable``, ``indeterminate`` and ``committed``)."""
 
     default_hint: str = ""
+    retryable: bool = False
+    """Nothing of the operation took effect; sending it again is safe and may succeed."""
     indeterminate: bool = False
-    """True when the operation may or may not have taken effect: retrying it blindly can apply
-    a write twice (see :func:`is_indeterminate`)."""
+    """The operation may or may not have taken effect: retrying it blindly can apply a write
+    twice (see :func:`is_indeterminate`)."""
+    committed: bool = False
+    """The write took effect on the primary but is not yet visible where it was asked."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.retryable + cls.indeterminate + cls.committed > 1:
+            raise TypeError(
+                f"{cls.__qualname__}: retryable, indeterminate and committed exclude each other"
+            )
 
     def __init__(self, message: str, *, hint: str | None = None, **context: Any) -> None:
         super().__init__(message)
@@ -145,10 +184,48 @@ class StaleEpochError(NodeError):
     default_hint = "the peer is a former primary; point replicas at the current one"
 
 
-class NotPrimaryError(NodeError):
+class RequestError(NodeError):
+    """A request that is not well formed (HTTP 400): nothing of it ran, and it fails again as
+    is."""
+
+    default_hint = "see the rqlite-compatible API in docs/http-api.md"
+
+
+class KvRequestError(RequestError):
+    """A malformed key/value request, or one that cannot apply (answered 400)."""
+
+    default_hint = "see docs/kv.md for the key/value request and the supported commands"
+
+
+class AtomicAbortedError(KvRequestError):
+    """A command of an all-or-nothing request failed: none of it was applied."""
+
+
+class UnavailableError(NodeError):
+    """This node cannot serve the request now (it is not the primary, it follows no primary,
+    the primary refused it as retryable): nothing of it was applied; retry it."""
+
+    default_hint = "retry, on the primary or another node"
+    retryable = True
+
+
+class NotPrimaryError(UnavailableError):
     """A write reached a node that is not (or no longer) the primary; retry on the primary."""
 
     default_hint = "retry: the client or the node forwards to the current primary"
+
+
+class StaleReadError(UnavailableError):
+    """A ``level=none`` read with ``freshness`` on a replica that lost touch with its primary."""
+
+    default_hint = "read from another node, or drop freshness to accept staler data"
+
+
+class WriteError(NodeError):
+    """The group transaction could not be committed (disk full, I/O error): nothing of it was
+    applied; the request may be retried."""
+
+    retryable = True
 
 
 class IndeterminateWriteError(NodeError):
@@ -174,12 +251,19 @@ class SyncTimeoutError(IndeterminateWriteError):
     default_hint = "check that enough replicas are connected (status); " + INDETERMINATE_HINT
 
 
-class LeadershipLostError(NotPrimaryError):
+class LeadershipLostError(IndeterminateWriteError):
     """The primary's leadership ended while a write committed: durable here, perhaps not on the
-    next primary, so its outcome is unknown (unlike other NotPrimaryErrors, not retryable)."""
+    next primary, so its outcome is unknown. Not a :class:`NotPrimaryError`: that one says
+    nothing was applied, this one that something may have been."""
 
-    default_hint = INDETERMINATE_HINT
-    indeterminate = True
+
+class CommittedNotVisibleError(NodeError):
+    """A write committed on the primary (``position`` or ``txid`` in the context) that this
+    node, or the client's embedded replica, had not applied when the wait for it ended: it
+    must not be sent again, and a read here may not show it yet."""
+
+    default_hint = COMMITTED_HINT
+    committed = True
 
 
 def is_indeterminate(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ import pyrqlite.dbapi2 as rqlite
 import pytest
 
 from support import wait_for
+from support.errortree import error_tree
 from support.nodes import Nodes, db_file, wait_converged
 
 
@@ -292,15 +293,30 @@ def test_a_lease_lost_during_the_commit_is_indeterminate() -> None:
 
 
 def test_an_errors_context_never_overrides_the_fixed_keys() -> None:
-    from litecluster.errors import SyncTimeoutError, WalError
-    from litecluster.replication.primary.sqlexec import RequestError
+    from litecluster.errors import NotPrimaryError, RequestError, SyncTimeoutError, WalError
 
     _, body = _error_body(SyncTimeoutError("late", retryable=True, error="x", indeterminate=0))
     assert body["error"] == "late"
     assert (body["retryable"], body["indeterminate"]) == (False, True)
-    _, body = _error_body(WalError("broken", hint="h", retryable=False, detail=1))
+    _, body = _error_body(NotPrimaryError("refused", hint="h", retryable=False, detail=1))
     assert (body["error"], body["retryable"], body["hint"], body["detail"]) == (
-        "broken", True, "h", "1",
+        "refused", True, "h", "1",
     )  # fmt: skip
+    _, body = _error_body(WalError("broken", retryable=True, committed=True))
+    assert (body["retryable"], body["indeterminate"], body["committed"]) == (False, False, False)
     status, body = _error_body(RequestError("bad request", error="other"))
     assert (status, body["error"]) == (400, "bad request")
+
+
+def test_every_error_is_answered_with_its_classs_properties() -> None:
+    from litecluster.errors import RequestError
+
+    answered = 0
+    for cls in error_tree():
+        status, body = _error_body(cls("it failed"))
+        props = (cls.retryable, cls.indeterminate, cls.committed)
+        assert (body["retryable"], body["indeterminate"], body["committed"]) == props, cls
+        assert status == (400 if issubclass(cls, RequestError) else 503), cls
+        assert ("primary" in body) == (cls.retryable or cls.indeterminate), cls
+        answered += 1
+    assert answered > 40

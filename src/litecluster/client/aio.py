@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from litecluster.client.errors import transport_error
 from litecluster.client.sync import (
     ExecuteResult,
     Params,
@@ -20,7 +21,6 @@ from litecluster.client.sync import (
     parse_response,
     query_result,
     statement,
-    transport_error,
     write_results,
 )
 from litecluster.engine.position import Position

@@ -5,6 +5,9 @@ Each write statement is its own committed request (as ``sqlite3`` with
 ``isolation_level=None``); ``executemany`` is one atomic request. ``commit()`` has nothing to do
 and ``rollback()`` cannot undo what was committed. Reads go to the local replica in embedded
 mode, else to the node.
+
+The PEP 249 exceptions are in litecluster's tree (``Error`` is a ``LiteclusterError``) and carry
+the failed request's ``retryable``, ``indeterminate`` and ``committed``.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from litecluster.client.sync import Client, ClientError, Params
+from litecluster.client.errors import ClientError
+from litecluster.client.sync import Client, Params
 from litecluster.client.sync import connect as _connect
+from litecluster.errors import LiteclusterError
 
 apilevel = "2.0"
 threadsafety = 1
@@ -23,37 +28,42 @@ paramstyle = "qmark"
 _READ = re.compile(r"^\s*(SELECT|WITH|PRAGMA|EXPLAIN|VALUES)\b", re.IGNORECASE)
 
 
-class Error(Exception):
-    pass
+class Error(LiteclusterError):
+    """PEP 249's root: every error of this module."""
 
 
 class DatabaseError(Error):
-    pass
+    """An error of the database or of the request that reached it."""
 
 
 class OperationalError(DatabaseError):
-    pass
+    """The request could not be run (no node reachable, refused, timed out) or failed in a way
+    the application did not cause."""
 
 
 class ProgrammingError(DatabaseError):
-    pass
+    """The SQL is wrong (syntax error, no such table or column)."""
 
 
 class IntegrityError(DatabaseError):
-    pass
+    """A constraint failed (UNIQUE, NOT NULL, FOREIGN KEY, CHECK)."""
 
 
 class NotSupportedError(DatabaseError):
-    pass
+    """The call is not supported over a cluster (``rollback``)."""
 
 
 def _wrap(exc: ClientError) -> DatabaseError:
     text = str(exc.context.get("sql_error") or exc.message)
+    cls: type[DatabaseError] = OperationalError
     if "constraint" in text.lower():
-        return IntegrityError(text)
-    if "syntax error" in text or "no such" in text:
-        return ProgrammingError(text)
-    return OperationalError(text)
+        cls = IntegrityError
+    elif "syntax error" in text or "no such" in text:
+        cls = ProgrammingError
+    err = cls(text)  # no hint: str() is the database's message, as with sqlite3
+    err.retryable, err.indeterminate = exc.retryable, exc.indeterminate
+    err.committed = exc.committed
+    return err
 
 
 class Cursor:

@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from litecluster.client.sync import ClientError, response_error, transport_error
+from litecluster.client.errors import KvError as KvError  # re-exported (public)
+from litecluster.client.errors import not_visible_error, response_error, transport_error
 from litecluster.engine.sqlite import Connection, OperationalError
 from litecluster.engine.sqlite import connect as sqlite_connect
 from litecluster.kv.commands import execute, lookup
@@ -39,7 +40,7 @@ from litecluster.kv.schema import STRING
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, encode
 
 if TYPE_CHECKING:
-    from litecluster.client.sync import Client
+    from litecluster.replication.replica.follower import Follower
 
 log = logging.getLogger("litecluster.kvclient")
 
@@ -49,9 +50,27 @@ Value = str | bytes | int | float
 _NO_TABLES: Any = object()
 
 
-class KvError(ClientError):
-    """A key/value command failed: ``message`` is Redis's error text (WRONGTYPE ...), or the
-    request did (``retryable`` and ``indeterminate`` as for :class:`ClientError`)."""
+class _LocalReplica(Protocol):
+    """What the key/value API uses of an embedded replica."""
+
+    @property
+    def follower(self) -> Follower: ...
+
+    def wait_for(self, db: str, txid: int, timeout: float) -> bool: ...
+
+
+class KvHost(Protocol):
+    """What the key/value API uses of its client (``litecluster.client.sync.Client``), named
+    here so that this module does not import the client's (which builds on this one)."""
+
+    url: str
+    timeout: float
+    read_your_writes: bool
+    kv_db: str
+    _http: httpx.Client
+
+    @property
+    def _embedded(self) -> _LocalReplica | None: ...
 
 
 def _arg(v: Value) -> bytes:
@@ -65,7 +84,7 @@ def _arg(v: Value) -> bytes:
 class KV:
     """Redis-style commands on the cluster's key/value store (see the module docstring)."""
 
-    def __init__(self, client: Client, *, db_index: int = 0, decode: bool = True) -> None:
+    def __init__(self, client: KvHost, *, db_index: int = 0, decode: bool = True) -> None:
         self._client = client
         self.db_index = db_index
         self.decode = decode
@@ -122,8 +141,7 @@ class KV:
         embedded = self._client._embedded
         wait = embedded is not None and self._client.read_your_writes
         if wait and not embedded.wait_for(self._client.kv_db, got.txid, self._client.timeout):  # type: ignore[union-attr]
-            raise KvError("the write committed but the local replica did not apply it in time",
-                          txid=got.txid, retryable=False)  # fmt: skip
+            raise not_visible_error(KvError, txid=got.txid)
         return [loads(r) for r in got.replies]
 
     def _post(self, body: bytes, *, write: bool) -> ExecReply:
@@ -368,7 +386,7 @@ class _Watches:
     the first watch: stopping a watch from any thread only edits this object's own list.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: KvHost) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._watches: list[_Watch] = []

@@ -23,68 +23,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from litecluster.client.errors import ClientError as ClientError  # re-exported (public)
+from litecluster.client.errors import not_visible_error, response_error, transport_error
+from litecluster.client.kv import KV
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.engine.sqlite import connect as sqlite_connect
-from litecluster.errors import INDETERMINATE_HINT, LiteclusterError, NodeError
-
-if TYPE_CHECKING:
-    from litecluster.client.kv import KV
+from litecluster.errors import NodeError
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
-
-
-class ClientError(LiteclusterError):
-    """A request failed: an SQL error (``sql_error`` is the database's message), a refused
-    request, or no node reachable.
-
-    ``retryable``: nothing was applied, sending the request again is safe. ``indeterminate``:
-    a write whose outcome is unknown (the connection broke after sending it, sync replicas did
-    not acknowledge it in time, the primary lost its lease while committing it); it may or may
-    not have been applied, so check before retrying. The client never retries by itself.
-    """
-
-    def __init__(
-        self, message: str, *, retryable: bool = False, indeterminate: bool = False,
-        **context: Any,
-    ) -> None:  # fmt: skip
-        super().__init__(message, **context)
-        self.retryable = retryable and not indeterminate
-        self.indeterminate = indeterminate
-
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-"""Transport errors raised before the request left: safe to retry even for a write."""
-
-
-def transport_error(
-    url: str, exc: httpx.HTTPError, *, write: bool, cls: type[ClientError] = ClientError
-) -> ClientError:
-    """The error for a request that got no response: a write that may have reached the node
-    (timeout or broken connection after sending) has an unknown outcome, not a retryable one."""
-    if write and not isinstance(exc, _NOT_SENT):
-        return cls(f"no response from {url} to a write: {exc}", indeterminate=True,
-                   hint=INDETERMINATE_HINT)  # fmt: skip
-    return cls(f"cannot reach {url}: {exc}", retryable=True)
-
-
-def response_error(
-    status: int, data: dict[str, Any], cls: type[ClientError] = ClientError
-) -> ClientError:
-    """The error an HTTP error response (a JSON body with ``error``) stands for."""
-    indeterminate = bool(data.get("indeterminate"))
-    extra: dict[str, Any] = {"hint": str(data["hint"])} if data.get("hint") else {}
-    return cls(
-        str(data.get("error", status)),
-        retryable=not indeterminate and (bool(data.get("retryable")) or status >= 500),
-        indeterminate=indeterminate,
-        status=status,
-        **extra,
-    )
 
 
 @dataclass(frozen=True)
@@ -170,9 +121,6 @@ class Client:
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
             self._embedded = _Embedded(Path(replica), primary, token, ca, timeout)
-        # Imported here: kvclient builds on this module (ClientError, transport_error).
-        from litecluster.client.kv import KV
-
         self.kv: KV = KV(self)
         """The key/value API (see litecluster.client.kv)."""
 
@@ -192,10 +140,7 @@ class Client:
         results, position = write_results(data)
         wait = position is not None and self._embedded is not None and self.read_your_writes
         if wait and not self._embedded.wait_for(self.db, position.txid, self.timeout):  # type: ignore[union-attr]
-            raise ClientError(
-                "the write committed but the local replica did not apply it in time",
-                position=str(position),
-            )
+            raise not_visible_error(position=str(position))
         return results, position
 
     def execute(self, sql: str, params: Params | None = None) -> ExecuteResult:

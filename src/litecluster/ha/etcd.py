@@ -23,9 +23,10 @@ class EtcdError(LiteclusterError):
 
 
 class EtcdUnavailableError(EtcdError):
-    """No etcd endpoint could be reached in time."""
+    """No etcd endpoint could be reached in time: nothing was done, the call may be repeated."""
 
     default_hint = "check --etcd endpoints and that etcd is running"
+    retryable = True
 
 
 def _b64(s: str | bytes) -> str:

@@ -13,17 +13,17 @@ from typing import Final
 from litecluster.errors import LiteclusterError
 
 
-class KvError(LiteclusterError):
-    """Root of the key/value layer's errors."""
+class KvModelError(LiteclusterError):
+    """Root of the key/value model's errors (the client's are ``client.errors.KvError``)."""
 
 
-class CommandError(KvError):
+class CommandError(KvModelError):
     """A command failed; ``message`` is the error reply's text, code first."""
 
     default_hint = "see docs/kv.md for the supported commands and their arguments"
 
 
-class RespProtocolError(KvError):
+class RespProtocolError(KvModelError):
     """A client sent bytes that are not a valid request; ``message`` is Redis's text
     (``Protocol error: ...``)."""
 
@@ -35,7 +35,7 @@ class RespProtocolError(KvError):
         return f"ERR {self.message}"
 
 
-class SchemaError(KvError):
+class SchemaError(KvModelError):
     """The key/value tables of a database are missing or of another version."""
 
     default_hint = "the database holds a different litecluster key/value schema; upgrade the node"

@@ -30,12 +30,15 @@ import msgspec
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError, connect
+from litecluster.errors import AtomicAbortedError as AtomicAbortedError  # re-exported
 from litecluster.errors import (
     IndeterminateWriteError,
     LiteclusterError,
     NodeError,
     NotPrimaryError,
+    UnavailableError,
 )
+from litecluster.errors import KvRequestError as KvRequestError  # re-exported
 from litecluster.kv.commands import lookup, run
 from litecluster.kv.db import Ctx, expire_cycle
 from litecluster.kv.errors import CommandError
@@ -297,11 +300,14 @@ class KvStore:
             try:
                 error = msgspec.json.decode(raw)
                 message, indeterminate = error.get("error", ""), error.get("indeterminate")
+                retryable = error.get("retryable")
             except (msgspec.DecodeError, AttributeError):
                 message, indeterminate = raw[:200].decode(errors="replace"), False
+                retryable = False
             if indeterminate is True:
                 raise IndeterminateWriteError(f"on the primary: {message}", status=status)
-            raise NodeError(f"the primary refused the write: {message}", status=status)
+            refused = UnavailableError if retryable is True else NodeError
+            raise refused(f"the primary refused the write: {message}", status=status)
         got = decode_reply(raw)
         # Answer once this node has the write too: its client then reads what it wrote here.
         await node.wait_applied(self.db_name, got.txid)
@@ -392,11 +398,3 @@ def _read_one(ctx: Ctx, args: list[bytes]) -> Reply:
 def _readonly(args: list[bytes]) -> bool:
     found = lookup(args)
     return isinstance(found, Command) and found.info.readonly
-
-
-class KvRequestError(NodeError):
-    """A malformed key/value request, or one that cannot apply (answered 400)."""
-
-
-class AtomicAbortedError(KvRequestError):
-    """A command of an all-or-nothing request failed: none of it was applied."""

@@ -66,7 +66,7 @@ from litecluster.errors import committed_not_durable as committed_not_durable  #
 log = logging.getLogger("litecluster.capture")
 
 
-class _GapFoundError(Exception):
+class _GapFoundError(CaptureGapError):
     """A poll found missed WAL generations without holding the write lock (see ``_poll``)."""
 
 
@@ -393,7 +393,7 @@ class Capture(BackgroundLoop):
                 if self._write_owner != threading.get_ident():
                     # The rescan needs the write lock; taking writer_lock while holding _lock
                     # would invert the lock order (see __init__).
-                    raise _GapFoundError
+                    raise _GapFoundError("WAL generations were missed", db=str(self.db_path))
                 rec = self._gap(header)
                 for listener in self.listeners:
                     listener(rec.txid)  # durable: _reset syncs the log

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litecluster.engine.sqlite import Connection, DatabaseError
-from litecluster.errors import LiteclusterError
+from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
 
 Params = tuple[Any, ...] | dict[str, Any]
 
@@ -27,12 +27,6 @@ _CONTROL = re.compile(
     r"DETACH|VACUUM)\b",
     re.IGNORECASE | re.DOTALL,
 )
-
-
-class RequestError(LiteclusterError):
-    """A request that is not well formed (HTTP 400): nothing of it ran."""
-
-    default_hint = "see the rqlite-compatible API in docs/http-api.md"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from litecluster.engine.capture.capture import Capture, committed_not_durable
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import LiteclusterError, NotPrimaryError
+from litecluster.errors import WriteError as WriteError  # re-exported: defined in the tree
 from litecluster.replication.primary.sqlexec import (
     Result,
     Statement,
@@ -43,11 +44,6 @@ from litecluster.replication.primary.sqlexec import (
 )
 
 log = logging.getLogger("litecluster.writer")
-
-
-class WriteError(LiteclusterError):
-    """The group transaction could not be committed (disk full, I/O error): nothing of it was
-    applied; the request may be retried."""
 
 
 @dataclass

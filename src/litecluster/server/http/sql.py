@@ -22,15 +22,9 @@ from aiohttp import web
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
-from litecluster.errors import (
-    INDETERMINATE_HINT,
-    LiteclusterError,
-    NotPrimaryError,
-    is_indeterminate,
-)
+from litecluster.errors import INDETERMINATE_HINT, LiteclusterError, RequestError, StaleReadError
 from litecluster.replication.config import DB_NAME, Address
 from litecluster.replication.primary.sqlexec import (
-    RequestError,
     Result,
     Statement,
     parse_statements,
@@ -51,7 +45,7 @@ def _error(
 ) -> web.Response:
     """An error response: ``{"error": message, **fixed}`` plus an error's ``context`` (as
     strings). The fixed keys win: a context value never overrides ``error``, ``retryable``,
-    ``indeterminate`` or ``hint``."""
+    ``indeterminate``, ``committed`` or ``hint``."""
     body = {k: str(v) for k, v in (context or {}).items()}
     body.update(fixed)
     body["error"] = message
@@ -195,12 +189,6 @@ def _check_freshness(node: Node, raw: str) -> None:
                              seconds=round(age, 3), freshness=raw)  # fmt: skip
 
 
-class StaleReadError(LiteclusterError):
-    """A ``level=none`` read with ``freshness`` on a replica that lost touch with its primary."""
-
-    default_hint = "read from another node, or drop freshness to accept staler data"
-
-
 # ---- writes ------------------------------------------------------------------------------------
 
 
@@ -300,22 +288,16 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except RequestError as exc:
-        return _error(400, exc.message, exc.context)
-    except StaleReadError as exc:
-        return _error(503, exc.message, exc.context)
     except LiteclusterError as exc:
+        # The class's properties decide the flags, so a client acts on the error's meaning
+        # (retry, check first, already committed) whatever its place in the tree.
         context = dict(exc.context)
-        if isinstance(exc, NotPrimaryError):
+        if exc.retryable or exc.indeterminate:
+            # Where to retry, or where to read back whether the write took effect.
             context["primary"] = request.app[NODE].known_primary() or "unknown"
-        if is_indeterminate(exc):
-            # Committed on the primary but not acknowledged as replicated, or committed as
-            # leadership ended: a blind retry could apply the write twice.
-            hint = exc.hint if exc.indeterminate else INDETERMINATE_HINT
-            return _error(503, exc.message, context, retryable=False, indeterminate=True,
-                          hint=hint)  # fmt: skip
-        # Refused (not the primary, paused) or failed before it was committed.
-        return _error(503, exc.message, context, retryable=True, indeterminate=False,
+        status = 400 if isinstance(exc, RequestError) else 503
+        return _error(status, exc.message, context, retryable=exc.retryable,
+                      indeterminate=exc.indeterminate, committed=exc.committed,
                       hint=exc.hint)  # fmt: skip
 
 

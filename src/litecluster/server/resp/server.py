@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from litecluster.errors import LiteclusterError, NotPrimaryError
+from litecluster.errors import LiteclusterError
 from litecluster.kv.catalog import CATALOG
 from litecluster.kv.commands import lookup, unknown_command, wrong_arity
 from litecluster.kv.errors import RespProtocolError
@@ -514,7 +514,16 @@ class _Pushes:
 
 
 def _failure(exc: LiteclusterError) -> Err:
+    """The error reply for a failed request, by the error's properties (docs/kv.md): ``TRYAGAIN``
+    only when nothing was applied, ``INDETERMINATE`` when a write may or may not have been applied
+    (a client that retried it on TRYAGAIN could apply it twice), ``COMMITTED`` when it was applied
+    but is not visible here yet, else ``ERR``."""
     text = exc.message.replace("\r", " ").replace("\n", " ")
-    if isinstance(exc, NotPrimaryError):
+    if exc.indeterminate:
+        return Err(f"INDETERMINATE the outcome is unknown, the write may or may not have been "
+                   f"applied: {text}")  # fmt: skip
+    if exc.committed:
+        return Err(f"COMMITTED the write was applied but is not visible on this node yet: {text}")
+    if exc.retryable:
         return Err(f"TRYAGAIN {text}")
     return Err(f"ERR {text}")
