@@ -205,3 +205,82 @@ def test_an_indeterminate_error_response_is_not_retryable() -> None:
     with pytest.raises(KvError) as refused:
         _client_answering(not_primary).kv.set("k", "v")
     assert (refused.value.retryable, refused.value.indeterminate) == (True, False)
+
+
+def test_the_flags_are_the_servers_not_the_status() -> None:
+    import httpx
+
+    answers = {
+        "/db/execute": (503, {"error": "the txlog is damaged", "retryable": False,
+                              "indeterminate": False, "committed": False}),
+        "/db/query": (503, {"error": "overloaded"}),  # no flags: not from litecluster's tree
+    }  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status, body = answers[request.url.path]
+        return httpx.Response(status, json=body)
+
+    client = _client_answering(answer)
+    with pytest.raises(litecluster.ClientError) as failed:
+        client.execute("INSERT INTO t VALUES (1)")
+    assert (failed.value.retryable, failed.value.indeterminate) == (False, False)
+    with pytest.raises(litecluster.ClientError) as busy:
+        client.query("SELECT 1")
+    assert busy.value.retryable
+
+
+class _LateReplica:
+    """An embedded replica that never applies the write in time."""
+
+    follower = None
+
+    def wait_for(self, db: str, txid: int, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_write_the_local_replica_has_not_applied_is_committed_not_retryable() -> None:
+    import httpx
+
+    from litecluster.client.kv import KvError
+    from litecluster.kv.wire import ExecReply, encode
+
+    def committed(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kv/exec":
+            return httpx.Response(200, content=encode(ExecReply([b"+OK\r\n"], 9, 1)))
+        return httpx.Response(200, json={"results": [{"rows_affected": 1}],
+                                         "position": {"epoch": 1, "txid": 9}})  # fmt: skip
+
+    client = _client_answering(committed)
+    client._embedded = _LateReplica()  # type: ignore[assignment]
+    with pytest.raises(litecluster.ClientError) as info:
+        client.execute("INSERT INTO t VALUES (1)")
+    assert (info.value.retryable, info.value.indeterminate, info.value.committed) == (
+        False, False, True,
+    )  # fmt: skip
+    assert "do not send it again" in info.value.hint
+    with pytest.raises(KvError) as kv:
+        client.kv.set("k", "v")
+    assert (kv.value.retryable, kv.value.committed, kv.value.context["txid"]) == (False, True, 9)
+    client._embedded = None
+
+
+def test_dbapi_errors_are_in_the_tree_and_keep_the_requests_flags() -> None:
+    import httpx
+
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    conn = dbapi.connect("http://node.invalid:4002")
+    conn._client._http = httpx.Client(base_url=conn._client.url,
+                                      transport=httpx.MockTransport(timeout))  # fmt: skip
+    with pytest.raises(dbapi.OperationalError) as write:
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert isinstance(write.value, litecluster.LiteclusterError)
+    assert (write.value.retryable, write.value.indeterminate) == (False, True)
+    with pytest.raises(dbapi.Error) as read:
+        conn.execute("SELECT 1")
+    assert (read.value.retryable, read.value.indeterminate) == (True, False)
+    assert str(read.value) == read.value.message, "str() is the message alone, as in sqlite3"

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from litecluster.cli.localcluster import LocalNode, free_port
 from support import wait_for
+from support.errortree import error_tree
 from support.nodes import Nodes
 
 
@@ -359,3 +360,49 @@ def test_concurrent_watch_multi_exec_increments_lose_no_update(pair: Pair) -> No
         t.join(120)
     assert len(done) == 8
     assert int(pair.client().get("occ") or 0) == sum(done) > 0
+
+
+# ---- failures: retryable, indeterminate and committed answered apart ---------------------------
+
+
+def test_a_failure_is_answered_by_its_classs_properties() -> None:
+    from litecluster.server.resp.server import _failure
+
+    for cls in error_tree():
+        text = _failure(cls("it failed\r\nhere")).text
+        assert not {"\r", "\n"} & set(text), cls
+        if cls.indeterminate:
+            assert text.startswith("INDETERMINATE "), cls
+            assert "may or may not have been applied" in text
+        elif cls.committed:
+            assert text.startswith("COMMITTED "), cls
+        elif cls.retryable:
+            assert text.startswith("TRYAGAIN "), cls
+        else:
+            assert text.startswith("ERR "), cls
+        assert text.endswith("it failed  here"), cls
+
+
+def test_a_lease_lost_during_a_write_is_not_answered_tryagain() -> None:
+    from litecluster.errors import LeadershipLostError, NotPrimaryError
+    from litecluster.server.resp.server import _failure
+
+    lost = _failure(LeadershipLostError("leadership was lost while the write committed")).text
+    assert lost.startswith("INDETERMINATE "), lost
+    assert _failure(NotPrimaryError("this node is not the primary")).text.startswith("TRYAGAIN ")
+
+
+def test_an_unacknowledged_sync_write_is_answered_indeterminate(tmp_path: Path) -> None:
+    n = Nodes(tmp_path)
+    try:
+        port = free_port()
+        n.node("p", args=["--resp", f"127.0.0.1:{port}", "--sync-replicas", "1"],
+               env={"LITECLUSTER_SYNC_TIMEOUT": "0.3"})  # fmt: skip
+        c = redis.Redis(port=port, password=n.token_file.read_text(), socket_timeout=10)
+        with pytest.raises(redis.ResponseError) as info:
+            c.set("unacked", "1")  # no replica can acknowledge it
+        assert str(info.value).startswith("INDETERMINATE "), info.value
+        assert "TRYAGAIN" not in str(info.value)
+        assert c.get("unacked") == b"1", "durable on the primary: the outcome was unknown"
+    finally:
+        n.close()
