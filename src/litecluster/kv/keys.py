@@ -217,6 +217,23 @@ def scan_page(
     return (last + 1 if last < INT64_MAX else 0), rows
 
 
+def scan_elements(
+    ctx: Ctx, a: list[bytes], type_: int, table: str, cols: str
+) -> tuple[bytes, list[Any]]:
+    """HSCAN, SSCAN and ZSCAN (``a``: key, cursor, options) over container ``table`` of
+    ``type_``: the next cursor and the page's rows of ``cols`` whose first column (the field
+    or member) matches MATCH. A missing key is cursor 0 and no rows."""
+    cursor = parse_cursor(a[2])
+    count, pattern, _ = scan_options(a, 3, allow_type=False)
+    row = ctx.read_typed(a[1], type_)
+    if row is None:
+        return b"0", []
+    sql = f"SELECT h, {cols} FROM {table} WHERE id=? AND h >= ?"
+    nxt, rows = scan_page(ctx.conn, sql, (row.id,), cursor, count)
+    match = compile_glob(pattern) if pattern is not None else None
+    return b"%d" % nxt, [r[1:] for r in rows if match is None or match(r[1])]
+
+
 @command("scan")
 def scan(ctx: Ctx, a: list[bytes]) -> Reply:
     cursor = parse_cursor(a[1])

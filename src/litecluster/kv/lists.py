@@ -8,14 +8,8 @@ above every position in use, because SQLite checks the primary key row by row an
 from __future__ import annotations
 
 from litecluster.kv.db import Ctx, KeyRow
-from litecluster.kv.errors import (
-    INDEX_OUT_OF_RANGE,
-    NO_SUCH_KEY,
-    OUT_OF_RANGE_POSITIVE,
-    SYNTAX,
-    WRONGTYPE,
-    fail,
-)
+from litecluster.kv.elements import index_span, pop_count
+from litecluster.kv.errors import INDEX_OUT_OF_RANGE, NO_SUCH_KEY, SYNTAX, WRONGTYPE, fail
 from litecluster.kv.parse import to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import NULL_ARRAY, OK, Reply
@@ -127,11 +121,7 @@ def rpushx(ctx: Ctx, a: list[bytes]) -> Reply:
 def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
     if len(a) > 3:
         raise fail(f"ERR wrong number of arguments for '{a[0].decode()}' command")
-    count = None
-    if len(a) == 3:
-        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
-        if count < 0:
-            raise fail(OUT_OF_RANGE_POSITIVE)
+    count = pop_count(a)
     row = _list(ctx, a[1], write=True)
     if row is None:
         return NULL_ARRAY if count is not None else None
@@ -159,16 +149,13 @@ def llen(ctx: Ctx, a: list[bytes]) -> Reply:
     return 0 if row is None else row.len
 
 
-def _bounds(start: int, end: int, n: int) -> tuple[int, int] | None:
-    """Redis's range normalisation (negative from the end); None when empty."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
+def _position(row: KeyRow, arg: bytes) -> int | None:
+    """The position of the element LINDEX's and LSET's index ``arg`` names (a negative one
+    counts from the end); None when it is outside the list."""
+    index = to_int(arg)
+    if index < 0:
+        index += row.len
+    return row.head + index if 0 <= index < row.len else None
 
 
 @command("lrange")
@@ -177,7 +164,7 @@ def lrange(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=False)
     if row is None:
         return []
-    span = _bounds(start, end, row.len)
+    span = index_span(start, end, row.len)
     if span is None:
         return []
     return list(_values(ctx, row, row.head + span[0], row.head + span[1]))
@@ -188,12 +175,8 @@ def lindex(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=False)
     if row is None:
         return None
-    index = to_int(a[2])
-    if index < 0:
-        index += row.len
-    if not 0 <= index < row.len:
-        return None
-    return _values(ctx, row, row.head + index, row.head + index)[0]
+    pos = _position(row, a[2])
+    return None if pos is None else _values(ctx, row, pos, pos)[0]
 
 
 @command("lset")
@@ -201,14 +184,10 @@ def lset(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=True)
     if row is None:
         raise fail(NO_SUCH_KEY)
-    index = to_int(a[2])
-    if index < 0:
-        index += row.len
-    if not 0 <= index < row.len:
+    pos = _position(row, a[2])
+    if pos is None:
         raise fail(INDEX_OUT_OF_RANGE)
-    ctx.conn.execute(
-        "UPDATE kv_list SET value=? WHERE id=? AND pos=?", (a[3], row.id, row.head + index)
-    )
+    ctx.conn.execute("UPDATE kv_list SET value=? WHERE id=? AND pos=?", (a[3], row.id, pos))
     ctx.notify("lset", a[1])
     return OK
 
@@ -219,7 +198,7 @@ def ltrim(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=True)
     if row is None:
         return OK
-    span = _bounds(start, end, row.len)
+    span = index_span(start, end, row.len)
     keep_lo, keep_hi = (
         (row.head + span[0], row.head + span[1]) if span else (row.head, row.head - 1)
     )
@@ -290,10 +269,7 @@ def lrem(ctx: Ctx, a: list[bytes]) -> Reply:
             kept_before = (last - row.head + 1) - removed
             _renumber(ctx, row, row.head, last, last - kept_before + 1, tail)
             row.head = last - kept_before + 1
-    row.len -= removed
-    ctx.notify("lrem", a[1])
-    ctx.save(row)
-    return removed
+    return ctx.removed(row, removed, "lrem")
 
 
 @command("lpos")

@@ -5,14 +5,13 @@ so SQLite does the merging and nothing is materialised in Python."""
 from __future__ import annotations
 
 from litecluster.kv.db import Ctx, KeyRow, key_hash
-from litecluster.kv.errors import OUT_OF_RANGE_POSITIVE, SYNTAX, WRONGTYPE, fail
-from litecluster.kv.glob import compile_glob
-from litecluster.kv.hashes import MAX_RANDOM_COUNT
-from litecluster.kv.keys import parse_cursor, scan_options, scan_page
-from litecluster.kv.parse import INT64_MAX, to_int
+from litecluster.kv.elements import pop_count
+from litecluster.kv.errors import SYNTAX, WRONGTYPE, fail
+from litecluster.kv.keys import scan_elements
+from litecluster.kv.parse import to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import Reply, SetReply
-from litecluster.kv.sampling import sample
+from litecluster.kv.sampling import random_count, random_one, random_rows, sample
 from litecluster.kv.schema import SET
 
 MAX_COMPOUND = 400
@@ -68,12 +67,7 @@ def srem(ctx: Ctx, a: list[bytes]) -> Reply:
     row = ctx.write_typed(a[1], SET)
     if row is None:
         return 0
-    removed = sum(_remove(ctx, row, m) for m in a[2:])
-    if removed:
-        row.len -= removed
-        ctx.notify("srem", a[1])
-        ctx.save(row)
-    return removed
+    return ctx.removed(row, sum(_remove(ctx, row, m) for m in a[2:]), "srem")
 
 
 @command("smembers")
@@ -103,25 +97,19 @@ def scard(ctx: Ctx, a: list[bytes]) -> Reply:
 def spop(ctx: Ctx, a: list[bytes]) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
-    count = 1
-    if len(a) == 3:
-        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
-        if count < 0:
-            raise fail(OUT_OF_RANGE_POSITIVE)
+    count = pop_count(a)
     row = ctx.write_typed(a[1], SET)
     if row is None:
-        return None if len(a) == 2 else SetReply([])
+        return None if count is None else SetReply([])
     if count == 0:
         return SetReply([])
     picked = [bytes(m) for (m,) in sample(
-        ctx.conn, "kv_set", "member", row.id or 0, row.len, count, distinct=True
+        ctx.conn, "kv_set", "member", row.id or 0, row.len, count or 1, distinct=True
     )]  # fmt: skip
     for m in picked:
         _remove(ctx, row, m)
-    row.len -= len(picked)
-    ctx.notify("spop", a[1])
-    ctx.save(row)
-    return picked[0] if len(a) == 2 else SetReply(list(picked))
+    ctx.removed(row, len(picked), "spop")
+    return picked[0] if count is None else SetReply(list(picked))
 
 
 @command("srandmember")
@@ -129,22 +117,9 @@ def srandmember(ctx: Ctx, a: list[bytes]) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
     if len(a) == 2:
-        row = ctx.read_typed(a[1], SET)
-        if row is None:
-            return None
-        return bytes(
-            sample(ctx.conn, "kv_set", "member", row.id or 0, row.len, 1, distinct=True)[0][0]
-        )
-    count = to_int(a[2])
-    if count < -INT64_MAX:
-        raise fail(f"ERR value is out of range, value must between {-INT64_MAX} and {INT64_MAX}")
-    row = ctx.read_typed(a[1], SET)
-    if row is None or count == 0:
-        return []
-    if count < -MAX_RANDOM_COUNT:
-        raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
-    rows = sample(ctx.conn, "kv_set", "member", row.id or 0, row.len, abs(count),
-                  distinct=count > 0)  # fmt: skip
+        return random_one(ctx, ctx.read_typed(a[1], SET), "kv_set", "member")
+    count = random_count(a[2])
+    rows = random_rows(ctx, ctx.read_typed(a[1], SET), "kv_set", "member", count)
     return [bytes(m) for (m,) in rows]
 
 
@@ -312,13 +287,5 @@ def smove(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("sscan")
 def sscan(ctx: Ctx, a: list[bytes]) -> Reply:
-    cursor = parse_cursor(a[2])
-    count, pattern, _ = scan_options(a, 3, allow_type=False)
-    row = ctx.read_typed(a[1], SET)
-    if row is None:
-        return [b"0", []]
-    nxt, rows = scan_page(
-        ctx.conn, "SELECT h, member FROM kv_set WHERE id=? AND h >= ?", (row.id,), cursor, count
-    )
-    match = compile_glob(pattern) if pattern is not None else None
-    return [b"%d" % nxt, [bytes(m) for _h, m in rows if match is None or match(m)]]
+    nxt, rows = scan_elements(ctx, a, SET, "kv_set", "member")
+    return [nxt, [bytes(m) for (m,) in rows]]

@@ -10,23 +10,21 @@ from litecluster.kv.db import Ctx, KeyRow, set_expiry_ms
 from litecluster.kv.errors import (
     NAN_OR_INF,
     NOT_INTEGER,
-    OVERFLOW,
     STRING_TOO_LONG,
     SYNTAX,
     WRONGTYPE,
     fail,
 )
 from litecluster.kv.parse import (
-    INT64_MAX,
     INT64_MIN,
     add_long_double,
     format_long_double,
+    incremented,
     to_int,
     to_long_double,
 )
 from litecluster.kv.registry import command
 from litecluster.kv.reply import OK, Reply
-from litecluster.kv.resp import parse_ll
 from litecluster.kv.schema import STRING
 
 MAX_STRING = 512 * 1024 * 1024
@@ -213,17 +211,7 @@ def msetnx(ctx: Ctx, a: list[bytes]) -> Reply:
 
 def _incr(ctx: Ctx, key: bytes, delta: int) -> int:
     row = _string_row(ctx, key)
-    value = 0
-    if row is not None:
-        old = parse_ll(row.value or b"")
-        if old is None:
-            raise fail(NOT_INTEGER)
-        value = old
-    if (delta < 0 and value < 0 and delta < INT64_MIN - value) or (
-        delta > 0 and value > 0 and delta > INT64_MAX - value
-    ):
-        raise fail(OVERFLOW)
-    value += delta
+    value = incremented(None if row is None else row.value or b"", delta, NOT_INTEGER)
     ctx.put_string(key, b"%d" % value, row.expire_at if row else None, row)
     ctx.notify("incrby", key)
     return value
