@@ -120,6 +120,12 @@ class Ctx:
         """:meth:`write`, WRONGTYPE if the key holds another type."""
         return typed(self.write(key), type_)
 
+    def length(self, key: bytes, type_: int) -> int:
+        """How many elements container ``key`` holds (0: no such key; WRONGTYPE if it is
+        another type): HLEN, SCARD, ZCARD, LLEN."""
+        row = self.read_typed(key, type_)
+        return 0 if row is None else row.len
+
     def exists(self, key: bytes) -> bool:
         return self.read(key) is not None
 
@@ -154,6 +160,14 @@ class Ctx:
                 "UPDATE kv_keys SET len=?, head=? WHERE db=? AND h=? AND key=?",
                 (row.len, row.head if row.type == LIST else None, self.db, row.h, row.key),
             )
+
+    def added(self, row: KeyRow, count: int, event: str) -> None:
+        """Account for a change of container ``row`` that added ``count`` elements (0: it
+        changed some): store the new length (a new container is inserted) and record
+        ``event``."""
+        row.len += count
+        self.save(row)
+        self.notify(event, row.key)
 
     def removed(self, row: KeyRow, count: int, event: str) -> int:
         """Account for ``count`` elements just deleted from container ``row``: if any were,

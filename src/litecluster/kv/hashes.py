@@ -60,9 +60,7 @@ def _hset(ctx: Ctx, a: list[bytes]) -> int:
     added = 0
     for j in range(2, len(a), 2):
         added += _put(ctx, row, a[j], a[j + 1])
-    row.len += added
-    ctx.save(row)
-    ctx.notify("hset", a[1])
+    ctx.added(row, added, "hset")
     return added
 
 
@@ -83,9 +81,7 @@ def hsetnx(ctx: Ctx, a: list[bytes]) -> Reply:
     if not row.new and _get(ctx, row, a[2]) is not None:
         return 0
     _put(ctx, row, a[2], a[3])
-    row.len += 1
-    ctx.save(row)
-    ctx.notify("hset", a[1])
+    ctx.added(row, 1, "hset")
     return 1
 
 
@@ -148,8 +144,7 @@ def hexists(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("hlen")
 def hlen(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], HASH)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], HASH)
 
 
 @command("hstrlen")
@@ -165,9 +160,7 @@ def hincrby(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _hash_for_write(ctx, a[1])
     old = None if row.new else _get(ctx, row, a[2])
     value = incremented(old, delta, NOT_A_STRING_HASH_VALUE)
-    row.len += _put(ctx, row, a[2], b"%d" % value)
-    ctx.save(row)
-    ctx.notify("hincrby", a[1])
+    ctx.added(row, _put(ctx, row, a[2], b"%d" % value), "hincrby")
     return value
 
 
@@ -188,9 +181,7 @@ def hincrbyfloat(ctx: Ctx, a: list[bytes]) -> Reply:
     if total is None:
         raise fail(NAN_OR_INF)
     text = format_long_double(total)
-    row.len += _put(ctx, row, a[2], text)
-    ctx.save(row)
-    ctx.notify("hincrbyfloat", a[1])
+    ctx.added(row, _put(ctx, row, a[2], text), "hincrbyfloat")
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 from typing import Any
 
 from litecluster.engine.sqlite import Connection
@@ -19,6 +20,7 @@ from litecluster.kv.schema import CHILD_TABLES, HASH, LIST, SET, STRING, TYPE_NA
 _LIVE = "(expire_at IS NULL OR expire_at >= ?)"
 
 
+@command("unlink")
 @command("del")
 def del_(ctx: Ctx, a: list[bytes]) -> Reply:
     n = 0
@@ -31,22 +33,15 @@ def del_(ctx: Ctx, a: list[bytes]) -> Reply:
     return n
 
 
-@command("unlink")
-def unlink(ctx: Ctx, a: list[bytes]) -> Reply:
-    return del_(ctx, a)
-
-
+@command("touch")
 @command("exists")
 def exists(ctx: Ctx, a: list[bytes]) -> Reply:
     return sum(1 for key in a[1:] if ctx.read(key) is not None)
 
 
-@command("touch")
-def touch(ctx: Ctx, a: list[bytes]) -> Reply:
-    return exists(ctx, a)
-
-
-def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
+def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, relative: bool) -> Reply:
+    """EXPIRE, PEXPIRE (``relative``: from now), EXPIREAT and PEXPIREAT; ``seconds``: the
+    time is in seconds, else in ms."""
     flags: set[bytes] = set()
     for opt in a[3:]:
         up = opt.upper()
@@ -63,6 +58,7 @@ def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
         if when > INT64_MAX // 1000 or when < -(INT64_MIN // -1000):
             raise fail(invalid)
         when *= 1000
+    base = ctx.now if relative else 0
     if when > INT64_MAX - base:
         raise fail(invalid)
     when += base
@@ -86,28 +82,16 @@ def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
     return 1
 
 
-@command("expire")
-def expire(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=True, base=ctx.now)
+command("expire")(partial(_expire, seconds=True, relative=True))
+command("pexpire")(partial(_expire, seconds=False, relative=True))
+command("expireat")(partial(_expire, seconds=True, relative=False))
+command("pexpireat")(partial(_expire, seconds=False, relative=False))
 
 
-@command("pexpire")
-def pexpire(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=False, base=ctx.now)
-
-
-@command("expireat")
-def expireat(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=True, base=0)
-
-
-@command("pexpireat")
-def pexpireat(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=False, base=0)
-
-
-def _ttl(ctx: Ctx, key: bytes, *, ms: bool, absolute: bool) -> int:
-    row = ctx.read(key)
+def _ttl(ctx: Ctx, a: list[bytes], *, ms: bool, absolute: bool) -> int:
+    """TTL and PTTL (the time left), EXPIRETIME and PEXPIRETIME (``absolute``: the Unix
+    time); ``ms``: in milliseconds, else seconds. -2: no such key, -1: no expiry."""
+    row = ctx.read(a[1])
     if row is None:
         return -2
     if row.expire_at is None:
@@ -116,24 +100,10 @@ def _ttl(ctx: Ctx, key: bytes, *, ms: bool, absolute: bool) -> int:
     return ttl if ms else (ttl + 500) // 1000
 
 
-@command("ttl")
-def ttl(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=False, absolute=False)
-
-
-@command("pttl")
-def pttl(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=True, absolute=False)
-
-
-@command("expiretime")
-def expiretime(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=False, absolute=True)
-
-
-@command("pexpiretime")
-def pexpiretime(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=True, absolute=True)
+command("ttl")(partial(_ttl, ms=False, absolute=False))
+command("pttl")(partial(_ttl, ms=True, absolute=False))
+command("expiretime")(partial(_ttl, ms=False, absolute=True))
+command("pexpiretime")(partial(_ttl, ms=True, absolute=True))
 
 
 @command("persist")

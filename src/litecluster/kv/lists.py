@@ -7,6 +7,8 @@ above every position in use, because SQLite checks the primary key row by row an
 
 from __future__ import annotations
 
+from functools import partial
+
 from litecluster.kv.db import Ctx, KeyRow
 from litecluster.kv.elements import index_span, pop_count
 from litecluster.kv.errors import INDEX_OUT_OF_RANGE, NO_SUCH_KEY, SYNTAX, WRONGTYPE, fail
@@ -98,24 +100,10 @@ def _push_command(ctx: Ctx, a: list[bytes], *, left: bool, existing_only: bool) 
     return row.len
 
 
-@command("lpush")
-def lpush(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=True, existing_only=False)
-
-
-@command("rpush")
-def rpush(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=False, existing_only=False)
-
-
-@command("lpushx")
-def lpushx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=True, existing_only=True)
-
-
-@command("rpushx")
-def rpushx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=False, existing_only=True)
+command("lpush")(partial(_push_command, left=True, existing_only=False))
+command("rpush")(partial(_push_command, left=False, existing_only=False))
+command("lpushx")(partial(_push_command, left=True, existing_only=True))
+command("rpushx")(partial(_push_command, left=False, existing_only=True))
 
 
 def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
@@ -133,20 +121,13 @@ def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
     return values[0] if count is None else list(values)
 
 
-@command("lpop")
-def lpop(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop_command(ctx, a, left=True)
-
-
-@command("rpop")
-def rpop(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop_command(ctx, a, left=False)
+command("lpop")(partial(_pop_command, left=True))
+command("rpop")(partial(_pop_command, left=False))
 
 
 @command("llen")
 def llen(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = _list(ctx, a[1], write=False)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], LIST)
 
 
 def _position(row: KeyRow, arg: bytes) -> int | None:
@@ -237,9 +218,7 @@ def linsert(ctx: Ctx, a: list[bytes]) -> Reply:
             _shift(ctx, row, at, tail, 1, tail + 1)
         pos = at
     ctx.conn.execute("INSERT INTO kv_list(id, pos, value) VALUES (?, ?, ?)", (row.id, pos, a[4]))
-    row.len += 1
-    ctx.save(row)
-    ctx.notify("linsert", a[1])
+    ctx.added(row, 1, "linsert")
     return row.len
 
 

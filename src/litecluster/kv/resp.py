@@ -81,46 +81,34 @@ def split_inline(line: bytes) -> list[bytes] | None:
         if p >= n:
             return args
         cur = bytearray()
-        inq = insq = False
+        quote = 0  # the open quote: 0x22 ("), 0x27 ('), or 0 outside quotes
         while True:
             c = at(p)
-            if inq:
-                if c == 0x5C and at(p + 1) == 0x78 and at(p + 2) in _HEX and at(p + 3) in _HEX:
-                    cur.append(int(line[p + 2 : p + 4], 16))
-                    p += 3
-                elif c == 0x5C and at(p + 1):
-                    p += 1
-                    cur.append(_ESCAPES.get(line[p], line[p]))
-                elif c == 0x22:  # closing quote: followed by a space or nothing
-                    if at(p + 1) and at(p + 1) not in _SPACE:
-                        return None
-                    p += 1
-                    break
-                elif not c:
+            escaped = at(p + 1) if c == 0x5C else 0  # the byte after a backslash
+            if quote == 0x22 and escaped == 0x78 and at(p + 2) in _HEX and at(p + 3) in _HEX:
+                cur.append(int(line[p + 2 : p + 4], 16))
+                p += 3
+            elif quote == 0x22 and escaped:
+                p += 1
+                cur.append(_ESCAPES.get(line[p], line[p]))
+            elif quote == 0x27 and escaped == 0x27:
+                p += 1
+                cur.append(0x27)
+            elif quote and c == quote:  # closing quote: followed by a space or nothing
+                if at(p + 1) and at(p + 1) not in _SPACE:
                     return None
-                else:
-                    cur.append(c)
-            elif insq:
-                if c == 0x5C and at(p + 1) == 0x27:
-                    p += 1
-                    cur.append(0x27)
-                elif c == 0x27:
-                    if at(p + 1) and at(p + 1) not in _SPACE:
-                        return None
-                    p += 1
-                    break
-                elif not c:
+                p += 1
+                break
+            elif quote:
+                if not c:
                     return None
-                else:
-                    cur.append(c)
+                cur.append(c)
             elif c in (0x20, 0x0A, 0x0D, 0x09, 0):
                 if c:
                     p += 1
                 break
-            elif c == 0x22:
-                inq = True
-            elif c == 0x27:
-                insq = True
+            elif c in (0x22, 0x27):
+                quote = c
             else:
                 cur.append(c)
             if c:

@@ -4,6 +4,8 @@ so SQLite does the merging and nothing is materialised in Python."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from litecluster.kv.db import Ctx, KeyRow, key_hash
 from litecluster.kv.elements import pop_count
 from litecluster.kv.errors import SYNTAX, WRONGTYPE, fail
@@ -89,8 +91,7 @@ def smismember(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("scard")
 def scard(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], SET)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], SET)
 
 
 @command("spop")
@@ -176,7 +177,8 @@ def combine(ctx: Ctx, op: str, keys: list[bytes]) -> list[bytes]:
     return [bytes(m) for (m,) in rows]
 
 
-def _store(ctx: Ctx, op: str, event: str, a: list[bytes]) -> int:
+def _store(ctx: Ctx, a: list[bytes], *, op: str, event: str) -> int:
+    """SINTERSTORE, SUNIONSTORE, SDIFFSTORE: ``op`` of the sets ``a[2:]`` into ``a[1]``."""
     dst = a[1]
     ids = _operand_ids(op, _sources(ctx, a[2:]))
     new = ctx.new_container(dst, SET)
@@ -202,34 +204,17 @@ def _store(ctx: Ctx, op: str, event: str, a: list[bytes]) -> int:
     return new.len
 
 
-@command("sinter")
-def sinter(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "INTERSECT", a[1:])))
+def _combination(ctx: Ctx, a: list[bytes], *, op: str) -> Reply:
+    """SINTER, SUNION, SDIFF: ``op`` of the sets ``a[1:]``."""
+    return SetReply(list(combine(ctx, op, a[1:])))
 
 
-@command("sunion")
-def sunion(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "UNION", a[1:])))
-
-
-@command("sdiff")
-def sdiff(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "EXCEPT", a[1:])))
-
-
-@command("sinterstore")
-def sinterstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "INTERSECT", "sinterstore", a)
-
-
-@command("sunionstore")
-def sunionstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "UNION", "sunionstore", a)
-
-
-@command("sdiffstore")
-def sdiffstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "EXCEPT", "sdiffstore", a)
+command("sinter")(partial(_combination, op="INTERSECT"))
+command("sunion")(partial(_combination, op="UNION"))
+command("sdiff")(partial(_combination, op="EXCEPT"))
+command("sinterstore")(partial(_store, op="INTERSECT", event="sinterstore"))
+command("sunionstore")(partial(_store, op="UNION", event="sunionstore"))
+command("sdiffstore")(partial(_store, op="EXCEPT", event="sdiffstore"))
 
 
 @command("sintercard")
@@ -279,9 +264,7 @@ def smove(ctx: Ctx, a: list[bytes]) -> Reply:
     ctx.save(src)
     target = dst if dst is not None else ctx.new_container(a[2], SET)
     if _add(ctx, target, a[3]):
-        target.len += 1
-        ctx.save(target)
-        ctx.notify("sadd", a[2])
+        ctx.added(target, 1, "sadd")
     return 1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from litecluster.kv.db import Ctx, KeyRow, key_hash
@@ -50,7 +51,7 @@ def _delete_members(ctx: Ctx, row: KeyRow, members: list[bytes]) -> int:
     return int(cur.rowcount)
 
 
-def _zadd(ctx: Ctx, a: list[bytes], incr_command: bool) -> Reply:
+def _zadd(ctx: Ctx, a: list[bytes], *, incr_command: bool) -> Reply:
     flags: set[bytes] = {b"INCR"} if incr_command else set()
     ch = False
     idx = 2
@@ -108,14 +109,8 @@ def _zadd(ctx: Ctx, a: list[bytes], incr_command: bool) -> Reply:
     return added + updated if ch else added
 
 
-@command("zadd")
-def zadd(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zadd(ctx, a, False)
-
-
-@command("zincrby")
-def zincrby(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zadd(ctx, a, True)
+command("zadd")(partial(_zadd, incr_command=False))
+command("zincrby")(partial(_zadd, incr_command=True))
 
 
 @command("zrem")
@@ -145,8 +140,7 @@ def zmscore(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("zcard")
 def zcard(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], ZSET)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], ZSET)
 
 
 # ---- ranges ---------------------------------------------------------------------------------
@@ -237,7 +231,7 @@ def _reply(items: list[tuple[bytes, float]], withscores: bool) -> Reply:
     return [m for m, _ in items]
 
 
-def _zrange(ctx: Ctx, a: list[bytes], kind: str | None, reverse: bool | None) -> Reply:
+def _zrange(ctx: Ctx, a: list[bytes], *, kind: str | None, reverse: bool | None) -> Reply:
     """ZRANGE and its older forms; ``kind`` and ``reverse`` fixed by the command or None."""
     withscores, offset, limit = False, 0, -1
     j = 4
@@ -272,59 +266,31 @@ def _zrange(ctx: Ctx, a: list[bytes], kind: str | None, reverse: bool | None) ->
     return _reply(items, withscores)
 
 
-@command("zrange")
-def zrange(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, None, None)
+command("zrange")(partial(_zrange, kind=None, reverse=None))
+command("zrevrange")(partial(_zrange, kind="RANK", reverse=True))
+command("zrangebyscore")(partial(_zrange, kind="BYSCORE", reverse=False))
+command("zrevrangebyscore")(partial(_zrange, kind="BYSCORE", reverse=True))
+command("zrangebylex")(partial(_zrange, kind="BYLEX", reverse=False))
+command("zrevrangebylex")(partial(_zrange, kind="BYLEX", reverse=True))
 
 
-@command("zrevrange")
-def zrevrange(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "RANK", True)
-
-
-@command("zrangebyscore")
-def zrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYSCORE", False)
-
-
-@command("zrevrangebyscore")
-def zrevrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYSCORE", True)
-
-
-@command("zrangebylex")
-def zrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYLEX", False)
-
-
-@command("zrevrangebylex")
-def zrevrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYLEX", True)
-
-
-def _count(ctx: Ctx, a: list[bytes], where: str, params: list[Any]) -> Reply:
+def _count(ctx: Ctx, a: list[bytes], *, kind: str) -> Reply:
+    """ZCOUNT (``kind`` BYSCORE) and ZLEXCOUNT (BYLEX)."""
+    span = _parse_range(kind, a[2], a[3])
     row = ctx.read_typed(a[1], ZSET)
     if row is None:
         return 0
     rows = ctx.conn.execute(
-        f"SELECT count(*) FROM kv_zset WHERE id=? AND {where}", [row.id, *params]
+        f"SELECT count(*) FROM kv_zset WHERE id=? AND {span.where}", [row.id, *span.params]
     ).fetchall()
     return int(rows[0][0])
 
 
-@command("zcount")
-def zcount(ctx: Ctx, a: list[bytes]) -> Reply:
-    where, params = score_range(a[2], a[3])
-    return _count(ctx, a, where, params)
+command("zcount")(partial(_count, kind="BYSCORE"))
+command("zlexcount")(partial(_count, kind="BYLEX"))
 
 
-@command("zlexcount")
-def zlexcount(ctx: Ctx, a: list[bytes]) -> Reply:
-    where, params = lex_range(a[2], a[3])
-    return _count(ctx, a, where, params)
-
-
-def _rank(ctx: Ctx, a: list[bytes], reverse: bool) -> Reply:
+def _rank(ctx: Ctx, a: list[bytes], *, reverse: bool) -> Reply:
     row = ctx.read_typed(a[1], ZSET)
     if row is None:
         return None
@@ -339,17 +305,11 @@ def _rank(ctx: Ctx, a: list[bytes], reverse: bool) -> Reply:
     return row.len - 1 - rank if reverse else rank
 
 
-@command("zrank")
-def zrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _rank(ctx, a, False)
+command("zrank")(partial(_rank, reverse=False))
+command("zrevrank")(partial(_rank, reverse=True))
 
 
-@command("zrevrank")
-def zrevrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _rank(ctx, a, True)
-
-
-def _pop(ctx: Ctx, a: list[bytes], maximum: bool) -> Reply:
+def _pop(ctx: Ctx, a: list[bytes], *, maximum: bool) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
     count = pop_count(a)
@@ -364,17 +324,11 @@ def _pop(ctx: Ctx, a: list[bytes], maximum: bool) -> Reply:
     return Pairs([(m, Double(s)) for m, s in items])
 
 
-@command("zpopmin")
-def zpopmin(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop(ctx, a, False)
+command("zpopmin")(partial(_pop, maximum=False))
+command("zpopmax")(partial(_pop, maximum=True))
 
 
-@command("zpopmax")
-def zpopmax(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop(ctx, a, True)
-
-
-def _remove_range(ctx: Ctx, a: list[bytes], kind: str, event: str) -> Reply:
+def _remove_range(ctx: Ctx, a: list[bytes], *, kind: str, event: str) -> Reply:
     span = _parse_range(kind, a[2], a[3])
     row = ctx.write_typed(a[1], ZSET)
     if row is None:
@@ -384,19 +338,9 @@ def _remove_range(ctx: Ctx, a: list[bytes], kind: str, event: str) -> Reply:
     return ctx.removed(row, removed, event)
 
 
-@command("zremrangebyscore")
-def zremrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "BYSCORE", "zremrangebyscore")
-
-
-@command("zremrangebyrank")
-def zremrangebyrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "RANK", "zremrangebyrank")
-
-
-@command("zremrangebylex")
-def zremrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "BYLEX", "zremrangebylex")
+command("zremrangebyscore")(partial(_remove_range, kind="BYSCORE", event="zremrangebyscore"))
+command("zremrangebyrank")(partial(_remove_range, kind="RANK", event="zremrangebyrank"))
+command("zremrangebylex")(partial(_remove_range, kind="BYLEX", event="zremrangebylex"))
 
 
 def format_scan_score(score: float) -> bytes:
