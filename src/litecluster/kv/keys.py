@@ -233,32 +233,26 @@ def _move(ctx: Ctx, src: KeyRow, dst: Ctx, newkey: bytes) -> None:
     dst.insert_row(moved)
 
 
-def _rename(ctx: Ctx, a: list[bytes], nx: bool) -> bool:
+def _rename(ctx: Ctx, a: list[bytes], *, nx: bool) -> Reply:
+    """RENAME (OK) and RENAMENX (1, or 0 when the new name exists)."""
     row = ctx.write(a[1])
     if row is None:
         raise fail(NO_SUCH_KEY)
     if a[1] == a[2]:
-        return not nx
+        return 0 if nx else OK
     target = ctx.write(a[2])
     if target is not None:
         if nx:
-            return False
+            return 0
         ctx.delete(target)
     _move(ctx, row, ctx, a[2])
     ctx.notify("rename_from", a[1])
     ctx.notify("rename_to", a[2])
-    return True
+    return 1 if nx else OK
 
 
-@command("rename")
-def rename(ctx: Ctx, a: list[bytes]) -> Reply:
-    _rename(ctx, a, False)
-    return OK
-
-
-@command("renamenx")
-def renamenx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return int(_rename(ctx, a, True))
+command("rename")(partial(_rename, nx=False))
+command("renamenx")(partial(_rename, nx=True))
 
 
 def copy_elements(ctx: Ctx, src: KeyRow, dst: KeyRow) -> None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 from litecluster.kv.errors import RespProtocolError
@@ -58,6 +59,16 @@ def parse_ll(raw: bytes | bytearray) -> int | None:
     if value > _INT64_MAX or value < -_INT64_MAX - 1:
         return None
     return value
+
+
+def _line_end(buf: bytearray, pos: int, end: bytes, too_long: Callable[[], Exception]) -> int:
+    """Where the line at ``pos`` ends (the index of ``end``), -1 while that has not arrived;
+    ``too_long()`` is raised once more than INLINE_MAX bytes of it wait without an end (how
+    both parsers bound what they buffer for one line)."""
+    found = buf.find(end, pos)
+    if found < 0 and len(buf) - pos > INLINE_MAX:
+        raise too_long()
+    return found
 
 
 def split_inline(line: bytes) -> list[bytes] | None:
@@ -193,10 +204,10 @@ class RequestParser:
 
     def _inline(self) -> list[bytes] | None:
         buf, pos = self._buf, self._pos
-        nl = buf.find(b"\n", pos)
+        nl = _line_end(
+            buf, pos, b"\n", lambda: self._fail("Protocol error: too big inline request")
+        )
         if nl < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail("Protocol error: too big inline request")
             return None
         end = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
         args = split_inline(bytes(buf[pos:end]))
@@ -207,13 +218,8 @@ class RequestParser:
 
     def _line(self, too_big: str) -> int:
         """Position of the '\\r' ending the header at ``_pos``, or -1 if not all here yet."""
-        buf, pos = self._buf, self._pos
-        cr = buf.find(b"\r", pos)
-        if cr < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail(too_big)
-            return -1
-        if cr + 1 >= len(buf):  # the byte after '\r' must be here too (not checked)
+        cr = _line_end(self._buf, self._pos, b"\r", lambda: self._fail(too_big))
+        if cr < 0 or cr + 1 >= len(self._buf):  # the byte after '\r' must be here too (not checked)
             return -1
         return cr
 
@@ -406,10 +412,8 @@ class ReplyParser:
 
     def _token(self) -> Reply | type[ReplyParser]:
         buf, pos = self._buf, self._pos
-        cr = buf.find(b"\r\n", pos)
+        cr = _line_end(buf, pos, b"\r\n", lambda: self._fail("too long reply line"))
         if cr < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail("too long reply line")
             return ReplyParser
         kind, line = buf[pos], bytes(buf[pos + 1 : cr])
         after = cr + 2
