@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from litecluster.kv.db import Ctx, KeyRow
+from litecluster.kv.db import Ctx, KeyRow, typed
 from litecluster.kv.elements import index_span, pop_count
-from litecluster.kv.errors import INDEX_OUT_OF_RANGE, NO_SUCH_KEY, SYNTAX, WRONGTYPE, fail
+from litecluster.kv.errors import INDEX_OUT_OF_RANGE, NO_SUCH_KEY, SYNTAX, fail
 from litecluster.kv.parse import to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import NULL_ARRAY, OK, Reply
@@ -304,9 +304,7 @@ def _move(ctx: Ctx, src_key: bytes, dst_key: bytes, from_left: bool, to_left: bo
     src = _list(ctx, src_key, write=True)
     if src is None:
         return None
-    dst = src if src_key == dst_key else ctx.write(dst_key)
-    if dst is not None and dst.type != LIST:
-        raise fail(WRONGTYPE)
+    dst = src if src_key == dst_key else typed(ctx.write(dst_key), LIST)
     value = pop(ctx, src, 1, left=from_left)[0]
     if dst is None:
         dst = ctx.new_container(dst_key, LIST)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from litecluster.kv.db import Ctx, KeyRow, key_hash
+from litecluster.kv.db import Ctx, KeyRow, key_hash, typed
 from litecluster.kv.elements import pop_count
 from litecluster.kv.errors import SYNTAX, WRONGTYPE, fail
 from litecluster.kv.keys import scan_elements
@@ -126,11 +126,7 @@ def srandmember(ctx: Ctx, a: list[bytes]) -> Reply:
 
 def _sources(ctx: Ctx, keys: list[bytes]) -> list[KeyRow | None]:
     """The sets named by ``keys`` (None: missing), WRONGTYPE if any is another type."""
-    rows = [ctx.read(k) for k in keys]
-    for row in rows:
-        if row is not None and row.type != SET:
-            raise fail(WRONGTYPE)
-    return rows
+    return [typed(ctx.read(k), SET) for k in keys]
 
 
 def _combine_sql(op: str, ids: list[int]) -> tuple[str, list[int]]:
