@@ -62,6 +62,13 @@ class KeyRow:
     """Not in the table yet (a container being created): :meth:`Ctx.save` inserts it."""
 
 
+def typed(row: KeyRow | None, type_: int) -> KeyRow | None:
+    """``row`` itself, or the WRONGTYPE error if it is a key of another type."""
+    if row is not None and row.type != type_:
+        raise fail(WRONGTYPE)
+    return row
+
+
 @dataclass(slots=True)
 class Ctx:
     conn: Connection
@@ -88,33 +95,36 @@ class Ctx:
         t, exp, value, id_, n, head = rows[0]
         return KeyRow(key, h, t, exp, value, id_, n or 0, head or 0)
 
+    def _expired(self, row: KeyRow) -> bool:
+        return row.expire_at is not None and row.expire_at < self.now
+
     def read(self, key: bytes) -> KeyRow | None:
         """The live key (None if absent or expired)."""
         row = self._fetch(key, key_hash(key))
-        if row is None or (row.expire_at is not None and row.expire_at < self.now):
-            return None
-        return row
+        return None if row is None or self._expired(row) else row
 
     def read_typed(self, key: bytes, type_: int) -> KeyRow | None:
-        row = self.read(key)
-        if row is not None and row.type != type_:
-            raise fail(WRONGTYPE)
-        return row
+        """:meth:`read`, WRONGTYPE if the key holds another type."""
+        return typed(self.read(key), type_)
 
     def write(self, key: bytes) -> KeyRow | None:
         """The live key, for a command about to change it: an expired one is deleted now."""
         row = self._fetch(key, key_hash(key))
-        if row is not None and row.expire_at is not None and row.expire_at < self.now:
+        if row is not None and self._expired(row):
             self.delete(row)
             self.notify("expired", key)
             return None
         return row
 
     def write_typed(self, key: bytes, type_: int) -> KeyRow | None:
-        row = self.write(key)
-        if row is not None and row.type != type_:
-            raise fail(WRONGTYPE)
-        return row
+        """:meth:`write`, WRONGTYPE if the key holds another type."""
+        return typed(self.write(key), type_)
+
+    def length(self, key: bytes, type_: int) -> int:
+        """How many elements container ``key`` holds (0: no such key; WRONGTYPE if it is
+        another type): HLEN, SCARD, ZCARD, LLEN."""
+        row = self.read_typed(key, type_)
+        return 0 if row is None else row.len
 
     def exists(self, key: bytes) -> bool:
         return self.read(key) is not None
@@ -150,6 +160,24 @@ class Ctx:
                 "UPDATE kv_keys SET len=?, head=? WHERE db=? AND h=? AND key=?",
                 (row.len, row.head if row.type == LIST else None, self.db, row.h, row.key),
             )
+
+    def added(self, row: KeyRow, count: int, event: str) -> None:
+        """Account for a change of container ``row`` that added ``count`` elements (0: it
+        changed some): store the new length (a new container is inserted) and record
+        ``event``."""
+        row.len += count
+        self.save(row)
+        self.notify(event, row.key)
+
+    def removed(self, row: KeyRow, count: int, event: str) -> int:
+        """Account for ``count`` elements just deleted from container ``row``: if any were,
+        record ``event`` and store the new length (an emptied container is deleted, its
+        ``del`` event after ``event``, as Redis orders them). Returns ``count``."""
+        if count:
+            row.len -= count
+            self.notify(event, row.key)
+            self.save(row)
+        return count
 
     def put_string(
         self, key: bytes, value: bytes, expire_at: int | None, old: KeyRow | None

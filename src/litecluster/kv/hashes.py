@@ -8,29 +8,23 @@ from litecluster.kv.errors import (
     NAN_OR_INF,
     NOT_A_FLOAT_HASH_VALUE,
     NOT_A_STRING_HASH_VALUE,
-    OVERFLOW,
     SYNTAX,
     fail,
 )
-from litecluster.kv.glob import compile_glob
-from litecluster.kv.keys import parse_cursor, scan_options, scan_page
+from litecluster.kv.keys import scan_elements
 from litecluster.kv.parse import (
     INT64_MAX,
-    INT64_MIN,
     add_long_double,
     format_long_double,
+    incremented,
     parse_long_double,
     to_int,
     to_long_double,
 )
 from litecluster.kv.registry import command
 from litecluster.kv.reply import OK, Map, Pairs, Reply
-from litecluster.kv.resp import parse_ll
-from litecluster.kv.sampling import sample
+from litecluster.kv.sampling import random_count, random_one, random_rows
 from litecluster.kv.schema import HASH
-
-MAX_RANDOM_COUNT = 10_000_000
-"""Largest |count| of HRANDFIELD/SRANDMEMBER (Redis has none; this bounds the reply)."""
 
 
 def _get(ctx: Ctx, row: KeyRow, field: bytes) -> bytes | None:
@@ -66,9 +60,7 @@ def _hset(ctx: Ctx, a: list[bytes]) -> int:
     added = 0
     for j in range(2, len(a), 2):
         added += _put(ctx, row, a[j], a[j + 1])
-    row.len += added
-    ctx.save(row)
-    ctx.notify("hset", a[1])
+    ctx.added(row, added, "hset")
     return added
 
 
@@ -89,9 +81,7 @@ def hsetnx(ctx: Ctx, a: list[bytes]) -> Reply:
     if not row.new and _get(ctx, row, a[2]) is not None:
         return 0
     _put(ctx, row, a[2], a[3])
-    row.len += 1
-    ctx.save(row)
-    ctx.notify("hset", a[1])
+    ctx.added(row, 1, "hset")
     return 1
 
 
@@ -143,11 +133,7 @@ def hdel(ctx: Ctx, a: list[bytes]) -> Reply:
             "DELETE FROM kv_hash WHERE id=? AND h=? AND field=?", (row.id, key_hash(field), field)
         )
         removed += cur.rowcount
-    if removed:
-        row.len -= removed
-        ctx.notify("hdel", a[1])
-        ctx.save(row)
-    return removed
+    return ctx.removed(row, removed, "hdel")
 
 
 @command("hexists")
@@ -158,8 +144,7 @@ def hexists(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("hlen")
 def hlen(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], HASH)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], HASH)
 
 
 @command("hstrlen")
@@ -174,20 +159,8 @@ def hincrby(ctx: Ctx, a: list[bytes]) -> Reply:
     delta = to_int(a[3])
     row = _hash_for_write(ctx, a[1])
     old = None if row.new else _get(ctx, row, a[2])
-    value = 0
-    if old is not None:
-        parsed = parse_ll(old)
-        if parsed is None:
-            raise fail(NOT_A_STRING_HASH_VALUE)
-        value = parsed
-    if (delta < 0 and value < 0 and delta < INT64_MIN - value) or (
-        delta > 0 and value > 0 and delta > INT64_MAX - value
-    ):
-        raise fail(OVERFLOW)
-    value += delta
-    row.len += _put(ctx, row, a[2], b"%d" % value)
-    ctx.save(row)
-    ctx.notify("hincrby", a[1])
+    value = incremented(old, delta, NOT_A_STRING_HASH_VALUE)
+    ctx.added(row, _put(ctx, row, a[2], b"%d" % value), "hincrby")
     return value
 
 
@@ -208,36 +181,21 @@ def hincrbyfloat(ctx: Ctx, a: list[bytes]) -> Reply:
     if total is None:
         raise fail(NAN_OR_INF)
     text = format_long_double(total)
-    row.len += _put(ctx, row, a[2], text)
-    ctx.save(row)
-    ctx.notify("hincrbyfloat", a[1])
+    ctx.added(row, _put(ctx, row, a[2], text), "hincrbyfloat")
     return text
 
 
 @command("hrandfield")
 def hrandfield(ctx: Ctx, a: list[bytes]) -> Reply:
     if len(a) == 2:
-        row = ctx.read_typed(a[1], HASH)
-        if row is None:
-            return None
-        return bytes(
-            sample(ctx.conn, "kv_hash", "field", row.id or 0, row.len, 1, distinct=True)[0][0]
-        )
-    count = to_int(a[2])
-    if count < -INT64_MAX:
-        raise fail(f"ERR value is out of range, value must between {-INT64_MAX} and {INT64_MAX}")
+        return random_one(ctx, ctx.read_typed(a[1], HASH), "kv_hash", "field")
+    count = random_count(a[2])
     if len(a) > 4 or (len(a) == 4 and a[3].upper() != b"WITHVALUES"):
         raise fail(SYNTAX)
     withvalues = len(a) == 4
     if withvalues and not -INT64_MAX // 2 <= count <= INT64_MAX // 2:
         raise fail("ERR value is out of range")
-    row = ctx.read_typed(a[1], HASH)
-    if row is None or count == 0:
-        return []
-    if count < -MAX_RANDOM_COUNT:
-        raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
-    rows = sample(ctx.conn, "kv_hash", "field, value", row.id or 0, row.len, abs(count),
-                  distinct=count > 0)  # fmt: skip
+    rows = random_rows(ctx, ctx.read_typed(a[1], HASH), "kv_hash", "field, value", count)
     if withvalues:
         return Pairs([(bytes(f), bytes(v)) for f, v in rows])
     return [bytes(f) for f, _ in rows]
@@ -245,18 +203,6 @@ def hrandfield(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("hscan")
 def hscan(ctx: Ctx, a: list[bytes]) -> Reply:
-    cursor = parse_cursor(a[2])
-    count, pattern, _ = scan_options(a, 3, allow_type=False)
-    row = ctx.read_typed(a[1], HASH)
-    if row is None:
-        return [b"0", []]
-    nxt, rows = scan_page(
-        ctx.conn, "SELECT h, field, value FROM kv_hash WHERE id=? AND h >= ?",
-        (row.id,), cursor, count,
-    )  # fmt: skip
-    match = compile_glob(pattern) if pattern is not None else None
-    out: list[Reply] = []
-    for _h, field, value in rows:
-        if match is None or match(field):
-            out += [bytes(field), bytes(value)]
-    return [b"%d" % nxt, out]
+    nxt, rows = scan_elements(ctx, a, HASH, "kv_hash", "field, value")
+    out: list[Reply] = [bytes(item) for field, value in rows for item in (field, value)]
+    return [nxt, out]

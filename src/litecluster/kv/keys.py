@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from functools import partial
 from typing import Any
 
 from litecluster.engine.sqlite import Connection
@@ -19,6 +20,7 @@ from litecluster.kv.schema import CHILD_TABLES, HASH, LIST, SET, STRING, TYPE_NA
 _LIVE = "(expire_at IS NULL OR expire_at >= ?)"
 
 
+@command("unlink")
 @command("del")
 def del_(ctx: Ctx, a: list[bytes]) -> Reply:
     n = 0
@@ -31,22 +33,15 @@ def del_(ctx: Ctx, a: list[bytes]) -> Reply:
     return n
 
 
-@command("unlink")
-def unlink(ctx: Ctx, a: list[bytes]) -> Reply:
-    return del_(ctx, a)
-
-
+@command("touch")
 @command("exists")
 def exists(ctx: Ctx, a: list[bytes]) -> Reply:
     return sum(1 for key in a[1:] if ctx.read(key) is not None)
 
 
-@command("touch")
-def touch(ctx: Ctx, a: list[bytes]) -> Reply:
-    return exists(ctx, a)
-
-
-def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
+def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, relative: bool) -> Reply:
+    """EXPIRE, PEXPIRE (``relative``: from now), EXPIREAT and PEXPIREAT; ``seconds``: the
+    time is in seconds, else in ms."""
     flags: set[bytes] = set()
     for opt in a[3:]:
         up = opt.upper()
@@ -63,6 +58,7 @@ def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
         if when > INT64_MAX // 1000 or when < -(INT64_MIN // -1000):
             raise fail(invalid)
         when *= 1000
+    base = ctx.now if relative else 0
     if when > INT64_MAX - base:
         raise fail(invalid)
     when += base
@@ -86,28 +82,16 @@ def _expire(ctx: Ctx, a: list[bytes], *, seconds: bool, base: int) -> Reply:
     return 1
 
 
-@command("expire")
-def expire(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=True, base=ctx.now)
+command("expire")(partial(_expire, seconds=True, relative=True))
+command("pexpire")(partial(_expire, seconds=False, relative=True))
+command("expireat")(partial(_expire, seconds=True, relative=False))
+command("pexpireat")(partial(_expire, seconds=False, relative=False))
 
 
-@command("pexpire")
-def pexpire(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=False, base=ctx.now)
-
-
-@command("expireat")
-def expireat(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=True, base=0)
-
-
-@command("pexpireat")
-def pexpireat(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _expire(ctx, a, seconds=False, base=0)
-
-
-def _ttl(ctx: Ctx, key: bytes, *, ms: bool, absolute: bool) -> int:
-    row = ctx.read(key)
+def _ttl(ctx: Ctx, a: list[bytes], *, ms: bool, absolute: bool) -> int:
+    """TTL and PTTL (the time left), EXPIRETIME and PEXPIRETIME (``absolute``: the Unix
+    time); ``ms``: in milliseconds, else seconds. -2: no such key, -1: no expiry."""
+    row = ctx.read(a[1])
     if row is None:
         return -2
     if row.expire_at is None:
@@ -116,24 +100,10 @@ def _ttl(ctx: Ctx, key: bytes, *, ms: bool, absolute: bool) -> int:
     return ttl if ms else (ttl + 500) // 1000
 
 
-@command("ttl")
-def ttl(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=False, absolute=False)
-
-
-@command("pttl")
-def pttl(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=True, absolute=False)
-
-
-@command("expiretime")
-def expiretime(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=False, absolute=True)
-
-
-@command("pexpiretime")
-def pexpiretime(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _ttl(ctx, a[1], ms=True, absolute=True)
+command("ttl")(partial(_ttl, ms=False, absolute=False))
+command("pttl")(partial(_ttl, ms=True, absolute=False))
+command("expiretime")(partial(_ttl, ms=False, absolute=True))
+command("pexpiretime")(partial(_ttl, ms=True, absolute=True))
 
 
 @command("persist")
@@ -217,6 +187,23 @@ def scan_page(
     return (last + 1 if last < INT64_MAX else 0), rows
 
 
+def scan_elements(
+    ctx: Ctx, a: list[bytes], type_: int, table: str, cols: str
+) -> tuple[bytes, list[Any]]:
+    """HSCAN, SSCAN and ZSCAN (``a``: key, cursor, options) over container ``table`` of
+    ``type_``: the next cursor and the page's rows of ``cols`` whose first column (the field
+    or member) matches MATCH. A missing key is cursor 0 and no rows."""
+    cursor = parse_cursor(a[2])
+    count, pattern, _ = scan_options(a, 3, allow_type=False)
+    row = ctx.read_typed(a[1], type_)
+    if row is None:
+        return b"0", []
+    sql = f"SELECT h, {cols} FROM {table} WHERE id=? AND h >= ?"
+    nxt, rows = scan_page(ctx.conn, sql, (row.id,), cursor, count)
+    match = compile_glob(pattern) if pattern is not None else None
+    return b"%d" % nxt, [r[1:] for r in rows if match is None or match(r[1])]
+
+
 @command("scan")
 def scan(ctx: Ctx, a: list[bytes]) -> Reply:
     cursor = parse_cursor(a[1])
@@ -246,32 +233,26 @@ def _move(ctx: Ctx, src: KeyRow, dst: Ctx, newkey: bytes) -> None:
     dst.insert_row(moved)
 
 
-def _rename(ctx: Ctx, a: list[bytes], nx: bool) -> bool:
+def _rename(ctx: Ctx, a: list[bytes], *, nx: bool) -> Reply:
+    """RENAME (OK) and RENAMENX (1, or 0 when the new name exists)."""
     row = ctx.write(a[1])
     if row is None:
         raise fail(NO_SUCH_KEY)
     if a[1] == a[2]:
-        return not nx
+        return 0 if nx else OK
     target = ctx.write(a[2])
     if target is not None:
         if nx:
-            return False
+            return 0
         ctx.delete(target)
     _move(ctx, row, ctx, a[2])
     ctx.notify("rename_from", a[1])
     ctx.notify("rename_to", a[2])
-    return True
+    return 1 if nx else OK
 
 
-@command("rename")
-def rename(ctx: Ctx, a: list[bytes]) -> Reply:
-    _rename(ctx, a, False)
-    return OK
-
-
-@command("renamenx")
-def renamenx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return int(_rename(ctx, a, True))
+command("rename")(partial(_rename, nx=False))
+command("renamenx")(partial(_rename, nx=True))
 
 
 def copy_elements(ctx: Ctx, src: KeyRow, dst: KeyRow) -> None:

@@ -7,15 +7,11 @@ above every position in use, because SQLite checks the primary key row by row an
 
 from __future__ import annotations
 
-from litecluster.kv.db import Ctx, KeyRow
-from litecluster.kv.errors import (
-    INDEX_OUT_OF_RANGE,
-    NO_SUCH_KEY,
-    OUT_OF_RANGE_POSITIVE,
-    SYNTAX,
-    WRONGTYPE,
-    fail,
-)
+from functools import partial
+
+from litecluster.kv.db import Ctx, KeyRow, typed
+from litecluster.kv.elements import index_span, pop_count
+from litecluster.kv.errors import INDEX_OUT_OF_RANGE, NO_SUCH_KEY, SYNTAX, fail
 from litecluster.kv.parse import to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import NULL_ARRAY, OK, Reply
@@ -104,34 +100,16 @@ def _push_command(ctx: Ctx, a: list[bytes], *, left: bool, existing_only: bool) 
     return row.len
 
 
-@command("lpush")
-def lpush(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=True, existing_only=False)
-
-
-@command("rpush")
-def rpush(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=False, existing_only=False)
-
-
-@command("lpushx")
-def lpushx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=True, existing_only=True)
-
-
-@command("rpushx")
-def rpushx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _push_command(ctx, a, left=False, existing_only=True)
+command("lpush")(partial(_push_command, left=True, existing_only=False))
+command("rpush")(partial(_push_command, left=False, existing_only=False))
+command("lpushx")(partial(_push_command, left=True, existing_only=True))
+command("rpushx")(partial(_push_command, left=False, existing_only=True))
 
 
 def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
     if len(a) > 3:
         raise fail(f"ERR wrong number of arguments for '{a[0].decode()}' command")
-    count = None
-    if len(a) == 3:
-        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
-        if count < 0:
-            raise fail(OUT_OF_RANGE_POSITIVE)
+    count = pop_count(a)
     row = _list(ctx, a[1], write=True)
     if row is None:
         return NULL_ARRAY if count is not None else None
@@ -143,32 +121,22 @@ def _pop_command(ctx: Ctx, a: list[bytes], *, left: bool) -> Reply:
     return values[0] if count is None else list(values)
 
 
-@command("lpop")
-def lpop(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop_command(ctx, a, left=True)
-
-
-@command("rpop")
-def rpop(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop_command(ctx, a, left=False)
+command("lpop")(partial(_pop_command, left=True))
+command("rpop")(partial(_pop_command, left=False))
 
 
 @command("llen")
 def llen(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = _list(ctx, a[1], write=False)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], LIST)
 
 
-def _bounds(start: int, end: int, n: int) -> tuple[int, int] | None:
-    """Redis's range normalisation (negative from the end); None when empty."""
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
+def _position(row: KeyRow, arg: bytes) -> int | None:
+    """The position of the element LINDEX's and LSET's index ``arg`` names (a negative one
+    counts from the end); None when it is outside the list."""
+    index = to_int(arg)
+    if index < 0:
+        index += row.len
+    return row.head + index if 0 <= index < row.len else None
 
 
 @command("lrange")
@@ -177,7 +145,7 @@ def lrange(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=False)
     if row is None:
         return []
-    span = _bounds(start, end, row.len)
+    span = index_span(start, end, row.len)
     if span is None:
         return []
     return list(_values(ctx, row, row.head + span[0], row.head + span[1]))
@@ -188,12 +156,8 @@ def lindex(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=False)
     if row is None:
         return None
-    index = to_int(a[2])
-    if index < 0:
-        index += row.len
-    if not 0 <= index < row.len:
-        return None
-    return _values(ctx, row, row.head + index, row.head + index)[0]
+    pos = _position(row, a[2])
+    return None if pos is None else _values(ctx, row, pos, pos)[0]
 
 
 @command("lset")
@@ -201,14 +165,10 @@ def lset(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=True)
     if row is None:
         raise fail(NO_SUCH_KEY)
-    index = to_int(a[2])
-    if index < 0:
-        index += row.len
-    if not 0 <= index < row.len:
+    pos = _position(row, a[2])
+    if pos is None:
         raise fail(INDEX_OUT_OF_RANGE)
-    ctx.conn.execute(
-        "UPDATE kv_list SET value=? WHERE id=? AND pos=?", (a[3], row.id, row.head + index)
-    )
+    ctx.conn.execute("UPDATE kv_list SET value=? WHERE id=? AND pos=?", (a[3], row.id, pos))
     ctx.notify("lset", a[1])
     return OK
 
@@ -219,7 +179,7 @@ def ltrim(ctx: Ctx, a: list[bytes]) -> Reply:
     row = _list(ctx, a[1], write=True)
     if row is None:
         return OK
-    span = _bounds(start, end, row.len)
+    span = index_span(start, end, row.len)
     keep_lo, keep_hi = (
         (row.head + span[0], row.head + span[1]) if span else (row.head, row.head - 1)
     )
@@ -258,9 +218,7 @@ def linsert(ctx: Ctx, a: list[bytes]) -> Reply:
             _shift(ctx, row, at, tail, 1, tail + 1)
         pos = at
     ctx.conn.execute("INSERT INTO kv_list(id, pos, value) VALUES (?, ?, ?)", (row.id, pos, a[4]))
-    row.len += 1
-    ctx.save(row)
-    ctx.notify("linsert", a[1])
+    ctx.added(row, 1, "linsert")
     return row.len
 
 
@@ -290,10 +248,7 @@ def lrem(ctx: Ctx, a: list[bytes]) -> Reply:
             kept_before = (last - row.head + 1) - removed
             _renumber(ctx, row, row.head, last, last - kept_before + 1, tail)
             row.head = last - kept_before + 1
-    row.len -= removed
-    ctx.notify("lrem", a[1])
-    ctx.save(row)
-    return removed
+    return ctx.removed(row, removed, "lrem")
 
 
 @command("lpos")
@@ -349,9 +304,7 @@ def _move(ctx: Ctx, src_key: bytes, dst_key: bytes, from_left: bool, to_left: bo
     src = _list(ctx, src_key, write=True)
     if src is None:
         return None
-    dst = src if src_key == dst_key else ctx.write(dst_key)
-    if dst is not None and dst.type != LIST:
-        raise fail(WRONGTYPE)
+    dst = src if src_key == dst_key else typed(ctx.write(dst_key), LIST)
     value = pop(ctx, src, 1, left=from_left)[0]
     if dst is None:
         dst = ctx.new_container(dst_key, LIST)

@@ -16,7 +16,7 @@ from typing import Final
 
 import numpy as np
 
-from litecluster.kv.errors import NOT_FLOAT, NOT_INTEGER, fail
+from litecluster.kv.errors import NOT_FLOAT, NOT_INTEGER, OVERFLOW, fail
 from litecluster.kv.resp import parse_ll
 
 INT64_MIN: Final = -(2**63)
@@ -36,6 +36,18 @@ def to_int(arg: bytes, error: str = NOT_INTEGER) -> int:
     if value is None:
         raise fail(error)
     return value
+
+
+def incremented(stored: bytes | None, delta: int, not_an_integer: str) -> int:
+    """INCRBY's and HINCRBY's arithmetic: the integer ``stored`` (0 when None; else
+    ``not_an_integer`` if it is not one) plus ``delta``, the overflow error if the sum leaves
+    int64 (checked before adding, as Redis does)."""
+    value = 0 if stored is None else to_int(stored, not_an_integer)
+    if (delta < 0 and value < 0 and delta < INT64_MIN - value) or (
+        delta > 0 and value > 0 and delta > INT64_MAX - value
+    ):
+        raise fail(OVERFLOW)
+    return value + delta
 
 
 def is_int(arg: bytes) -> bool:

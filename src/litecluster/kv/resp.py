@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 from litecluster.kv.errors import RespProtocolError
@@ -60,6 +61,16 @@ def parse_ll(raw: bytes | bytearray) -> int | None:
     return value
 
 
+def _line_end(buf: bytearray, pos: int, end: bytes, too_long: Callable[[], Exception]) -> int:
+    """Where the line at ``pos`` ends (the index of ``end``), -1 while that has not arrived;
+    ``too_long()`` is raised once more than INLINE_MAX bytes of it wait without an end (how
+    both parsers bound what they buffer for one line)."""
+    found = buf.find(end, pos)
+    if found < 0 and len(buf) - pos > INLINE_MAX:
+        raise too_long()
+    return found
+
+
 def split_inline(line: bytes) -> list[bytes] | None:
     """Split an inline command like redis-server's ``sdssplitargs`` (None: unbalanced quotes).
 
@@ -81,46 +92,34 @@ def split_inline(line: bytes) -> list[bytes] | None:
         if p >= n:
             return args
         cur = bytearray()
-        inq = insq = False
+        quote = 0  # the open quote: 0x22 ("), 0x27 ('), or 0 outside quotes
         while True:
             c = at(p)
-            if inq:
-                if c == 0x5C and at(p + 1) == 0x78 and at(p + 2) in _HEX and at(p + 3) in _HEX:
-                    cur.append(int(line[p + 2 : p + 4], 16))
-                    p += 3
-                elif c == 0x5C and at(p + 1):
-                    p += 1
-                    cur.append(_ESCAPES.get(line[p], line[p]))
-                elif c == 0x22:  # closing quote: followed by a space or nothing
-                    if at(p + 1) and at(p + 1) not in _SPACE:
-                        return None
-                    p += 1
-                    break
-                elif not c:
+            escaped = at(p + 1) if c == 0x5C else 0  # the byte after a backslash
+            if quote == 0x22 and escaped == 0x78 and at(p + 2) in _HEX and at(p + 3) in _HEX:
+                cur.append(int(line[p + 2 : p + 4], 16))
+                p += 3
+            elif quote == 0x22 and escaped:
+                p += 1
+                cur.append(_ESCAPES.get(line[p], line[p]))
+            elif quote == 0x27 and escaped == 0x27:
+                p += 1
+                cur.append(0x27)
+            elif quote and c == quote:  # closing quote: followed by a space or nothing
+                if at(p + 1) and at(p + 1) not in _SPACE:
                     return None
-                else:
-                    cur.append(c)
-            elif insq:
-                if c == 0x5C and at(p + 1) == 0x27:
-                    p += 1
-                    cur.append(0x27)
-                elif c == 0x27:
-                    if at(p + 1) and at(p + 1) not in _SPACE:
-                        return None
-                    p += 1
-                    break
-                elif not c:
+                p += 1
+                break
+            elif quote:
+                if not c:
                     return None
-                else:
-                    cur.append(c)
+                cur.append(c)
             elif c in (0x20, 0x0A, 0x0D, 0x09, 0):
                 if c:
                     p += 1
                 break
-            elif c == 0x22:
-                inq = True
-            elif c == 0x27:
-                insq = True
+            elif c in (0x22, 0x27):
+                quote = c
             else:
                 cur.append(c)
             if c:
@@ -205,10 +204,10 @@ class RequestParser:
 
     def _inline(self) -> list[bytes] | None:
         buf, pos = self._buf, self._pos
-        nl = buf.find(b"\n", pos)
+        nl = _line_end(
+            buf, pos, b"\n", lambda: self._fail("Protocol error: too big inline request")
+        )
         if nl < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail("Protocol error: too big inline request")
             return None
         end = nl - 1 if nl > pos and buf[nl - 1] == 0x0D else nl
         args = split_inline(bytes(buf[pos:end]))
@@ -219,13 +218,8 @@ class RequestParser:
 
     def _line(self, too_big: str) -> int:
         """Position of the '\\r' ending the header at ``_pos``, or -1 if not all here yet."""
-        buf, pos = self._buf, self._pos
-        cr = buf.find(b"\r", pos)
-        if cr < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail(too_big)
-            return -1
-        if cr + 1 >= len(buf):  # the byte after '\r' must be here too (not checked)
+        cr = _line_end(self._buf, self._pos, b"\r", lambda: self._fail(too_big))
+        if cr < 0 or cr + 1 >= len(self._buf):  # the byte after '\r' must be here too (not checked)
             return -1
         return cr
 
@@ -418,10 +412,8 @@ class ReplyParser:
 
     def _token(self) -> Reply | type[ReplyParser]:
         buf, pos = self._buf, self._pos
-        cr = buf.find(b"\r\n", pos)
+        cr = _line_end(buf, pos, b"\r\n", lambda: self._fail("too long reply line"))
         if cr < 0:
-            if len(buf) - pos > INLINE_MAX:
-                raise self._fail("too long reply line")
             return ReplyParser
         kind, line = buf[pos], bytes(buf[pos + 1 : cr])
         after = cr + 2

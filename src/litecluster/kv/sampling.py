@@ -12,9 +12,15 @@ import random
 from typing import Any
 
 from litecluster.engine.sqlite import Connection
+from litecluster.kv.db import Ctx, KeyRow
+from litecluster.kv.errors import fail
+from litecluster.kv.parse import INT64_MAX, to_int
 
 EXACT_UP_TO = 1024
 """Containers up to this size are read whole and sampled exactly."""
+
+MAX_RANDOM_COUNT = 10_000_000
+"""Largest |count| of HRANDFIELD/SRANDMEMBER (Redis has none; this bounds the reply)."""
 
 
 def _one(conn: Connection, sql: str, id_: int) -> Any:
@@ -46,3 +52,30 @@ def sample(
         row = _one(conn, one, id_)
         picked[tuple(row)] = row
     return list(picked.values())
+
+
+def random_count(arg: bytes) -> int:
+    """The count of ``HRANDFIELD``/``SRANDMEMBER key count``: an integer whose negation is
+    one too (Redis refuses INT64_MIN with this text)."""
+    count = to_int(arg)
+    if count < -INT64_MAX:
+        raise fail(f"ERR value is out of range, value must between {-INT64_MAX} and {INT64_MAX}")
+    return count
+
+
+def random_one(ctx: Ctx, row: KeyRow | None, table: str, col: str) -> bytes | None:
+    """Column ``col`` of one random element of container ``row`` (None: no such key), the
+    reply of HRANDFIELD and SRANDMEMBER without a count."""
+    if row is None:
+        return None
+    return bytes(sample(ctx.conn, table, col, row.id or 0, row.len, 1, distinct=True)[0][0])
+
+
+def random_rows(ctx: Ctx, row: KeyRow | None, table: str, cols: str, count: int) -> list[Any]:
+    """The rows (columns ``cols``) HRANDFIELD and SRANDMEMBER with a count pick: ``count``
+    distinct ones at most, or with a negative count ``-count`` drawn with repetition."""
+    if row is None or count == 0:
+        return []
+    if count < -MAX_RANDOM_COUNT:
+        raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
+    return sample(ctx.conn, table, cols, row.id or 0, row.len, abs(count), distinct=count > 0)

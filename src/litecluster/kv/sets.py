@@ -4,15 +4,16 @@ so SQLite does the merging and nothing is materialised in Python."""
 
 from __future__ import annotations
 
-from litecluster.kv.db import Ctx, KeyRow, key_hash
-from litecluster.kv.errors import OUT_OF_RANGE_POSITIVE, SYNTAX, WRONGTYPE, fail
-from litecluster.kv.glob import compile_glob
-from litecluster.kv.hashes import MAX_RANDOM_COUNT
-from litecluster.kv.keys import parse_cursor, scan_options, scan_page
-from litecluster.kv.parse import INT64_MAX, to_int
+from functools import partial
+
+from litecluster.kv.db import Ctx, KeyRow, key_hash, typed
+from litecluster.kv.elements import pop_count
+from litecluster.kv.errors import SYNTAX, WRONGTYPE, fail
+from litecluster.kv.keys import scan_elements
+from litecluster.kv.parse import to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import Reply, SetReply
-from litecluster.kv.sampling import sample
+from litecluster.kv.sampling import random_count, random_one, random_rows, sample
 from litecluster.kv.schema import SET
 
 MAX_COMPOUND = 400
@@ -68,12 +69,7 @@ def srem(ctx: Ctx, a: list[bytes]) -> Reply:
     row = ctx.write_typed(a[1], SET)
     if row is None:
         return 0
-    removed = sum(_remove(ctx, row, m) for m in a[2:])
-    if removed:
-        row.len -= removed
-        ctx.notify("srem", a[1])
-        ctx.save(row)
-    return removed
+    return ctx.removed(row, sum(_remove(ctx, row, m) for m in a[2:]), "srem")
 
 
 @command("smembers")
@@ -95,33 +91,26 @@ def smismember(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("scard")
 def scard(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], SET)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], SET)
 
 
 @command("spop")
 def spop(ctx: Ctx, a: list[bytes]) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
-    count = 1
-    if len(a) == 3:
-        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
-        if count < 0:
-            raise fail(OUT_OF_RANGE_POSITIVE)
+    count = pop_count(a)
     row = ctx.write_typed(a[1], SET)
     if row is None:
-        return None if len(a) == 2 else SetReply([])
+        return None if count is None else SetReply([])
     if count == 0:
         return SetReply([])
     picked = [bytes(m) for (m,) in sample(
-        ctx.conn, "kv_set", "member", row.id or 0, row.len, count, distinct=True
+        ctx.conn, "kv_set", "member", row.id or 0, row.len, count or 1, distinct=True
     )]  # fmt: skip
     for m in picked:
         _remove(ctx, row, m)
-    row.len -= len(picked)
-    ctx.notify("spop", a[1])
-    ctx.save(row)
-    return picked[0] if len(a) == 2 else SetReply(list(picked))
+    ctx.removed(row, len(picked), "spop")
+    return picked[0] if count is None else SetReply(list(picked))
 
 
 @command("srandmember")
@@ -129,32 +118,15 @@ def srandmember(ctx: Ctx, a: list[bytes]) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
     if len(a) == 2:
-        row = ctx.read_typed(a[1], SET)
-        if row is None:
-            return None
-        return bytes(
-            sample(ctx.conn, "kv_set", "member", row.id or 0, row.len, 1, distinct=True)[0][0]
-        )
-    count = to_int(a[2])
-    if count < -INT64_MAX:
-        raise fail(f"ERR value is out of range, value must between {-INT64_MAX} and {INT64_MAX}")
-    row = ctx.read_typed(a[1], SET)
-    if row is None or count == 0:
-        return []
-    if count < -MAX_RANDOM_COUNT:
-        raise fail(f"ERR count is out of range for litecluster (at most {MAX_RANDOM_COUNT})")
-    rows = sample(ctx.conn, "kv_set", "member", row.id or 0, row.len, abs(count),
-                  distinct=count > 0)  # fmt: skip
+        return random_one(ctx, ctx.read_typed(a[1], SET), "kv_set", "member")
+    count = random_count(a[2])
+    rows = random_rows(ctx, ctx.read_typed(a[1], SET), "kv_set", "member", count)
     return [bytes(m) for (m,) in rows]
 
 
 def _sources(ctx: Ctx, keys: list[bytes]) -> list[KeyRow | None]:
     """The sets named by ``keys`` (None: missing), WRONGTYPE if any is another type."""
-    rows = [ctx.read(k) for k in keys]
-    for row in rows:
-        if row is not None and row.type != SET:
-            raise fail(WRONGTYPE)
-    return rows
+    return [typed(ctx.read(k), SET) for k in keys]
 
 
 def _combine_sql(op: str, ids: list[int]) -> tuple[str, list[int]]:
@@ -201,7 +173,8 @@ def combine(ctx: Ctx, op: str, keys: list[bytes]) -> list[bytes]:
     return [bytes(m) for (m,) in rows]
 
 
-def _store(ctx: Ctx, op: str, event: str, a: list[bytes]) -> int:
+def _store(ctx: Ctx, a: list[bytes], *, op: str, event: str) -> int:
+    """SINTERSTORE, SUNIONSTORE, SDIFFSTORE: ``op`` of the sets ``a[2:]`` into ``a[1]``."""
     dst = a[1]
     ids = _operand_ids(op, _sources(ctx, a[2:]))
     new = ctx.new_container(dst, SET)
@@ -227,34 +200,17 @@ def _store(ctx: Ctx, op: str, event: str, a: list[bytes]) -> int:
     return new.len
 
 
-@command("sinter")
-def sinter(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "INTERSECT", a[1:])))
+def _combination(ctx: Ctx, a: list[bytes], *, op: str) -> Reply:
+    """SINTER, SUNION, SDIFF: ``op`` of the sets ``a[1:]``."""
+    return SetReply(list(combine(ctx, op, a[1:])))
 
 
-@command("sunion")
-def sunion(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "UNION", a[1:])))
-
-
-@command("sdiff")
-def sdiff(ctx: Ctx, a: list[bytes]) -> Reply:
-    return SetReply(list(combine(ctx, "EXCEPT", a[1:])))
-
-
-@command("sinterstore")
-def sinterstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "INTERSECT", "sinterstore", a)
-
-
-@command("sunionstore")
-def sunionstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "UNION", "sunionstore", a)
-
-
-@command("sdiffstore")
-def sdiffstore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _store(ctx, "EXCEPT", "sdiffstore", a)
+command("sinter")(partial(_combination, op="INTERSECT"))
+command("sunion")(partial(_combination, op="UNION"))
+command("sdiff")(partial(_combination, op="EXCEPT"))
+command("sinterstore")(partial(_store, op="INTERSECT", event="sinterstore"))
+command("sunionstore")(partial(_store, op="UNION", event="sunionstore"))
+command("sdiffstore")(partial(_store, op="EXCEPT", event="sdiffstore"))
 
 
 @command("sintercard")
@@ -304,21 +260,11 @@ def smove(ctx: Ctx, a: list[bytes]) -> Reply:
     ctx.save(src)
     target = dst if dst is not None else ctx.new_container(a[2], SET)
     if _add(ctx, target, a[3]):
-        target.len += 1
-        ctx.save(target)
-        ctx.notify("sadd", a[2])
+        ctx.added(target, 1, "sadd")
     return 1
 
 
 @command("sscan")
 def sscan(ctx: Ctx, a: list[bytes]) -> Reply:
-    cursor = parse_cursor(a[2])
-    count, pattern, _ = scan_options(a, 3, allow_type=False)
-    row = ctx.read_typed(a[1], SET)
-    if row is None:
-        return [b"0", []]
-    nxt, rows = scan_page(
-        ctx.conn, "SELECT h, member FROM kv_set WHERE id=? AND h >= ?", (row.id,), cursor, count
-    )
-    match = compile_glob(pattern) if pattern is not None else None
-    return [b"%d" % nxt, [bytes(m) for _h, m in rows if match is None or match(m)]]
+    nxt, rows = scan_elements(ctx, a, SET, "kv_set", "member")
+    return [nxt, [bytes(m) for (m,) in rows]]

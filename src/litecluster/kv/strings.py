@@ -6,27 +6,27 @@ a key's expiry across INCR/APPEND/SETRANGE and drops it on SET (unless KEEPTTL);
 
 from __future__ import annotations
 
+from functools import partial
+
 from litecluster.kv.db import Ctx, KeyRow, set_expiry_ms
 from litecluster.kv.errors import (
     NAN_OR_INF,
     NOT_INTEGER,
-    OVERFLOW,
     STRING_TOO_LONG,
     SYNTAX,
     WRONGTYPE,
     fail,
 )
 from litecluster.kv.parse import (
-    INT64_MAX,
     INT64_MIN,
     add_long_double,
     format_long_double,
+    incremented,
     to_int,
     to_long_double,
 )
 from litecluster.kv.registry import command
 from litecluster.kv.reply import OK, Reply
-from litecluster.kv.resp import parse_ll
 from litecluster.kv.schema import STRING
 
 MAX_STRING = 512 * 1024 * 1024
@@ -189,41 +189,25 @@ def mget(ctx: Ctx, a: list[bytes]) -> Reply:
     return out
 
 
-def _mset(ctx: Ctx, a: list[bytes], nx: bool) -> bool:
+def _mset(ctx: Ctx, a: list[bytes], *, nx: bool) -> Reply:
+    """MSET (OK) and MSETNX (1, or 0 when any of the keys exists and nothing is set)."""
     if len(a) % 2 == 0:
         raise fail(f"ERR wrong number of arguments for '{a[0].decode()}' command")
     if nx and any(ctx.write(a[j]) is not None for j in range(1, len(a), 2)):
-        return False
+        return 0
     for j in range(1, len(a), 2):
         ctx.put_string(a[j], a[j + 1], None, ctx.write(a[j]))
         ctx.notify("set", a[j])
-    return True
+    return 1 if nx else OK
 
 
-@command("mset")
-def mset(ctx: Ctx, a: list[bytes]) -> Reply:
-    _mset(ctx, a, False)
-    return OK
-
-
-@command("msetnx")
-def msetnx(ctx: Ctx, a: list[bytes]) -> Reply:
-    return int(_mset(ctx, a, True))
+command("mset")(partial(_mset, nx=False))
+command("msetnx")(partial(_mset, nx=True))
 
 
 def _incr(ctx: Ctx, key: bytes, delta: int) -> int:
     row = _string_row(ctx, key)
-    value = 0
-    if row is not None:
-        old = parse_ll(row.value or b"")
-        if old is None:
-            raise fail(NOT_INTEGER)
-        value = old
-    if (delta < 0 and value < 0 and delta < INT64_MIN - value) or (
-        delta > 0 and value > 0 and delta > INT64_MAX - value
-    ):
-        raise fail(OVERFLOW)
-    value += delta
+    value = incremented(None if row is None else row.value or b"", delta, NOT_INTEGER)
     ctx.put_string(key, b"%d" % value, row.expire_at if row else None, row)
     ctx.notify("incrby", key)
     return value

@@ -6,18 +6,14 @@ count over that index (O(rank) in SQLite, O(log n) in Redis's skiplist)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from litecluster.kv.db import Ctx, KeyRow, key_hash
-from litecluster.kv.errors import (
-    MIN_MAX_NOT_FLOAT,
-    MIN_MAX_NOT_LEX,
-    OUT_OF_RANGE_POSITIVE,
-    SYNTAX,
-    fail,
-)
-from litecluster.kv.glob import compile_glob
-from litecluster.kv.keys import parse_cursor, scan_options, scan_page
+from litecluster.kv.elements import index_span, pop_count
+from litecluster.kv.errors import MIN_MAX_NOT_FLOAT, MIN_MAX_NOT_LEX, SYNTAX, fail
+from litecluster.kv.keys import scan_elements
 from litecluster.kv.parse import strtod, to_double, to_int
 from litecluster.kv.registry import command
 from litecluster.kv.reply import Double, Pairs, Reply
@@ -55,7 +51,7 @@ def _delete_members(ctx: Ctx, row: KeyRow, members: list[bytes]) -> int:
     return int(cur.rowcount)
 
 
-def _zadd(ctx: Ctx, a: list[bytes], incr_command: bool) -> Reply:
+def _zadd(ctx: Ctx, a: list[bytes], *, incr_command: bool) -> Reply:
     flags: set[bytes] = {b"INCR"} if incr_command else set()
     ch = False
     idx = 2
@@ -113,14 +109,8 @@ def _zadd(ctx: Ctx, a: list[bytes], incr_command: bool) -> Reply:
     return added + updated if ch else added
 
 
-@command("zadd")
-def zadd(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zadd(ctx, a, False)
-
-
-@command("zincrby")
-def zincrby(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zadd(ctx, a, True)
+command("zadd")(partial(_zadd, incr_command=False))
+command("zincrby")(partial(_zadd, incr_command=True))
 
 
 @command("zrem")
@@ -128,12 +118,7 @@ def zrem(ctx: Ctx, a: list[bytes]) -> Reply:
     row = ctx.write_typed(a[1], ZSET)
     if row is None:
         return 0
-    removed = _delete_members(ctx, row, list(dict.fromkeys(a[2:])))
-    if removed:
-        row.len -= removed
-        ctx.notify("zrem", a[1])
-        ctx.save(row)
-    return removed
+    return ctx.removed(row, _delete_members(ctx, row, list(dict.fromkeys(a[2:]))), "zrem")
 
 
 @command("zscore")
@@ -155,8 +140,7 @@ def zmscore(ctx: Ctx, a: list[bytes]) -> Reply:
 
 @command("zcard")
 def zcard(ctx: Ctx, a: list[bytes]) -> Reply:
-    row = ctx.read_typed(a[1], ZSET)
-    return 0 if row is None else row.len
+    return ctx.length(a[1], ZSET)
 
 
 # ---- ranges ---------------------------------------------------------------------------------
@@ -193,17 +177,6 @@ def lex_range(lo: bytes, hi: bytes) -> tuple[str, list[Any]]:
     return f"{s1} AND {s2}", p1 + p2
 
 
-def _rank_bounds(start: int, end: int, n: int) -> tuple[int, int] | None:
-    if start < 0:
-        start += n
-    if end < 0:
-        end += n
-    start = max(start, 0)
-    if start > end or start >= n:
-        return None
-    return start, min(end, n - 1)
-
-
 def _select(
     ctx: Ctx, row: KeyRow, where: str, params: list[Any], *, reverse: bool,
     offset: int = 0, limit: int = -1,
@@ -218,13 +191,47 @@ def _select(
     return [(bytes(m), float(s)) for m, s in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """A range of ZRANGE and its kin: ``ranks`` (start, end) for a range by rank, else the
+    WHERE clause over score or member with its parameters."""
+
+    ranks: tuple[int, int] | None
+    where: str = "1"
+    params: tuple[Any, ...] = ()
+
+
+def _parse_range(kind: str, lo: bytes, hi: bytes) -> _Range:
+    """The bounds ``lo``, ``hi`` of a range by ``kind`` (RANK, BYSCORE or BYLEX), refused
+    with redis-server's error before the key is looked at."""
+    if kind == "RANK":
+        return _Range((to_int(lo), to_int(hi)))
+    where, params = score_range(lo, hi) if kind == "BYSCORE" else lex_range(lo, hi)
+    return _Range(None, where, tuple(params))
+
+
+def _in_range(
+    ctx: Ctx, row: KeyRow, span: _Range, *, reverse: bool, offset: int = 0, limit: int = -1
+) -> list[tuple[bytes, float]]:
+    """The members of ``row`` in ``span``, in order or reversed; ``offset`` and ``limit``
+    (LIMIT's) apply to ranges by score and lex only."""
+    if span.ranks is None:
+        params = list(span.params)
+        return _select(ctx, row, span.where, params, reverse=reverse, offset=offset, limit=limit)
+    ranks = index_span(*span.ranks, row.len)
+    if ranks is None:
+        return []
+    first, last = ranks
+    return _select(ctx, row, "1", [], reverse=reverse, offset=first, limit=last - first + 1)
+
+
 def _reply(items: list[tuple[bytes, float]], withscores: bool) -> Reply:
     if withscores:
         return Pairs([(m, Double(s)) for m, s in items])
     return [m for m, _ in items]
 
 
-def _zrange(ctx: Ctx, a: list[bytes], kind: str | None, reverse: bool | None) -> Reply:
+def _zrange(ctx: Ctx, a: list[bytes], *, kind: str | None, reverse: bool | None) -> Reply:
     """ZRANGE and its older forms; ``kind`` and ``reverse`` fixed by the command or None."""
     withscores, offset, limit = False, 0, -1
     j = 4
@@ -251,79 +258,39 @@ def _zrange(ctx: Ctx, a: list[bytes], kind: str | None, reverse: bool | None) ->
     if withscores and kind == "BYLEX":
         raise fail("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
     lo, hi = (a[3], a[2]) if reverse and kind != "RANK" else (a[2], a[3])
-    if kind == "RANK":
-        start, end = to_int(lo), to_int(hi)
-    elif kind == "BYSCORE":
-        where, params = score_range(lo, hi)
-    else:
-        where, params = lex_range(lo, hi)
+    span = _parse_range(kind, lo, hi)
     row = ctx.read_typed(a[1], ZSET)
     if row is None:
         return []
-    if kind == "RANK":
-        span = _rank_bounds(start, end, row.len)
-        if span is None:
-            return []
-        items = _select(ctx, row, "1", [], reverse=reverse, offset=span[0],
-                        limit=span[1] - span[0] + 1)  # fmt: skip
-    else:
-        items = _select(ctx, row, where, params, reverse=reverse, offset=offset, limit=limit)
+    items = _in_range(ctx, row, span, reverse=reverse, offset=offset, limit=limit)
     return _reply(items, withscores)
 
 
-@command("zrange")
-def zrange(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, None, None)
+command("zrange")(partial(_zrange, kind=None, reverse=None))
+command("zrevrange")(partial(_zrange, kind="RANK", reverse=True))
+command("zrangebyscore")(partial(_zrange, kind="BYSCORE", reverse=False))
+command("zrevrangebyscore")(partial(_zrange, kind="BYSCORE", reverse=True))
+command("zrangebylex")(partial(_zrange, kind="BYLEX", reverse=False))
+command("zrevrangebylex")(partial(_zrange, kind="BYLEX", reverse=True))
 
 
-@command("zrevrange")
-def zrevrange(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "RANK", True)
-
-
-@command("zrangebyscore")
-def zrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYSCORE", False)
-
-
-@command("zrevrangebyscore")
-def zrevrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYSCORE", True)
-
-
-@command("zrangebylex")
-def zrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYLEX", False)
-
-
-@command("zrevrangebylex")
-def zrevrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _zrange(ctx, a, "BYLEX", True)
-
-
-def _count(ctx: Ctx, a: list[bytes], where: str, params: list[Any]) -> Reply:
+def _count(ctx: Ctx, a: list[bytes], *, kind: str) -> Reply:
+    """ZCOUNT (``kind`` BYSCORE) and ZLEXCOUNT (BYLEX)."""
+    span = _parse_range(kind, a[2], a[3])
     row = ctx.read_typed(a[1], ZSET)
     if row is None:
         return 0
     rows = ctx.conn.execute(
-        f"SELECT count(*) FROM kv_zset WHERE id=? AND {where}", [row.id, *params]
+        f"SELECT count(*) FROM kv_zset WHERE id=? AND {span.where}", [row.id, *span.params]
     ).fetchall()
     return int(rows[0][0])
 
 
-@command("zcount")
-def zcount(ctx: Ctx, a: list[bytes]) -> Reply:
-    where, params = score_range(a[2], a[3])
-    return _count(ctx, a, where, params)
+command("zcount")(partial(_count, kind="BYSCORE"))
+command("zlexcount")(partial(_count, kind="BYLEX"))
 
 
-@command("zlexcount")
-def zlexcount(ctx: Ctx, a: list[bytes]) -> Reply:
-    where, params = lex_range(a[2], a[3])
-    return _count(ctx, a, where, params)
-
-
-def _rank(ctx: Ctx, a: list[bytes], reverse: bool) -> Reply:
+def _rank(ctx: Ctx, a: list[bytes], *, reverse: bool) -> Reply:
     row = ctx.read_typed(a[1], ZSET)
     if row is None:
         return None
@@ -338,87 +305,42 @@ def _rank(ctx: Ctx, a: list[bytes], reverse: bool) -> Reply:
     return row.len - 1 - rank if reverse else rank
 
 
-@command("zrank")
-def zrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _rank(ctx, a, False)
+command("zrank")(partial(_rank, reverse=False))
+command("zrevrank")(partial(_rank, reverse=True))
 
 
-@command("zrevrank")
-def zrevrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _rank(ctx, a, True)
-
-
-def _pop(ctx: Ctx, a: list[bytes], maximum: bool) -> Reply:
+def _pop(ctx: Ctx, a: list[bytes], *, maximum: bool) -> Reply:
     if len(a) > 3:
         raise fail(SYNTAX)
-    count = -1
-    if len(a) == 3:
-        count = to_int(a[2], OUT_OF_RANGE_POSITIVE)
-        if count < 0:
-            raise fail(OUT_OF_RANGE_POSITIVE)
+    count = pop_count(a)
     row = ctx.write_typed(a[1], ZSET)
     if row is None or count == 0:
         return []
-    items = _select(ctx, row, "1", [], reverse=maximum, limit=max(count, 1))
+    items = _select(ctx, row, "1", [], reverse=maximum, limit=count or 1)
     _delete_members(ctx, row, [m for m, _ in items])
-    row.len -= len(items)
-    ctx.notify("zpopmax" if maximum else "zpopmin", a[1])
-    ctx.save(row)
-    if count == -1:
+    ctx.removed(row, len(items), "zpopmax" if maximum else "zpopmin")
+    if count is None:
         return [items[0][0], Double(items[0][1])]
     return Pairs([(m, Double(s)) for m, s in items])
 
 
-@command("zpopmin")
-def zpopmin(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop(ctx, a, False)
+command("zpopmin")(partial(_pop, maximum=False))
+command("zpopmax")(partial(_pop, maximum=True))
 
 
-@command("zpopmax")
-def zpopmax(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _pop(ctx, a, True)
-
-
-def _remove_range(ctx: Ctx, a: list[bytes], kind: str) -> Reply:
-    if kind == "rank":
-        start, end = to_int(a[2]), to_int(a[3])
-    elif kind == "score":
-        where, params = score_range(a[2], a[3])
-    else:
-        where, params = lex_range(a[2], a[3])
+def _remove_range(ctx: Ctx, a: list[bytes], *, kind: str, event: str) -> Reply:
+    span = _parse_range(kind, a[2], a[3])
     row = ctx.write_typed(a[1], ZSET)
     if row is None:
         return 0
-    if kind == "rank":
-        span = _rank_bounds(start, end, row.len)
-        if span is None:
-            return 0
-        items = _select(ctx, row, "1", [], reverse=False, offset=span[0],
-                        limit=span[1] - span[0] + 1)  # fmt: skip
-    else:
-        items = _select(ctx, row, where, params, reverse=False)
-    if not items:
-        return 0
-    removed = _delete_members(ctx, row, [m for m, _ in items])
-    row.len -= removed
-    ctx.notify(f"zremrangeby{kind}", a[1])
-    ctx.save(row)
-    return removed
+    items = _in_range(ctx, row, span, reverse=False)
+    removed = _delete_members(ctx, row, [m for m, _ in items]) if items else 0
+    return ctx.removed(row, removed, event)
 
 
-@command("zremrangebyscore")
-def zremrangebyscore(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "score")
-
-
-@command("zremrangebyrank")
-def zremrangebyrank(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "rank")
-
-
-@command("zremrangebylex")
-def zremrangebylex(ctx: Ctx, a: list[bytes]) -> Reply:
-    return _remove_range(ctx, a, "lex")
+command("zremrangebyscore")(partial(_remove_range, kind="BYSCORE", event="zremrangebyscore"))
+command("zremrangebyrank")(partial(_remove_range, kind="RANK", event="zremrangebyrank"))
+command("zremrangebylex")(partial(_remove_range, kind="BYLEX", event="zremrangebylex"))
 
 
 def format_scan_score(score: float) -> bytes:
@@ -432,18 +354,8 @@ def format_scan_score(score: float) -> bytes:
 
 @command("zscan")
 def zscan(ctx: Ctx, a: list[bytes]) -> Reply:
-    cursor = parse_cursor(a[2])
-    count, pattern, _ = scan_options(a, 3, allow_type=False)
-    row = ctx.read_typed(a[1], ZSET)
-    if row is None:
-        return [b"0", []]
-    nxt, rows = scan_page(
-        ctx.conn, "SELECT h, member, score FROM kv_zset WHERE id=? AND h >= ?",
-        (row.id,), cursor, count,
-    )  # fmt: skip
-    match = compile_glob(pattern) if pattern is not None else None
+    nxt, rows = scan_elements(ctx, a, ZSET, "kv_zset", "member, score")
     out: list[Reply] = []
-    for _h, member, score in rows:
-        if match is None or match(member):
-            out += [bytes(member), format_scan_score(float(score))]
-    return [b"%d" % nxt, out]
+    for member, score in rows:
+        out += [bytes(member), format_scan_score(float(score))]
+    return [nxt, out]
