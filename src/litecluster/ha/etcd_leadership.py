@@ -185,6 +185,8 @@ class EtcdLeadership:
         log.warning("leadership.lost node_id=%s epoch=%d reason=%r", self.node_id, self._term, why)
         self._lease, self._term = 0, 0
         self._deadline = 0.0
+        if self._leader is not None and self._leader.node_id == self.node_id:
+            self._leader = None  # not the holder any more; who is, the next observe tells
         return False
 
     async def release(self) -> None:
