@@ -44,14 +44,14 @@ def test_one_holder_others_see_it_and_the_next_epoch_is_higher(etcd: EtcdServer)
             assert o.epoch == holder.epoch
         assert await holder.renew()
         first_epoch = holder.epoch
-        await holder.resign()
+        await holder.release()
         assert not holder.valid()
         assert await others[0].acquire()
         assert others[0].epoch > first_epoch
         leader = await others[1].observe()
         assert leader is not None
         assert leader.node_id == others[0].node_id
-        await others[0].resign()
+        await others[0].release()
 
     asyncio.run(main())
 
@@ -73,7 +73,7 @@ def test_a_holder_that_stops_renewing_steps_down_before_anyone_else_can_win(
         assert deadline_a < won_at, "a's own deadline passed before b could win"
         assert b.epoch > a.epoch
         assert not await a.renew(), "a learns it lost the key"
-        await b.resign()
+        await b.release()
 
     asyncio.run(main())
 

@@ -4,7 +4,8 @@ Why our own: the ``etcd3`` PyPI package is unmaintained and breaks with current 
 Patroni talks to etcd the same way. Keys and values are base64 in the JSON; 64-bit integers
 come back as strings. Several endpoints may be given: a request that cannot reach one tries
 the next, and any of them failing for every endpoint raises :class:`EtcdUnavailableError`
-(the caller's "DCSError": it must not be read as "lost the race").
+(the seam's :class:`~litecluster.ha.leadership.StoreUnavailableError`: it must not be read
+as "lost the race").
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from typing import Any
 
 import httpx
 
-from litecluster.errors import LiteclusterError
+from litecluster.ha.leadership import StoreError, StoreUnavailableError
 
 
-class EtcdError(LiteclusterError):
+class EtcdError(StoreError):
     """etcd answered with an error."""
 
 
-class EtcdUnavailableError(EtcdError):
-    """No etcd endpoint could be reached in time: nothing was done, the call may be repeated."""
+class EtcdUnavailableError(EtcdError, StoreUnavailableError):
+    """No etcd endpoint answered in time. A request that reached etcd may still have been
+    applied, but every call of the leadership is a compare-and-set or a read, so repeating it
+    at the next round is safe: retryable."""
 
     default_hint = "check --etcd endpoints and that etcd is running"
     retryable = True

@@ -1,11 +1,11 @@
-"""The high-availability loop of a node in an etcd cluster (``--etcd``).
+"""The high-availability loop of a node whose primary is elected (``--etcd``).
 
 The primary's rounds come every third of the lease TTL; a replica looks at the leader key
 every ``POLL`` seconds (so it notices an expired key at once, not a third of a TTL later) and
 publishes its member record (position, priority, nofailover, under a lease of its own) every
 third of the TTL, or at each look while there is no leader. Then:
 - as primary, renews the leader key; losing it (or running past the safe deadline without
-  etcd) makes the node stop writing at once and follow whoever leads next;
+  reaching the store) makes the node stop writing at once and follow whoever leads next;
 - otherwise reads the leader key: with a leader, follows it (switching when it changes); with
   none, the node tries to take it only if it is the best eligible candidate: the most advanced
   position among the members, then the highest priority, then the smallest node id; a
@@ -14,6 +14,9 @@ third of the TTL, or at each look while there is no leader. Then:
 A promoted replica serves from its own files and continues the cluster's txids from its
 position; a deposed primary rejoins as a replica (a position the new primary does not have
 gets a snapshot).
+
+The loop sees the store only through :class:`~litecluster.ha.leadership.Leadership` and the
+node only through :class:`~litecluster.ha.roles.Roles`.
 """
 
 from __future__ import annotations
@@ -21,15 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from litecluster.engine.position import Position
 from litecluster.errors import LiteclusterError, NodeError, NotPrimaryError
-from litecluster.ha.etcd import EtcdClient, EtcdError, KeyValue
-from litecluster.ha.etcd_leadership import EtcdLeadership, Leader
+from litecluster.ha.leadership import Leader, Leadership, Member, StoreError
+from litecluster.ha.roles import HaSettings, Roles
 from litecluster.ha.syncstate import (
     SyncState,
     droppable,
@@ -37,9 +40,6 @@ from litecluster.ha.syncstate import (
     member_positions,
     promotion_blocked,
 )
-
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
 
 log = logging.getLogger("litecluster.ha")
 _ZERO = Position()
@@ -51,56 +51,46 @@ position it reached when the old primary's stream stopped."""
 
 
 class HaLoop:
-    def __init__(self, node: Node) -> None:
-        cfg = node.config
-        self.node = node
-        self.client = EtcdClient(list(cfg.etcd), timeout=max(0.5, cfg.lease_ttl / 4))
-        self.leadership = EtcdLeadership(
-            self.client, cfg.cluster_id, node.node_id, cfg.listen, str(cfg.http), ttl=cfg.lease_ttl
-        )
-        self.members_prefix = f"/litecluster/{cfg.cluster_id}/members/"
-        self.switchover_key = f"/litecluster/{cfg.cluster_id}/switchover"
-        self.sync_key = f"/litecluster/{cfg.cluster_id}/sync"
+    """Runs the rounds described in the module doc for the node behind ``roles``, through
+    ``leadership`` (which the loop owns from then on: it closes it in :meth:`resign`)."""
+
+    def __init__(self, leadership: Leadership, roles: Roles, settings: HaSettings) -> None:
+        self.leadership = leadership
+        self.roles = roles
+        self.settings = settings
         self.sync: SyncState | None = None
         """The sync state this node published as primary of the current epoch."""
         self._gone_at: dict[str, dict[str, int]] = {}
         self.election_blocked = ""
-        self._member_lease = 0
         self.following: Leader | None = None
         self._leaderless_since: float | None = None
         self._leaderless_rev = 0
-        """The etcd revision of this node's first record after it saw no leader: older member
+        """The revision of this node's first record after it saw no leader: older member
         records may be from nodes that died with the old primary (they live a lease TTL)."""
         self._published_at = 0.0
         self.disk_full = False
         self.last_error = ""
 
-    def _refresh_identity(self) -> None:
-        # The bound addresses are known only once the node listens (port 0 in tests).
-        n = self.node
-        self.leadership.value = json.dumps(
-            {"node_id": n.node_id, "listen": str(n.listen), "http": str(n.http)}
-        ).encode()
-
     async def run(self) -> None:
-        self._refresh_identity()
-        interval = self.node.config.lease_ttl / 3
+        # The bound addresses are known only once the node listens (port 0 in tests).
+        self.leadership.identify(self.roles.listen, str(self.roles.http))
+        interval = self.settings.lease_ttl / 3
         while True:
             started = time.monotonic()
             try:
                 await self.step()
                 self.last_error = ""
-            except (EtcdError, LiteclusterError, OSError) as exc:
+            except (LiteclusterError, OSError) as exc:
                 # OSError: the disk is full or failing (e.g. when turning replica): the next
                 # round tries again; the node must not exit over it.
                 self.last_error = exc.message if isinstance(exc, LiteclusterError) else str(exc)
                 log.warning("ha.round_failed error=%r", self.last_error)
-                if self.node.primary is not None and not self.leadership.valid():
+                if self.roles.primary is not None and not self.leadership.valid():
                     await self._step_down(None)
-            primary = self.node.primary
+            primary = self.roles.primary
             every = interval if primary is not None else min(interval, POLL)
             left = max(0.05, every - (time.monotonic() - started))
-            if primary is None or not self.node.config.sync_replicas:
+            if primary is None or not self.settings.sync_replicas:
                 await asyncio.sleep(left)
                 continue
             # A replica that connects starts counting only once the sync set names it: wake
@@ -109,16 +99,16 @@ class HaLoop:
                 await asyncio.wait_for(primary.sessions_changed.wait(), left)
 
     async def step(self) -> None:
-        node = self.node
-        if not node.positions_known:
+        roles = self.roles
+        if not roles.positions_known:
             # Before the first record: a node that published no positions could be elected
             # and restart the cluster's txids from zero.
-            await node.load_resting()
-        interval = node.config.lease_ttl / 3
+            await roles.load_resting()
+        interval = self.settings.lease_ttl / 3
         due = time.monotonic() - self._published_at >= interval
-        if node.primary is not None or due or self._leaderless_since is not None:
+        if roles.primary is not None or due or self._leaderless_since is not None:
             await self._publish()
-        if node.primary is not None:
+        if roles.primary is not None:
             if await self.leadership.renew():
                 await self._reconcile_sync()
                 return
@@ -128,10 +118,10 @@ class HaLoop:
         if leader is not None:
             self._leaderless_since = None
             self._leaderless_rev = 0
-            if leader.node_id == node.node_id:
+            if leader.node_id == roles.node_id:
                 return  # our own key from before a restart: wait for it to expire
             if self.following is None or self.following.listen != leader.listen:
-                await node.become_replica(leader.listen)
+                await roles.become_replica(leader.listen)
                 self.following = leader  # only once following: a failure retries next look
             return
         now = time.monotonic()
@@ -156,37 +146,32 @@ class HaLoop:
                 raise
 
     async def _publish(self) -> int:
-        """Publish this node's member record; returns the etcd revision of the put."""
-        ttl = self.node.config.lease_ttl
-        if self._member_lease == 0 or await self.client.keepalive(self._member_lease) <= 0:
-            self._member_lease = await self.client.grant(ttl)
-        revision = await self.client.put(
-            self.members_prefix + self.node.node_id, json.dumps(self._member()).encode(),
-            lease=self._member_lease,
-        )  # fmt: skip
+        """Publish this node's member record; returns its revision."""
+        revision = await self.leadership.publish_member(self._member())
         self._published_at = time.monotonic()
         return revision
 
     def _member(self) -> dict[str, Any]:
-        cfg, node = self.node.config, self.node
-        known = node.positions_known
-        positions = node.positions()
+        cfg, roles = self.settings, self.roles
+        known = roles.positions_known
+        positions = roles.positions()
         return {
-            "node_id": node.node_id, "txid": positions.get("main", 0),
+            "node_id": roles.node_id, "txid": positions.get("main", 0),
             # None, not {}: a record without positions must not count as a live member
             # holding nothing (the N-K+1 rule) nor as a candidate at txid 0.
             "positions": positions if known else None,
             "priority": cfg.priority, "nofailover": cfg.nofailover, "disk_full": self.disk_full,
-            "eligible": self._eligible(), "listen": str(node.listen), "http": str(node.http),
+            "eligible": self._eligible(), "listen": str(roles.listen), "http": str(roles.http),
         }  # fmt: skip
 
     def _eligible(self) -> bool:
-        node, cfg = self.node, self.node.config
-        if cfg.nofailover or self.disk_full or not node.positions_known:
+        roles, cfg = self.roles, self.settings
+        if cfg.nofailover or self.disk_full or not roles.positions_known:
             return False
-        if node.follower is not None:
-            head = node.follower.upstream.heads.get("main")
-            applied = node.positions().get("main", 0)
+        heads = roles.upstream_heads()
+        if heads is not None:
+            head = heads.get("main")
+            applied = roles.positions().get("main", 0)
             if head is not None and head - applied > cfg.maximum_lag_on_failover:
                 return False
         return True
@@ -194,10 +179,10 @@ class HaLoop:
     async def _best_candidate(self) -> bool:
         if not self._eligible():
             return False
-        handoff = await self.client.get(self.switchover_key)
+        handoff = await self.leadership.switchover_target()
         if handoff is not None:
             # A planned switchover names its target: only that node may take the key.
-            return handoff.value.decode() == self.node.node_id
+            return handoff == self.roles.node_id
         me = self._member()
         fresh: list[dict[str, Any]] = []
         records = [me]
@@ -205,13 +190,12 @@ class HaLoop:
         for entry, m in await self._records():
             if m["node_id"] == me["node_id"]:
                 continue
-            if entry.mod_revision > self._leaderless_rev:
+            if entry.revision > self._leaderless_rev:
                 fresh.append(m)
                 records.append(m)
             elif m["node_id"] != lost:  # the lost leader's old record is not waited for
                 records.append(m)
-        kv = await self.client.get(self.sync_key)
-        state = SyncState.decode(kv.value) if kv is not None else None
+        state = await self.leadership.read_sync()
         # Who is alive (the N-K+1 rule) counts only records written since this node saw the
         # leader key gone: a dead node's record lives on for a lease TTL. Candidates include
         # the older records too: a more advanced node that may still be alive is waited for
@@ -224,36 +208,26 @@ class HaLoop:
             self.election_blocked = blocked
         if blocked:
             return False
-        return elect(state, records, alive) == self.node.node_id
+        return elect(state, records, alive) == self.roles.node_id
 
-    async def _records(self) -> list[tuple[KeyValue, dict[str, Any]]]:
-        """The member records with known positions, with their etcd entries."""
+    async def _records(self) -> list[tuple[Member, dict[str, Any]]]:
+        """The member records with known positions."""
         out = []
-        for kv in await self.client.get_prefix(self.members_prefix):
-            try:
-                m = json.loads(kv.value)
-            except ValueError:
-                continue
-            if (
-                isinstance(m, dict) and isinstance(m.get("node_id"), str)
-                and isinstance(m.get("positions"), dict)
-            ):  # fmt: skip
-                out.append((kv, m))
+        for entry in await self.leadership.members():
+            m = entry.record
+            if isinstance(m.get("node_id"), str) and isinstance(m.get("positions"), Mapping):
+                out.append((entry, dict(m)))
         return out
 
     async def _publish_sync(self, state: SyncState) -> None:
-        ok = await self.client.put_guarded(
-            self.sync_key, state.encode(), guard=self.leadership.key,
-            create_revision=self.leadership.epoch,
-        )  # fmt: skip
-        if not ok:
-            raise EtcdError("lost the leader key before publishing the sync set")
+        if not await self.leadership.publish_sync(state):
+            raise StoreError("lost the leader key before publishing the sync set")
         self.sync = state
 
     async def _reconcile_sync(self) -> None:
         """Keep the published sync set equal to the connected replicas plus those that left
         but may still be the only ones holding some acknowledged write."""
-        primary, k = self.node.primary, self.node.config.sync_replicas
+        primary, k = self.roles.primary, self.settings.sync_replicas
         if primary is None or self.sync is None or k <= 0:
             return
         primary.sessions_changed.clear()
@@ -283,39 +257,40 @@ class HaLoop:
         primary.sync_members = set(members)
 
     async def _promote(self) -> None:
-        node = self.node
+        roles = self.roles
         # Stop following first: the floor must be what this node holds once nothing more
         # can be applied, and promotion then numbers on from exactly that.
-        await node._end_role()
-        if node.resting is None:
-            await node.load_resting()
-        positions = node.positions()
-        k = node.config.sync_replicas
+        await roles.end_role()
+        if not roles.positions_known:
+            await roles.load_resting()
+        positions = roles.positions()
+        k = self.settings.sync_replicas
+        epoch = self.leadership.epoch
         # Before any write of this epoch: the floor records that, until a replica catches up,
         # only this node holds what earlier epochs acknowledged.
-        await self._publish_sync(SyncState(self.leadership.epoch, k, floor=positions))
+        await self._publish_sync(SyncState(epoch, k, floor=positions))
         self._gone_at = {}
         self.following = None
-        log.info("ha.promoted node_id=%s epoch=%d positions=%s", node.node_id,
-                 self.leadership.epoch, positions)  # fmt: skip
+        log.info("ha.promoted node_id=%s epoch=%d positions=%s", roles.node_id, epoch,
+                 positions)  # fmt: skip
         # In synchronous mode no replica counts until the published sync set names it.
-        await node.promote(self.leadership.epoch, set() if k else None)
+        await roles.promote(epoch, set() if k else None)
 
     async def _step_down(self, leader: Leader | None) -> None:
-        log.warning("ha.step_down node_id=%s leader=%s", self.node.node_id,
+        node_id = self.roles.node_id
+        log.warning("ha.step_down node_id=%s leader=%s", node_id,
                     leader.node_id if leader else "unknown")  # fmt: skip
-        if leader is not None and leader.node_id != self.node.node_id:
+        if leader is not None and leader.node_id != node_id:
             self.following = leader
-            await self.node.become_replica(leader.listen)
+            await self.roles.become_replica(leader.listen)
         else:
             self.following = None
-            await self.node._end_role()
+            await self.roles.end_role()
 
     async def switchover(self, target: str, timeout: float = 5.0) -> None:
         """Planned handoff from this primary to ``target``: writes pause, the target catches
         up, the leader key is handed over by name; nothing acknowledged is lost."""
-        node = self.node
-        primary = node.primary
+        primary = self.roles.primary
         if primary is None or not self.leadership.valid():
             raise NotPrimaryError("switchover must be asked of the primary")
         session = primary.sessions.get(target)
@@ -331,32 +306,28 @@ class HaLoop:
                     raise NodeError("the target did not catch up in time; switchover aborted",
                                     target=target)  # fmt: skip
                 await asyncio.sleep(0.01)  # acks arrive within a heartbeat; bounded above
-            lease = await self.client.grant(max(2, node.config.lease_ttl * 2))
-            await self.client.put(self.switchover_key, target.encode(), lease=lease)
             log.info("ha.switchover to=%s heads=%s", target, heads)
-            await self.leadership.resign()
-            await node._end_role()
+            await self.leadership.hand_over(target)
+            await self.roles.end_role()
         except BaseException:
             primary.paused = False
             raise
 
     async def step_down_now(self) -> None:
-        """Give up the leader key at once (the node cannot serve as primary)."""
+        """Give up the leadership at once (the node cannot serve as primary)."""
         try:
-            await self.leadership.resign()
-        except EtcdError as exc:
+            await self.leadership.release()
+        except StoreError as exc:
             log.warning("ha.resign_failed error=%r", exc.message)
         self.following = None
-        await self.node._end_role()
+        await self.roles.end_role()
 
     async def resign(self) -> None:
+        """Release the leadership and withdraw this node's member record (clean shutdown)."""
         try:
-            await self.leadership.resign()
-            if self._member_lease:
-                await self.client.revoke(self._member_lease)
-        except EtcdError as exc:
+            await self.leadership.close()
+        except StoreError as exc:
             log.warning("ha.resign_failed error=%r", exc.message)
-        await self.client.close()
 
     def status(self) -> dict[str, Any]:
         leader = self.leadership.leader
@@ -365,8 +336,8 @@ class HaLoop:
             "leader_http": leader.http if leader else None,
             "epoch": self.leadership.epoch,
             "lease_left": round(self.leadership.time_left(), 3),
-            "sync_replicas": self.node.config.sync_replicas,
-            "sync_set": sorted(self.sync.members) if self.sync and self.node.primary else None,
+            "sync_replicas": self.settings.sync_replicas,
+            "sync_set": sorted(self.sync.members) if self.sync and self.roles.primary else None,
             "election_blocked": self.election_blocked or None,
             "last_error": self.last_error or None,
         }

@@ -31,8 +31,11 @@ from litecluster import __version__
 from litecluster.engine.position import Position
 from litecluster.engine.txlog import fsync_dir
 from litecluster.errors import LiteclusterError, NodeError
-from litecluster.ha.leadership import StaticLeadership
+from litecluster.ha.etcd_leadership import EtcdLeadership
+from litecluster.ha.leadership import Leadership
 from litecluster.ha.loop import HaLoop
+from litecluster.ha.roles import HaSettings
+from litecluster.ha.static import StaticLeadership
 from litecluster.replication.config import Address, NodeConfig, read_token
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.protocol import Refuse, encode_message
@@ -68,10 +71,23 @@ class Node:
             self.state.close()
             raise
         self.node_id = self.state.node_id
-        self.leadership = StaticLeadership(config, self.state)
+        self.leadership: Leadership
         self.ha: HaLoop | None = None
         if config.etcd:
-            self.ha = HaLoop(self)
+            self.leadership = EtcdLeadership.connect(
+                list(config.etcd), config.cluster_id, self.node_id, config.listen,
+                str(config.http), ttl=config.lease_ttl, seen=self._persisted_epoch,
+            )  # fmt: skip
+            settings = HaSettings(
+                lease_ttl=config.lease_ttl, sync_replicas=config.sync_replicas,
+                priority=config.priority, nofailover=config.nofailover,
+                maximum_lag_on_failover=config.maximum_lag_on_failover,
+            )  # fmt: skip
+            self.ha = HaLoop(self.leadership, self, settings)
+        else:
+            self.leadership = StaticLeadership(
+                self.node_id, config.primary, epoch=config.epoch, seen=self._persisted_epoch
+            )
         self._role_task: asyncio.Task[None] | None = None
         self._ha_task: asyncio.Task[None] | None = None
         self.primary: Primary | None = None
@@ -99,11 +115,12 @@ class Node:
 
     @property
     def epoch(self) -> int:
-        if self.follower is not None:
-            return self.follower.upstream.epoch or self.state.epoch
-        if self.ha is not None:
-            return max(self.ha.leadership.epoch, self.state.epoch)
+        """The epoch this node knows of: its own term's as primary, else the latest leader's
+        or the highest it persisted (every epoch it acted on: see the leadership's contract)."""
         return self.leadership.epoch
+
+    def _persisted_epoch(self) -> int:
+        return self.state.epoch
 
     @property
     def role(self) -> str:
@@ -151,6 +168,7 @@ class Node:
                     resp=str(self.config.resp), hint="pick a free port with --resp HOST:PORT",
                 ) from None  # fmt: skip
         self._watch(asyncio.create_task(self.kv.expire_forever(), name="kv-expiry"))
+        self.leadership.identify(self.listen, str(self.http))
         if self.ha is not None:
             self._ha_task = asyncio.create_task(self.ha.run(), name="ha")
             self._watch(self._ha_task)
@@ -180,7 +198,7 @@ class Node:
         (its databases' positions); ``sync_members`` are the replicas whose acknowledgements
         count in synchronous mode (None: all)."""
         start_txids = {name: pos.txid for name, pos in start.items()}
-        await self._end_role()
+        await self.end_role()
         self.state.see_epoch(epoch)
         self.primary = Primary(
             self.config, self.token, epoch, self.node_id, self.stats, start_txids=start_txids
@@ -200,7 +218,7 @@ class Node:
         log.info("node.role role=primary epoch=%d", epoch)
 
     async def become_replica(self, primary: Address) -> None:
-        await self._end_role()
+        await self.end_role()
         config = dataclasses.replace(self.config, primary=primary)
         self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
@@ -225,7 +243,7 @@ class Node:
         its own files (what it has applied)."""
         # The follower stops first: positions read while it may still apply would understate
         # what the files hold, and the new primary would number over applied records.
-        await self._end_role()
+        await self.end_role()
         if self.resting is None:
             await self.load_resting()
         if self.resting is None:
@@ -244,7 +262,8 @@ class Node:
         """``litecluster promote`` on a static cluster: this replica becomes the primary of a
         new epoch. Returns the epoch. Refused while the current primary is still streaming to
         it (two primaries would both accept writes), unless forced."""
-        if self.ha is not None:
+        static = self.leadership
+        if not isinstance(static, StaticLeadership):
             raise NodeError("this cluster elects its primary through etcd",
                             hint="use litecluster switchover --to NODE")  # fmt: skip
         if self.follower is None:
@@ -256,33 +275,37 @@ class Node:
                 primary=up.address,
                 hint="stop the old primary first (or pass --force after fencing it otherwise)",
             )
-        epoch = max(self.state.epoch, up.epoch, self.leadership.epoch) + 1
+        epoch = static.epoch + 1
         self.state.see_epoch(epoch)  # persisted before serving: a restart never goes back
-        self.leadership.promoted(epoch)
+        static.take_over(epoch)
         await self.promote(epoch)
         log.warning("node.promoted_by_operator node_id=%s epoch=%d", self.node_id, epoch)
         return epoch
 
     async def manual_follow(self, primary: Address) -> None:
         """Point a replica of a static cluster at a new primary (after ``promote``)."""
-        if self.ha is not None:
+        static = self.leadership
+        if not isinstance(static, StaticLeadership):
             raise NodeError("this cluster elects its primary through etcd")
         if self.primary is not None:
             raise NodeError("a primary cannot be told to follow another node",
                             hint="stop it, and restart it with --primary NEW")  # fmt: skip
-        self.leadership.follow(primary)
+        static.follow(primary)
         await self.become_replica(primary)
 
     def known_primary(self) -> str | None:
         """The HTTP address of the primary as far as this node knows (None: itself, or
         unknown), for "not primary" errors that tell clients where to go."""
-        if self.ha is not None:
-            leader = self.ha.leadership.leader
-            if leader is not None and leader.node_id != self.node_id:
-                return leader.http
+        leader = self.leadership.leader
+        if leader is not None and leader.node_id != self.node_id and leader.http:
+            return leader.http
         if self.follower is not None and self.follower.upstream.http:
             return self.follower.upstream.http
         return None
+
+    def upstream_heads(self) -> dict[str, int] | None:
+        """As a replica: the heads its primary last announced (None: not a replica)."""
+        return self.follower.upstream.heads if self.follower is not None else None
 
     def positions(self) -> dict[str, int]:
         """This node's txid per database (as a replica: what it has applied; between roles:
@@ -317,9 +340,10 @@ class Node:
 
     def may_write(self) -> bool:
         """False once this node may no longer act as primary (its lease ran out)."""
-        return self.ha.leadership.valid() if self.ha is not None else True
+        return self.leadership.valid()
 
-    async def _end_role(self) -> None:
+    async def end_role(self) -> None:
+        """Stop being primary or replica: the node is between roles afterwards."""
         if self._role_task is not None:
             self._role_task.cancel()
             with contextlib.suppress(BaseException):
