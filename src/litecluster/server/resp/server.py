@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from litecluster.errors import LiteclusterError, NotPrimaryError
-from litecluster.kv.catalog import CATALOG
-from litecluster.kv.commands import lookup, unknown_command, wrong_arity
+from litecluster.kv.commands import classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
+from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
 from litecluster.replication.config import resp_passwords
@@ -184,26 +184,21 @@ class RespServer:
                 await writer.drain()
         return False
 
-    def _plain_kind(self, client: Client, args: list[bytes]) -> str | None:
-        """ "read" or "write" for a data command that needs nothing of the connection."""
+    def _plain_kind(self, client: Client, args: list[bytes]) -> Kind | None:
+        """READ or WRITE for a data command that needs nothing of the connection; None for
+        one answered on its own (errors, SPECIAL commands, -READONLY)."""
         if not client.authed or client.multi is not None or client.subscriptions:
             return None
-        info = CATALOG.get(args[0].lower().decode("utf-8", "replace"))
-        if info is None or info.group in ("connection", "pubsub", "transactions", "server"):
+        kind = classify(args)
+        if isinstance(kind, Err) or kind is Kind.SPECIAL:
             return None
-        if not (len(args) == info.arity if info.arity > 0 else len(args) >= -info.arity):
-            return None  # answered with the arity error one by one
-        if args[0].lower() in (b"flushall",):
+        if kind is Kind.WRITE and self.readonly_replica and self.node.primary is None:
             return None
-        if not info.write and not info.readonly:
-            return None
-        if info.write and self.readonly_replica and self.node.primary is None:
-            return None  # answered -READONLY one by one
-        return "write" if info.write else "read"
+        return kind
 
-    async def _plain(self, kind: str, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+    async def _plain(self, kind: Kind, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
         try:
-            if kind == "read":
+            if kind is Kind.READ:
                 return self.store.read(commands)
             got = await self.store.write(Request(commands))
             assert got is not None
@@ -229,26 +224,24 @@ class RespServer:
         if handler is not None and name.isalpha():
             reply: Reply | _Pushes = await handler(client, args)
             return reply
-        found = lookup(args)
-        if isinstance(found, Err):
-            return found
-        if found.info.write:
+        kind = classify(args)
+        if isinstance(kind, Err):
+            return kind
+        if kind is Kind.WRITE:
             if self.readonly_replica and self.node.primary is None:
                 return Err("READONLY You can't write against a read only replica.")
-            return (await self._plain("write", [(client.db, args)]))[0]
-        return (await self._plain("read", [(client.db, args)]))[0]
+            return (await self._plain(Kind.WRITE, [(client.db, args)]))[0]
+        return (await self._plain(Kind.READ, [(client.db, args)]))[0]
 
     def _queue(self, client: Client, args: list[bytes]) -> Reply:
         assert client.multi is not None
-        sname = args[0].lower().decode("utf-8", "replace")
-        info = CATALOG.get(sname)
-        if info is None or info.group in ("pubsub",) or sname in ("select",):
+        found = lookup(args)
+        if isinstance(found, Err):
             client.multi_failed = True
-            return unknown_command(args) if info is None else Err(
-                f"ERR Command not allowed inside a transaction: '{sname}'")  # fmt: skip
-        if not (len(args) == info.arity if info.arity > 0 else len(args) >= -info.arity):
+            return found
+        if found.info.group == "pubsub" or found.name == "select":
             client.multi_failed = True
-            return wrong_arity(sname)
+            return Err(f"ERR Command not allowed inside a transaction: '{found.name}'")
         client.multi.append((client.db, args))
         return QUEUED
 
@@ -433,7 +426,7 @@ class RespServer:
             return Err("EXECABORT Transaction discarded because of previous errors.")
         if not queued:
             return []
-        all_reads = all(CATALOG[a[0].lower().decode()].readonly for _, a in queued)
+        all_reads = all(classify(a) is Kind.READ for _, a in queued)
         try:
             if all_reads and not watch:
                 return list(self.store.read(queued))
