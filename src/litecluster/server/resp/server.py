@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from litecluster.errors import LiteclusterError, NotPrimaryError
-from litecluster.kv.commands import classify, lookup, wrong_arity
+from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
@@ -220,13 +220,23 @@ class RespServer:
             )
         if client.multi is not None and name not in _IN_MULTI:
             return self._queue(client, args)
+        found = lookup(args)
         handler = getattr(self, "_cmd_" + name.decode("ascii", "replace"), None)
-        if handler is not None and name.isalpha():
+        if not name.isalpha():
+            handler = None
+        # A catalogued command is held to its arity whoever answers it (CONFIG, answered
+        # here, is not in the catalog).
+        if isinstance(found, Err) and (handler is None or name in COMMANDS):
+            if client.multi is not None:  # as redis-server: the transaction fails
+                client.multi_failed = True
+                if name == b"exec":
+                    client.multi, client.watch = None, []
+            return found
+        if handler is not None:
             reply: Reply | _Pushes = await handler(client, args)
             return reply
-        kind = classify(args)
-        if isinstance(kind, Err):
-            return kind
+        assert not isinstance(found, Err)
+        kind = found.kind
         if kind is Kind.WRITE:
             if self.readonly_replica and self.node.primary is None:
                 return Err("READONLY You can't write against a read only replica.")
@@ -246,6 +256,7 @@ class RespServer:
         return QUEUED
 
     # ---- connection commands (one method per command: _cmd_NAME) -----------------------------
+    # _one has held each catalogued command to its catalog arity before calling its method.
 
     async def _cmd_ping(self, client: Client, args: list[bytes]) -> Reply:
         if len(args) > 2:
@@ -255,7 +266,7 @@ class RespServer:
         return args[1] if len(args) == 2 else PONG
 
     async def _cmd_echo(self, client: Client, args: list[bytes]) -> Reply:
-        return args[1] if len(args) == 2 else wrong_arity("echo")
+        return args[1]
 
     async def _cmd_quit(self, client: Client, args: list[bytes]) -> Reply:
         return OK
@@ -306,8 +317,6 @@ class RespServer:
         return respinfo.hello(self.node, client.id, proto)
 
     async def _cmd_select(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) != 2:
-            return wrong_arity("select")
         try:
             db = int(args[1])
         except ValueError:
@@ -345,8 +354,6 @@ class RespServer:
             lines = [self._client_line(c) for c in self.clients.values()
                      if sub == b"list" or c is client]  # fmt: skip
             return "".join(lines).encode()
-        if sub == b"":
-            return wrong_arity("client")
         return Err(f"ERR unknown subcommand or wrong number of arguments for "
                    f"'{sub.decode('utf-8', 'replace')}'. Try CLIENT HELP.")  # fmt: skip
 
@@ -404,8 +411,6 @@ class RespServer:
         return OK
 
     async def _cmd_watch(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) < 2:
-            return wrong_arity("watch")
         if client.multi is not None:
             return Err("ERR WATCH inside MULTI is not allowed")
         if not client.watch:
@@ -440,8 +445,6 @@ class RespServer:
     # ---- pub/sub ------------------------------------------------------------------------------
 
     async def _cmd_publish(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) != 3:
-            return wrong_arity("publish")
         if self.readonly_replica and self.node.primary is None:
             return Err("READONLY You can't write against a read only replica.")
         try:
@@ -452,8 +455,6 @@ class RespServer:
 
     async def _subscribe(self, client: Client, args: list[bytes], pattern: bool) -> Reply | _Pushes:
         kind = b"psubscribe" if pattern else b"subscribe"
-        if len(args) < 2:
-            return wrong_arity(kind.decode())
         mine = client.patterns if pattern else client.channels
         confirmations: list[list[Reply]] = []
         for channel in args[1:]:
