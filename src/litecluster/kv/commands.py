@@ -161,7 +161,7 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return Err(f"ERR '{found.name}' is a connection command: the server answers it")
     argv = [found.name.encode(), *args[1:]]
     conn = ctx.conn
-    if found.info.readonly and conn.in_transaction:
+    if found.kind is Kind.READ and conn.in_transaction:
         # A read changes nothing, and the caller's transaction already is its snapshot.
         try:
             return found.handler(ctx, argv)
