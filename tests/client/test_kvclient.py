@@ -231,18 +231,40 @@ def test_config_values_have_typed_getters(client: litecluster.Client) -> None:
         config.get_int("broken")
 
 
-def test_get_before_the_local_copy_has_tables_does_not_deadlock(
-    client: litecluster.Client,
+def test_reads_before_the_local_copy_has_key_value_tables_see_an_empty_store(
+    tmp_path: Path,
 ) -> None:
-    """The embedded file can exist before the replica applied its first record: kv.get then
-    falls back to the generic path, which takes the same (non re-entrant) lock."""
-    from litecluster.engine.sqlite import connect
+    """On a new cluster the embedded copy of the key/value database is first missing, then
+    (created by SQL) without the key/value tables: reads answer as an empty Redis DB, GET's
+    fast path and the generic path alike, until the first key/value write arrives."""
+    nodes = Nodes(tmp_path)
+    c: litecluster.Client | None = None
+    try:
+        primary = nodes.node("p")
+        c = litecluster.connect(primary.http, db="kv", replica=tmp_path / "app",
+                                primary=primary.listen, token_file=nodes.token_file)  # fmt: skip
+        kv = c.kv
 
-    kv = client.kv
-    kv._conn = connect(":memory:")  # a local database without the key/value tables
-    got: list[object] = []
-    t = threading.Thread(target=lambda: got.append(kv.get("nothing-here")), daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive(), "kv.get deadlocked on its own lock"
-    assert got == [None]
+        def empty() -> None:
+            assert kv.get("k") is None
+            assert kv.mget("k", "j") == [None, None]
+            assert kv.exists("k") == 0
+            assert kv.execute("DBSIZE") == 0
+            assert list(kv.scan()) == []
+            assert kv.hgetall("h") == {}
+
+        empty()  # no local file at all
+        c.execute("CREATE TABLE t(x)")
+        c.execute("INSERT INTO t VALUES (1)")
+        assert c.query("SELECT count(*) FROM t").rows == [(1,)]  # the local file, SQL only
+        empty()
+        assert kv.set("k", "v")
+        assert kv.get("k") == "v"
+        assert kv.mget("k", "j") == ["v", None]
+        assert kv.execute("DBSIZE") == 1
+        with pytest.raises(KvError, match="WRONGTYPE"):
+            kv.hgetall("k")
+    finally:
+        if c is not None:
+            c.close()
+        nodes.close()

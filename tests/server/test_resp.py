@@ -92,6 +92,15 @@ def test_unknown_commands_and_arity_get_redis_error_shapes(pair: Pair) -> None:
     with pytest.raises(redis.ResponseError) as e:
         c.execute_command("GET")
     assert str(e.value) == "wrong number of arguments for 'get' command"
+    # Commands the server answers itself are held to their arity too, as redis-server does.
+    for bad in (["MULTI", "x"], ["DISCARD", "x"], ["UNWATCH", "x"], ["RESET", "x"], ["ECHO"],
+                ["SELECT"], ["WATCH"], ["PUBLISH", "ch"], ["SUBSCRIBE"], ["CLIENT"]):  # fmt: skip
+        with pytest.raises(redis.ResponseError) as e:
+            c.execute_command(*bad)
+        assert str(e.value) == f"wrong number of arguments for '{bad[0].lower()}' command"
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'exec'"):
+        c.execute_command("EXEC", "x")
+    assert c.execute_command("GET", "arity-probe") is None, "MULTI x did not start a transaction"
 
 
 def test_writes_on_a_replica_are_forwarded_and_read_back_there(pair: Pair) -> None:

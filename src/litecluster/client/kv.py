@@ -28,15 +28,11 @@ import httpx
 
 from litecluster.client.errors import KvError as KvError  # re-exported (public)
 from litecluster.client.errors import not_visible_error, response_error, transport_error
-from litecluster.engine.sqlite import Connection, OperationalError
-from litecluster.engine.sqlite import connect as sqlite_connect
-from litecluster.kv.commands import execute, lookup
-from litecluster.kv.db import key_hash
-from litecluster.kv.errors import WRONGTYPE
+from litecluster.kv.commands import classify
 from litecluster.kv.glob import stringmatch
-from litecluster.kv.registry import Command
+from litecluster.kv.reader import LocalReader
+from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, Double, Err, Map, Pairs, Reply, SetReply, Simple, loads
-from litecluster.kv.schema import STRING
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, encode
 
 if TYPE_CHECKING:
@@ -44,10 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("litecluster.kvclient")
 
-_GET = "SELECT type, expire_at, value FROM kv_keys WHERE db=? AND h=? AND key=?"
-
 Value = str | bytes | int | float
-_NO_TABLES: Any = object()
 
 
 class _LocalReplica(Protocol):
@@ -88,8 +81,12 @@ class KV:
         self._client = client
         self.db_index = db_index
         self.decode = decode
-        self._conn: Connection | None = None
-        self._lock = threading.Lock()
+        self._reader: LocalReader | None = None
+        """Reads the embedded replica's copy of the key/value database (None without one)."""
+        embedded = client._embedded
+        if embedded is not None:
+            path = embedded.follower.config.data_dir / "db" / f"{client.kv_db}.db"
+            self._reader = LocalReader(path)
         self._watches = _Watches(client)
 
     # ---- the generic path ---------------------------------------------------------------------
@@ -99,39 +96,18 @@ class KV:
         return self._run([[_arg(a) for a in args]])[0]
 
     def _run(self, commands: list[list[bytes]], *, atomic: bool = False) -> list[Any]:
-        found = [lookup(c) for c in commands]
-        for f in found:
-            if isinstance(f, Err):
-                raise KvError(f.text)
-        reads = all(isinstance(f, Command) and f.info.readonly for f in found)
-        embedded = self._client._embedded
-        if reads and embedded is not None:
-            replies = self._local(commands)
+        kinds = [classify(c) for c in commands]
+        for kind in kinds:
+            if isinstance(kind, Err):
+                raise KvError(kind.text)
+        reads = all(kind is Kind.READ for kind in kinds)
+        reader = self._reader
+        if reads and reader is not None:
+            now = time.time_ns() // 1_000_000
+            replies = reader.read([(self.db_index, c) for c in commands], now)
         else:
             replies = self._remote(commands, atomic=atomic, write=not reads)
         return [self._convert(r) for r in replies]
-
-    def _local(self, commands: list[list[bytes]]) -> list[Reply]:
-        with self._lock:
-            conn = self._local_conn()
-            now = time.time_ns() // 1_000_000
-            conn.execute("BEGIN")
-            try:
-                return [execute(conn, self.db_index, now, c).reply for c in commands]
-            finally:
-                conn.execute("COMMIT")
-
-    def _local_conn(self) -> Connection:
-        if self._conn is None:
-            embedded = self._client._embedded
-            assert embedded is not None
-            path = embedded.follower.config.data_dir / "db" / f"{self._client.kv_db}.db"
-            if not path.exists():
-                # Nothing was ever written: read an empty store (the file comes with the
-                # first write the replica applies).
-                return sqlite_connect(":memory:")
-            self._conn = sqlite_connect(path, readonly=True)
-        return self._conn
 
     def _remote(self, commands: list[list[bytes]], *, atomic: bool, write: bool) -> list[Reply]:
         wire = [(self.db_index, c) for c in commands]
@@ -183,30 +159,10 @@ class KV:
     # ---- strings and keys ---------------------------------------------------------------------
 
     def get(self, key: Value) -> Any:
-        conn = self._conn
-        if conn is None:
-            if self._client._embedded is None:
-                return self.execute("GET", key)
-            conn = self._local_conn()
-        # The hot path of an embedded replica: one indexed SELECT, no transaction (a single
-        # statement reads one consistent state), no command dispatch.
-        raw = key.encode() if isinstance(key, str) else _arg(key)
-        with self._lock:
-            try:
-                row = conn.execute(_GET, (self.db_index, key_hash(raw), raw)).fetchone()
-            except OperationalError:
-                row = _NO_TABLES
-        if row is _NO_TABLES:
-            # No key/value tables yet; the generic path takes the lock itself (not re-entrant).
+        reader = self._reader
+        if reader is None:
             return self.execute("GET", key)
-        if row is None:
-            return None
-        if row[1] is not None and row[1] < time.time_ns() // 1_000_000:
-            return None
-        if row[0] != STRING:
-            raise KvError(WRONGTYPE)
-        value: bytes = row[2]
-        return value.decode("utf-8", "surrogateescape") if self.decode else value
+        return self._convert(reader.get(self.db_index, _arg(key), time.time_ns() // 1_000_000))
 
     def set(self, key: Value, value: Value, *, ttl: float | None = None, nx: bool = False,
             xx: bool = False) -> bool:  # fmt: skip
@@ -323,9 +279,8 @@ class KV:
 
     def close(self) -> None:
         self._watches.close()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._reader is not None:
+            self._reader.close()
 
 
 class Atomic:

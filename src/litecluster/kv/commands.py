@@ -1,9 +1,12 @@
 """The executor: ``execute(conn, db_index, now_ms, args)`` runs one Redis command on SQLite.
 
-Routing: :func:`lookup` tells a node what a command is before running it: unknown (Redis's
-exact error), of the wrong arity (idem), answered by the connection itself
-(``handler is None``: AUTH, SELECT, MULTI, SUBSCRIBE, ...), read-only (run it on the local
-connection, replica or not) or a write (run it in the primary's writer).
+Routing: :func:`classify` is the one place that says where a command runs, before it runs:
+Redis's exact error for an unknown command or a wrong number of arguments, else a
+:class:`~litecluster.kv.registry.Kind`: ``READ`` (any copy answers it: the node's file, a
+replica's, an embedded one's, see :mod:`litecluster.kv.reader`), ``WRITE`` (the primary's
+writer runs it) or ``SPECIAL`` (the server that receives it answers it: AUTH, SELECT, MULTI,
+SUBSCRIBE, PING, ...). :func:`lookup` gives the :class:`Command` itself (its handler, its
+catalog entry) with the same errors.
 
 Atomicity: every command runs inside its own ``SAVEPOINT``. An error reply rolls back
 whatever the command did before it failed (Redis checks before it changes; a command here
@@ -14,7 +17,6 @@ transaction; on an autocommit connection it is the transaction.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,13 +26,13 @@ import litecluster.kv.lists
 import litecluster.kv.sets
 import litecluster.kv.strings
 import litecluster.kv.zsets  # noqa: F401  (the families register their handlers)
-from litecluster.engine.sqlite import Connection, OperationalError, connect
+from litecluster.engine.sqlite import Connection, OperationalError
 from litecluster.kv.catalog import CATALOG, REDIS_ONLY
 from litecluster.kv.db import Ctx
 from litecluster.kv.errors import CommandError
-from litecluster.kv.registry import HANDLERS, Command
+from litecluster.kv.registry import HANDLERS, Command, Kind
 from litecluster.kv.reply import Err, Reply
-from litecluster.kv.schema import ensure_schema
+from litecluster.kv.schema import ensure_schema, missing_tables, reading
 
 COMMANDS: Final[dict[bytes, Command]] = {
     name.encode(): Command(info, HANDLERS.get(name))
@@ -78,7 +80,12 @@ def unknown_command(args: list[bytes]) -> Err:
 
 
 def wrong_arity(name: str) -> Err:
-    return Err(f"ERR wrong number of arguments for '{name}' command")
+    """redis-server's reply to a call of ``name`` with the wrong number of arguments (an EXEC
+    refused for any reason answers EXECABORT, even outside MULTI)."""
+    text = f"wrong number of arguments for '{name}' command"
+    if name == "exec":
+        return Err(f"EXECABORT Transaction discarded because of: {text}")
+    return Err(f"ERR {text}")
 
 
 def lookup(args: list[bytes]) -> Command | Err:
@@ -109,23 +116,11 @@ def command_keys(cmd: Command, args: list[bytes]) -> list[bytes]:
     return [args[i] for i in cmd.info.key_positions(len(args))]
 
 
-_EMPTY = threading.local()
-
-
-def _empty_db() -> Connection:
-    """An empty key/value database in memory (one per thread): reads on a node whose
-    database has no key/value tables yet (nothing was ever written) answer as Redis does for
-    an empty DB."""
-    conn: Connection | None = getattr(_EMPTY, "conn", None)
-    if conn is None:
-        conn = connect(":memory:")
-        ensure_schema(conn)
-        _EMPTY.conn = conn
-    return conn
-
-
-def _missing_schema(exc: OperationalError) -> bool:
-    return "no such table: kv_" in str(exc)
+def classify(args: list[bytes]) -> Kind | Err:
+    """Where the command ``args`` names runs, or the error reply Redis gives for it (unknown
+    command, wrong number of arguments, or a Redis command litecluster does not support)."""
+    found = lookup(args)
+    return found if isinstance(found, Err) else found.kind
 
 
 def execute(conn: Connection, db_index: int, now_ms: int, args: list[bytes]) -> Outcome:
@@ -137,17 +132,15 @@ def execute(conn: Connection, db_index: int, now_ms: int, args: list[bytes]) -> 
     A read on a database without the key/value tables answers as an empty one does; a write
     creates them.
     """
+    if classify(args) is Kind.READ:
+        return Outcome(reading(conn, lambda c: run(Ctx(c, db_index, now_ms), args)))
     ctx = Ctx(conn, db_index, now_ms)
     try:
         reply = run(ctx, args)
     except OperationalError as exc:
-        if not _missing_schema(exc):
+        if not missing_tables(exc):
             raise
-        found = lookup(args)
-        if isinstance(found, Command) and found.info.readonly:
-            ctx = Ctx(_empty_db(), db_index, now_ms)
-        else:
-            ensure_schema(conn)
+        ensure_schema(conn)
         reply = run(ctx, args)
     return Outcome(reply, ctx.events, ctx.flushed)
 
@@ -168,7 +161,7 @@ def run(ctx: Ctx, args: list[bytes]) -> Reply:
         return Err(f"ERR '{found.name}' is a connection command: the server answers it")
     argv = [found.name.encode(), *args[1:]]
     conn = ctx.conn
-    if found.info.readonly and conn.in_transaction:
+    if found.kind is Kind.READ and conn.in_transaction:
         # A read changes nothing, and the caller's transaction already is its snapshot.
         try:
             return found.handler(ctx, argv)

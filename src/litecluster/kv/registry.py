@@ -8,6 +8,7 @@ lower-case name, as Redis's error texts use it) and returns a reply or raises
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,18 @@ from litecluster.kv.db import Ctx
 from litecluster.kv.reply import Reply
 
 Handler = Callable[[Ctx, list[bytes]], Reply]
+
+
+class Kind(enum.Enum):
+    """Where a command runs, from its catalog flags (Redis's own ``readonly`` / ``write``)."""
+
+    READ = "read"
+    """Flagged ``readonly``: any copy answers it, a replica's or an embedded one's."""
+    WRITE = "write"
+    """Flagged ``write``: it runs on the primary."""
+    SPECIAL = "special"
+    """Neither: connection state, transactions, pub/sub, introspection, PING and ECHO. The
+    server that receives it answers it (the executor has handlers for PING and ECHO only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +40,12 @@ class Command:
     @property
     def name(self) -> str:
         return self.info.name
+
+    @property
+    def kind(self) -> Kind:
+        if self.info.readonly:
+            return Kind.READ
+        return Kind.WRITE if self.info.write else Kind.SPECIAL
 
     def arity_ok(self, argc: int) -> bool:
         arity = self.info.arity

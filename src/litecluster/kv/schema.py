@@ -25,9 +25,11 @@ background deletion. Big containers are deleted lazily: their id moves to ``kv_g
 
 from __future__ import annotations
 
-from typing import Final
+import threading
+from collections.abc import Callable
+from typing import Final, TypeVar
 
-from litecluster.engine.sqlite import Connection, OperationalError
+from litecluster.engine.sqlite import Connection, OperationalError, connect
 from litecluster.kv.errors import SchemaError
 
 SCHEMA_VERSION: Final = 1
@@ -73,6 +75,9 @@ DDL: Final = (
 )
 
 
+T = TypeVar("T")
+
+
 def has_schema(conn: Connection) -> bool:
     rows = conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='kv_keys'"
@@ -107,3 +112,39 @@ def ensure_schema(conn: Connection) -> bool:
         (SCHEMA_VERSION,),
     )
     return True
+
+
+_EMPTY = threading.local()
+
+
+def empty_store() -> Connection:
+    """An in-memory database holding the key/value tables and nothing else (one per thread)."""
+    conn: Connection | None = getattr(_EMPTY, "conn", None)
+    if conn is None:
+        conn = connect(":memory:")
+        ensure_schema(conn)
+        _EMPTY.conn = conn
+    return conn
+
+
+def missing_tables(exc: OperationalError) -> bool:
+    """Whether ``exc`` says the database has no key/value tables."""
+    return "no such table: kv_" in str(exc)
+
+
+def reading(conn: Connection | None, read: Callable[[Connection], T]) -> T:
+    """``read(conn)``; or ``read`` of :func:`empty_store` when there is no database yet
+    (``conn`` is None) or it has no key/value tables.
+
+    Before the first key/value write reaches a copy, its file is missing or holds other
+    tables only: a read then answers exactly as Redis does on an empty DB, without creating
+    anything (a replica's file is the primary's to write). A ``read`` that fails half-way on
+    the missing tables changed nothing, so running it again on the empty store is safe.
+    """
+    if conn is not None:
+        try:
+            return read(conn)
+        except OperationalError as exc:
+            if not missing_tables(exc):
+                raise
+    return read(empty_store())

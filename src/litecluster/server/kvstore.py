@@ -1,7 +1,8 @@
 """The key/value store of a node: the :mod:`litecluster.kv` commands run on this node's files.
 
-- Reads run on a read connection to the local file (a replica's, or the primary's), one read
-  transaction per request, so a multi-key read sees one state.
+- Reads run on the local file (a replica's, or the primary's) through a
+  :class:`~litecluster.kv.reader.LocalReader`, one read transaction per request, so a
+  multi-key read sees one state.
 - Writes run on the primary as writer procedures (each command in its own savepoint, a MULTI
   block in one transaction). A replica forwards them to the primary (``POST /kv/exec``) and
   answers once it has applied the result itself, so its client reads its own write.
@@ -29,7 +30,7 @@ import aiohttp
 import msgspec
 
 from litecluster.engine.position import Position
-from litecluster.engine.sqlite import Connection, DatabaseError, connect
+from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import AtomicAbortedError as AtomicAbortedError  # re-exported
 from litecluster.errors import (
     IndeterminateWriteError,
@@ -39,12 +40,12 @@ from litecluster.errors import (
     UnavailableError,
 )
 from litecluster.errors import KvRequestError as KvRequestError  # re-exported
-from litecluster.kv.commands import lookup, run
+from litecluster.kv.commands import classify, run
 from litecluster.kv.db import Ctx, expire_cycle
-from litecluster.kv.errors import CommandError
-from litecluster.kv.registry import Command
+from litecluster.kv.reader import LocalReader
+from litecluster.kv.registry import Kind
 from litecluster.kv.reply import Err, Reply, dumps, loads
-from litecluster.kv.schema import ensure_schema, has_schema
+from litecluster.kv.schema import ensure_schema
 from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
 from litecluster.kv.wire import encode as _encode
@@ -134,8 +135,7 @@ class KvStore:
         self.listeners: list[Callable[[Changes], None]] = []
         """Called on the loop with each change once it is visible in this node's file."""
         self.versions = KeyVersions(0)
-        self._conn: Connection | None = None
-        self._empty: Connection | None = None
+        self.reader = LocalReader(self.path)
         self._schema_ready = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -176,41 +176,14 @@ class KvStore:
 
     # ---- reads --------------------------------------------------------------------------------
 
-    def _read_conn(self) -> Connection:
-        if self._conn is None:
-            if not self.path.exists():
-                return self._empty_conn()
-            self._conn = connect(self.path, readonly=True)
-        if not has_schema(self._conn):
-            return self._empty_conn()
-        return self._conn
-
-    def _empty_conn(self) -> Connection:
-        # Before the first write reaches this node there are no tables: reads see an empty
-        # store, exactly as they would on the primary.
-        if self._empty is None:
-            self._empty = connect(":memory:")
-            ensure_schema(self._empty)
-        return self._empty
-
     def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
         """Run read-only commands on the local file in one read transaction."""
-        conn = self._read_conn()
-        now = now_ms()
-        conn.execute("BEGIN")
-        try:
-            return [_read_one(Ctx(conn, db, now), args) for db, args in commands]
-        finally:
-            conn.execute("COMMIT")
+        return self.reader.read(commands, now_ms())
 
     def keyspace(self) -> dict[int, tuple[int, int]]:
         """Keys and keys with an expiry per DB index (INFO keyspace; expired keys not yet
         deleted are counted, as Redis does)."""
-        rows = (
-            self._read_conn()
-            .execute("SELECT db, count(*), count(expire_at) FROM kv_keys GROUP BY db")
-            .fetchall()
-        )
+        rows = self.reader.select("SELECT db, count(*), count(expire_at) FROM kv_keys GROUP BY db")
         return {int(db): (int(n), int(e)) for db, n, e in rows}
 
     def applied_txid(self) -> int:
@@ -330,7 +303,7 @@ class KvStore:
         if (
             not request.watch
             and not request.publish
-            and all(_readonly(args) for _, args in request.commands)
+            and all(classify(args) is Kind.READ for _, args in request.commands)
         ):
             replies: list[Reply] | None = self.read(request.commands)
             txid = self.applied_txid()
@@ -342,12 +315,11 @@ class KvStore:
     # ---- expiry -------------------------------------------------------------------------------
 
     def _anything_expired(self, now: int) -> bool:
-        conn = self._read_conn()
-        rows = conn.execute(
+        rows = self.reader.select(
             "SELECT EXISTS(SELECT 1 FROM kv_keys WHERE expire_at IS NOT NULL AND expire_at < ?)"
             " OR EXISTS(SELECT 1 FROM kv_garbage)",
             (now,),
-        ).fetchall()
+        )
         return bool(rows[0][0])
 
     async def expire_forever(self, interval: float = 0.1, limit: int = 200) -> None:
@@ -371,30 +343,4 @@ class KvStore:
                 log.warning("kv.expire_cycle_failed error=%r", exc.message)
 
     def close(self) -> None:
-        for conn in (self._conn, self._empty):
-            if conn is not None:
-                conn.close()
-        self._conn = self._empty = None
-
-
-def _read_one(ctx: Ctx, args: list[bytes]) -> Reply:
-    """A read-only command without the savepoint writes need (the hot path of GET)."""
-    found = lookup(args)
-    if isinstance(found, Err):
-        return found
-    if found.handler is None or not found.info.readonly:
-        return execute(ctx, args)
-    try:
-        return found.handler(ctx, [found.name.encode(), *args[1:]])
-    except CommandError as exc:
-        return Err(exc.message)
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        log.exception("kv.command_failed command=%s", found.name)
-        return Err(f"ERR internal error in '{found.name}' ({type(exc).__name__}); see the log")
-
-
-def _readonly(args: list[bytes]) -> bool:
-    found = lookup(args)
-    return isinstance(found, Command) and found.info.readonly
+        self.reader.close()

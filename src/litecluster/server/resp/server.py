@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from litecluster.errors import LiteclusterError
-from litecluster.kv.catalog import CATALOG
-from litecluster.kv.commands import lookup, unknown_command, wrong_arity
+from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
+from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
 from litecluster.replication.config import resp_passwords
@@ -184,26 +184,21 @@ class RespServer:
                 await writer.drain()
         return False
 
-    def _plain_kind(self, client: Client, args: list[bytes]) -> str | None:
-        """ "read" or "write" for a data command that needs nothing of the connection."""
+    def _plain_kind(self, client: Client, args: list[bytes]) -> Kind | None:
+        """READ or WRITE for a data command that needs nothing of the connection; None for
+        one answered on its own (errors, SPECIAL commands, -READONLY)."""
         if not client.authed or client.multi is not None or client.subscriptions:
             return None
-        info = CATALOG.get(args[0].lower().decode("utf-8", "replace"))
-        if info is None or info.group in ("connection", "pubsub", "transactions", "server"):
+        kind = classify(args)
+        if isinstance(kind, Err) or kind is Kind.SPECIAL:
             return None
-        if not (len(args) == info.arity if info.arity > 0 else len(args) >= -info.arity):
-            return None  # answered with the arity error one by one
-        if args[0].lower() in (b"flushall",):
+        if kind is Kind.WRITE and self.readonly_replica and self.node.primary is None:
             return None
-        if not info.write and not info.readonly:
-            return None
-        if info.write and self.readonly_replica and self.node.primary is None:
-            return None  # answered -READONLY one by one
-        return "write" if info.write else "read"
+        return kind
 
-    async def _plain(self, kind: str, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+    async def _plain(self, kind: Kind, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
         try:
-            if kind == "read":
+            if kind is Kind.READ:
                 return self.store.read(commands)
             got = await self.store.write(Request(commands))
             assert got is not None
@@ -225,34 +220,43 @@ class RespServer:
             )
         if client.multi is not None and name not in _IN_MULTI:
             return self._queue(client, args)
+        found = lookup(args)
         handler = getattr(self, "_cmd_" + name.decode("ascii", "replace"), None)
-        if handler is not None and name.isalpha():
+        if not name.isalpha():
+            handler = None
+        # A catalogued command is held to its arity whoever answers it (CONFIG, answered
+        # here, is not in the catalog).
+        if isinstance(found, Err) and (handler is None or name in COMMANDS):
+            if client.multi is not None:  # as redis-server: the transaction fails
+                client.multi_failed = True
+                if name == b"exec":
+                    client.multi, client.watch = None, []
+            return found
+        if handler is not None:
             reply: Reply | _Pushes = await handler(client, args)
             return reply
-        found = lookup(args)
-        if isinstance(found, Err):
-            return found
-        if found.info.write:
+        assert not isinstance(found, Err)
+        kind = found.kind
+        if kind is Kind.WRITE:
             if self.readonly_replica and self.node.primary is None:
                 return Err("READONLY You can't write against a read only replica.")
-            return (await self._plain("write", [(client.db, args)]))[0]
-        return (await self._plain("read", [(client.db, args)]))[0]
+            return (await self._plain(Kind.WRITE, [(client.db, args)]))[0]
+        return (await self._plain(Kind.READ, [(client.db, args)]))[0]
 
     def _queue(self, client: Client, args: list[bytes]) -> Reply:
         assert client.multi is not None
-        sname = args[0].lower().decode("utf-8", "replace")
-        info = CATALOG.get(sname)
-        if info is None or info.group in ("pubsub",) or sname in ("select",):
+        found = lookup(args)
+        if isinstance(found, Err):
             client.multi_failed = True
-            return unknown_command(args) if info is None else Err(
-                f"ERR Command not allowed inside a transaction: '{sname}'")  # fmt: skip
-        if not (len(args) == info.arity if info.arity > 0 else len(args) >= -info.arity):
+            return found
+        if found.info.group == "pubsub" or found.name == "select":
             client.multi_failed = True
-            return wrong_arity(sname)
+            return Err(f"ERR Command not allowed inside a transaction: '{found.name}'")
         client.multi.append((client.db, args))
         return QUEUED
 
     # ---- connection commands (one method per command: _cmd_NAME) -----------------------------
+    # _one has held each catalogued command to its catalog arity before calling its method.
 
     async def _cmd_ping(self, client: Client, args: list[bytes]) -> Reply:
         if len(args) > 2:
@@ -262,7 +266,7 @@ class RespServer:
         return args[1] if len(args) == 2 else PONG
 
     async def _cmd_echo(self, client: Client, args: list[bytes]) -> Reply:
-        return args[1] if len(args) == 2 else wrong_arity("echo")
+        return args[1]
 
     async def _cmd_quit(self, client: Client, args: list[bytes]) -> Reply:
         return OK
@@ -313,8 +317,6 @@ class RespServer:
         return respinfo.hello(self.node, client.id, proto)
 
     async def _cmd_select(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) != 2:
-            return wrong_arity("select")
         try:
             db = int(args[1])
         except ValueError:
@@ -352,8 +354,6 @@ class RespServer:
             lines = [self._client_line(c) for c in self.clients.values()
                      if sub == b"list" or c is client]  # fmt: skip
             return "".join(lines).encode()
-        if sub == b"":
-            return wrong_arity("client")
         return Err(f"ERR unknown subcommand or wrong number of arguments for "
                    f"'{sub.decode('utf-8', 'replace')}'. Try CLIENT HELP.")  # fmt: skip
 
@@ -411,8 +411,6 @@ class RespServer:
         return OK
 
     async def _cmd_watch(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) < 2:
-            return wrong_arity("watch")
         if client.multi is not None:
             return Err("ERR WATCH inside MULTI is not allowed")
         if not client.watch:
@@ -433,7 +431,7 @@ class RespServer:
             return Err("EXECABORT Transaction discarded because of previous errors.")
         if not queued:
             return []
-        all_reads = all(CATALOG[a[0].lower().decode()].readonly for _, a in queued)
+        all_reads = all(classify(a) is Kind.READ for _, a in queued)
         try:
             if all_reads and not watch:
                 return list(self.store.read(queued))
@@ -447,8 +445,6 @@ class RespServer:
     # ---- pub/sub ------------------------------------------------------------------------------
 
     async def _cmd_publish(self, client: Client, args: list[bytes]) -> Reply:
-        if len(args) != 3:
-            return wrong_arity("publish")
         if self.readonly_replica and self.node.primary is None:
             return Err("READONLY You can't write against a read only replica.")
         try:
@@ -459,8 +455,6 @@ class RespServer:
 
     async def _subscribe(self, client: Client, args: list[bytes], pattern: bool) -> Reply | _Pushes:
         kind = b"psubscribe" if pattern else b"subscribe"
-        if len(args) < 2:
-            return wrong_arity(kind.decode())
         mine = client.patterns if pattern else client.channels
         confirmations: list[list[Reply]] = []
         for channel in args[1:]:
