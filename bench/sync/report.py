@@ -226,7 +226,7 @@ def _method(res: Results) -> list[str]:
         "warm-up write alone is retried, so that every client takes part).",
         f"* Load: {levels} concurrent clients in this process (asyncio on uvloop), each with "
         "one keep-alive HTTP/1.1 connection whose request bytes it writes itself "
-        "(`sql_load.RawConn`, the least client CPU per request), one write at a time: a new "
+        "(`bench.common.load.RawConn`, the least client CPU per request), one write at a time: a new "
         f"key each (`wREPEAT-CLIENT-SEQ`) with the same {c['value_bytes']}-character value. "
         f"{fmt_num(c['warmup_s'])} s of untimed warm-up writes, then {fmt_num(c['seconds'])} s "
         "measured, per variant and concurrency. *Writes/s* counts acknowledged writes (dqlite: "
@@ -239,7 +239,7 @@ def _method(res: Results) -> list[str]:
         "with `appendfsync everysec`; `appendfsync always` with one replica (same settings, "
         "`replicaof`) and `WAIT 1 0` sent after each `SET` in the same write (acknowledged once "
         "the replica received it). The load: the same number of RESP connections in this "
-        "process (`kv_load.durable_load`, asyncio on uvloop, request bytes written by hand), "
+        "process (`bench.common.resp.durable_load`, asyncio on uvloop, request bytes written by hand), "
         "`SET wREPEAT-VARIANT-CLIENTS:CLIENT:SEQ VALUE` with a value of the same size, one at a "
         "time per connection. Without persistence redis-server is faster than this Python load "
         "generator can ask: compare *Load CPU* with one core.",
