@@ -164,8 +164,9 @@ def render_summary(report_text: str, report: Path, run: Run, scenarios: Sequence
         f"## {SUMMARY_TITLE}",
         "",
         f"Produced by `{run.command}` ({run.mode} run) on {f.get('Date', '?')}, in "
-        f"{run.seconds / 60:.1f} min, on {machine}. Each scenario is one script of `bench/`, "
-        "which measures litecluster and its peers in the same run, alternating them, and "
+        f"{run.seconds / 60:.1f} min, on {machine}. Each scenario is one benchmark of `bench/` "
+        "(`python -m bench.NAME`), which measures litecluster and its peers in the same run, "
+        "alternating them, and "
         "writes its own section below: every table with the median and the min\N{EN DASH}max "
         "over the repeats, ratios to each peer measured in the same repeat, the machine and "
         "the exact command. This section gathers their targets; the README's headline table "

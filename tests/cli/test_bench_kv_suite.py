@@ -157,6 +157,7 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     summary = report[report.index("<!-- bench:summary:start -->") :]
     summary = summary[: summary.index("<!-- bench:summary:end -->")]
     assert "`litecluster bench --smoke --out-dir" in summary  # the exact command
+    assert "-m bench.kv --smoke`" in summary  # and each scenario's
     tables = _tables(summary)
     scenarios = _table(tables, "Scenarios")
     assert len(scenarios) == 7

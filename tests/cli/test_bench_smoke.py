@@ -87,7 +87,7 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     assert "\nold\n" not in text
     assert text.count(START) == 1
     assert text.count(END) == 1
-    assert "--smoke" in text  # the command is named
+    assert "-m bench.engine --smoke" in text  # the command is named, as a user types it
 
     tables = _tables(text)
     assert _table(tables, "Machine")
