@@ -1,5 +1,6 @@
-"""Clusters for the failover and synchronous-write benchmarks: litecluster nodes electing their
-primary through a real etcd, and a 3-node dqlite cluster (go-dqlite's ``dqlite-demo``).
+"""Clusters for the failover and synchronous-write benchmarks (``bench.failover``, ``bench.sync``):
+litecluster nodes electing their primary through a real etcd, and a 3-node dqlite cluster
+(go-dqlite's ``dqlite-demo``); and the run's plumbing every benchmark shares.
 
 * :class:`HaCluster`: ``litecluster serve --etcd URL --lease-ttl T --cluster NAME
   [--sync-replicas K]`` processes on 127.0.0.1 (:class:`litecluster.cli.localcluster.LocalNode`),
@@ -8,9 +9,10 @@ primary through a real etcd, and a 3-node dqlite cluster (go-dqlite's ``dqlite-d
 * :class:`Etcd`: :class:`litecluster.cli.localcluster.LocalEtcd` as a context manager.
 * :class:`DqliteCluster`: ``dqlite-demo`` processes (``--api``/``--db``, the others
   ``--join`` the first), ready once ``dqlite -s ADDR demo .cluster`` lists every node as a voter.
-* The run's plumbing shared by both scripts: :func:`attempt` (a failure becomes a line of the
-  report, the run goes on), :func:`on_sigterm`, :func:`write_json`, :func:`tool_versions`,
-  :func:`log_events` (timestamps of a node's log lines).
+* The run's plumbing: :func:`attempt` (a failure becomes a line of the report, the run goes
+  on), :func:`on_sigterm`, :func:`logger`, :func:`write_json`, :func:`tool_versions`,
+  :func:`log_events` (timestamps of a node's log lines), :func:`cpu_seconds`,
+  :func:`fine_timers` (1 µs timer slack for paced loads).
 
 Every process is started in its own session and killed (``kill -9`` of its process group) when
 its cluster is closed, whatever happened: use the clusters as context managers.

@@ -1,4 +1,6 @@
-"""The HTTP write load of the SQL benchmark: concurrent clients inserting one row per request.
+"""The HTTP write load of the SQL benchmark, also driven by ``bench.failover`` and ``bench.sync``
+(and its :func:`drive` by the RESP load of :mod:`bench.common.resp`): concurrent clients
+inserting one row per request, and :class:`GroupStats`, the writer's group sizes of a phase.
 
 Every client sends ``POST /db/execute`` with ``[["INSERT INTO t(k, v) VALUES(?, ?)", k, v]]``
 (a fresh key each time) over one keep-alive connection, one request at a time, until the

@@ -1,4 +1,5 @@
-"""Node processes for the replication benchmark: a primary and replicas on 127.0.0.1.
+"""Node processes for the replication benchmark (and the SQL, key/value, bootstrap and write
+benchmarks that need a static cluster): a primary and replicas on 127.0.0.1.
 
 A :class:`Cluster` starts real ``litecluster serve`` processes through
 :class:`litecluster.cli.localcluster.LocalNode` (a primary without ``--primary``, replicas pointed at

@@ -1,4 +1,6 @@
-"""Point reads for the SQL benchmark: the embedded replica, its raw connection, redis, HTTP.
+"""Point reads for the SQL benchmark (the key/value benchmark times its reads with the same
+helpers, and every benchmark with a Redis peer starts it with :class:`RedisServer`): the
+embedded replica, its raw connection, redis, HTTP.
 
 * :func:`load_rows` writes the ``kv`` rows through the primary's SQL API (``executemany`` in
   batches, from an embedded-replica client, which then holds every row locally).
