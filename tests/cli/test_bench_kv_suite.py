@@ -22,7 +22,7 @@ from test_bench_smoke import (
     _value,
 )
 
-KV = REPO / "bench" / "kv.py"
+KV = "bench.kv"
 KV_START = "<!-- bench:kv:start -->"
 KV_END = "<!-- bench:kv:end -->"
 
@@ -91,7 +91,7 @@ def test_kv_benchmark_smoke(tmp_path: Path) -> None:
     assert not any(workdir.glob("repeat-*"))
 
 
-BOOT = REPO / "bench" / "bootstrap.py"
+BOOT = "bench.bootstrap"
 BOOT_START = "<!-- bench:bootstrap:start -->"
 
 
@@ -125,7 +125,7 @@ def test_bootstrap_benchmark_smoke(tmp_path: Path) -> None:
     assert not any(workdir.glob("20mb-*"))
 
 
-SUITE = REPO / "bench" / "suite.py"
+SUITE = "bench.suite"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -157,6 +157,7 @@ def test_litecluster_bench_smoke_writes_report_plots_and_headline(tmp_path: Path
     summary = report[report.index("<!-- bench:summary:start -->") :]
     summary = summary[: summary.index("<!-- bench:summary:end -->")]
     assert "`litecluster bench --smoke --out-dir" in summary  # the exact command
+    assert "-m bench.kv --smoke`" in summary  # and each scenario's
     tables = _tables(summary)
     scenarios = _table(tables, "Scenarios")
     assert len(scenarios) == 7
@@ -196,14 +197,14 @@ def test_litecluster_bench_says_what_it_could_not_start_and_goes_on(tmp_path: Pa
     out.mkdir()
     (out / "BENCHMARKS.md").write_text(
         "# B\n\n<!-- bench:sql:start -->\n## SQL (generated)\n\n| Date | 2020-01-01 |\n\n"
-        "### Targets\n\nProduced by `python bench/sql.py`.\n\n"
+        "### Targets\n\nProduced by `python -m bench.sql`.\n\n"
         "| Target | Goal | Measured | Verdict |\n|---|---|---|---|\n"
         "| Reads | ≤ 5 µs | 4.0 µs | **met** |\n\n<!-- bench:sql:end -->\n"
     )
     proc = subprocess.run(
-        [sys.executable, str(SUITE), "--smoke", "--only", "kv", "--no-install",
+        [sys.executable, "-m", SUITE, "--smoke", "--only", "kv", "--no-install",
          "--out-dir", str(out)],
-        capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=120,
         env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]

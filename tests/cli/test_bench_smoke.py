@@ -13,18 +13,24 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.failover import report as failover_report
+from bench.replication import report as replication_report
+from bench.replication.run import FANOUT_SETUP, SETUPS
+from bench.sync import report as sync_report
+
 REPO = Path(__file__).resolve().parents[2]
-ENGINE = REPO / "bench" / "engine.py"
+ENGINE = "bench.engine"
 START = "<!-- bench:engine:start -->"
 END = "<!-- bench:engine:end -->"
 
 
 def _smoke(
-    script: Path, out: Path, workdir: Path, timeout: float, *extra: str
+    module: str, out: Path, workdir: Path, timeout: float, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run a benchmark in smoke mode as a user would, writing its report to ``out``."""
+    """Run a benchmark in smoke mode as a user would (``python -m MODULE`` from the repository
+    root), writing its report to ``out``."""
     return subprocess.run(
-        [sys.executable, str(script), "--smoke", "--out", str(out), "--workdir", str(workdir),
+        [sys.executable, "-m", module, "--smoke", "--out", str(out), "--workdir", str(workdir),
          *extra],
         cwd=REPO, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
@@ -81,7 +87,7 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
     assert "\nold\n" not in text
     assert text.count(START) == 1
     assert text.count(END) == 1
-    assert "--smoke" in text  # the command is named
+    assert "-m bench.engine --smoke" in text  # the command is named, as a user types it
 
     tables = _tables(text)
     assert _table(tables, "Machine")
@@ -135,7 +141,7 @@ def test_engine_benchmark_smoke(tmp_path: Path) -> None:
         assert f"**{thread}** thread:" in text
 
 
-REPLICATION = REPO / "bench" / "replication.py"
+REPLICATION = "bench.replication"
 REPL_START = "<!-- bench:replication:start -->"
 REPL_END = "<!-- bench:replication:end -->"
 
@@ -223,14 +229,8 @@ def test_replication_benchmark_smoke(tmp_path: Path) -> None:
 
 
 def test_replication_report_replaces_only_its_section(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        from replication import FANOUT_SETUP, SETUPS
-        from replication_report import Results, write_report
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    res = Results(
-        command="python bench/replication.py --smoke",
+    res = replication_report.Results(
+        command="python -m bench.replication --smoke",
         facts={"CPU": "test"},
         config={
             "rates": (1000.0, 5000.0),
@@ -249,8 +249,8 @@ def test_replication_report_replaces_only_its_section(tmp_path: Path) -> None:
     )
     out = tmp_path / "B.md"
     out.write_text(f"# T\n\nHand.\n\n{REPL_START}\nold\n{REPL_END}\n\nTail kept.\n")
-    write_report(out, res)
-    write_report(out, res)
+    replication_report.write_report(out, res)
+    replication_report.write_report(out, res)
     text = out.read_text()
     assert text.startswith(f"# T\n\nHand.\n\n{REPL_START}\n")
     assert text.endswith(f"{REPL_END}\n\nTail kept.\n")
@@ -259,7 +259,7 @@ def test_replication_report_replaces_only_its_section(tmp_path: Path) -> None:
     assert "not measured" in text  # no runs: verdicts say so instead of inventing numbers
 
 
-SQL = REPO / "bench" / "sql.py"
+SQL = "bench.sql"
 SQL_START = "<!-- bench:sql:start -->"
 SQL_END = "<!-- bench:sql:end -->"
 
@@ -359,7 +359,7 @@ def test_sql_benchmark_smoke(tmp_path: Path) -> None:
 def test_sql_benchmark_without_redis_says_how_to_install_it(tmp_path: Path) -> None:
     out = tmp_path / "BENCHMARKS.md"
     proc = subprocess.run(
-        [sys.executable, str(SQL), "--smoke", "--out", str(out)],
+        [sys.executable, "-m", SQL, "--smoke", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -380,7 +380,7 @@ def _leftovers(workdir: Path) -> list[int]:
     ]
 
 
-FAILOVER = REPO / "bench" / "failover.py"
+FAILOVER = "bench.failover"
 FO_START = "<!-- bench:failover:start -->"
 FO_END = "<!-- bench:failover:end -->"
 
@@ -447,7 +447,7 @@ def test_failover_benchmark_smoke(tmp_path: Path) -> None:
     assert not any(workdir.glob("dqlite*"))
 
 
-SYNC = REPO / "bench" / "sync_write.py"
+SYNC = "bench.sync"
 SYNC_START = "<!-- bench:sync:start -->"
 SYNC_END = "<!-- bench:sync:end -->"
 
@@ -511,12 +511,10 @@ def test_sync_write_benchmark_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("script", [FAILOVER, SYNC])
-def test_cluster_benchmarks_without_etcd_say_how_to_install_it(
-    tmp_path: Path, script: Path
-) -> None:
+def test_cluster_benchmarks_without_etcd_say_how_to_install_it(tmp_path: Path, script: str) -> None:
     out = tmp_path / "BENCHMARKS.md"
     proc = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--out", str(out)],
+        [sys.executable, "-m", script, "--smoke", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -530,16 +528,10 @@ def test_cluster_benchmarks_without_etcd_say_how_to_install_it(
 
 def test_cluster_reports_without_runs_invent_nothing(tmp_path: Path) -> None:
     """Reports of runs that measured nothing say so, and replace only their own section."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import failover_report
-        import sync_report
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    fo = failover_report.Results("python bench/failover.py", {"CPU": "test"},
+    fo = failover_report.Results("python -m bench.failover", {"CPU": "test"},
                                  {"runs": 20, "ttls": [2, 5], "load_seconds": 1.0,
                                   "load_clients": 4, "retry_pause_s": 0.01})  # fmt: skip
-    sy = sync_report.Results("python bench/sync_write.py", {"CPU": "test"},
+    sy = sync_report.Results("python -m bench.sync", {"CPU": "test"},
                              {"repeats": 5, "seconds": 5.0, "warmup_s": 1.0, "clients": [32, 1],
                               "value_bytes": 100, "lease_ttl": 5, "retry_pause_s": 0.001},
                              skipped={"dqlite": "not measured (--no-dqlite)"})  # fmt: skip

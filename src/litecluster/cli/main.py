@@ -378,7 +378,7 @@ def bench(quick: bool, smoke: bool, only: str | None, skip: str | None, out_dir:
 
     The full run takes under 30 minutes; missing peers are installed with apt-get when run as
     root (redis-server, redis-tools, etcd-server, go-dqlite), else their scenarios are skipped
-    and the report says so. Needs a litecluster checkout (the scripts live in bench/).
+    and the report says so. Needs a litecluster checkout (it runs `python -m bench.suite`).
     """
     import os
     import shlex
@@ -386,10 +386,10 @@ def bench(quick: bool, smoke: bool, only: str | None, skip: str | None, out_dir:
 
     if quick and smoke:
         raise click.UsageError("give at most one of --quick and --smoke")
-    script = Path(__file__).resolve().parents[3] / "bench" / "suite.py"
-    if not script.exists():
+    repo = Path(__file__).resolve().parents[3]
+    if not (repo / "bench" / "suite" / "__main__.py").exists():
         raise click.ClickException(
-            f"the benchmark scripts are not here ({script.parent}): litecluster bench runs "
+            f"the benchmarks are not here ({repo / 'bench'}): litecluster bench runs "
             "from a checkout of the repository (git clone, then ./dev setup)"
         )
     args = ["--quick"] if quick else ["--smoke"] if smoke else []
@@ -399,7 +399,11 @@ def bench(quick: bool, smoke: bool, only: str | None, skip: str | None, out_dir:
     if no_install:
         args.append("--no-install")
     env = {**os.environ, "LITECLUSTER_BENCH_COMMAND": shlex.join(["litecluster", "bench", *args])}
-    code = subprocess.run([sys.executable, str(script), *args], env=env).returncode
+    if out_dir is not None:  # the suite runs in the repository root: keep DIR the caller's
+        args[args.index("--out-dir") + 1] = str(out_dir.absolute())
+    # From the repository root, so that `bench` is importable whatever the caller's directory.
+    cmd = [sys.executable, "-m", "bench.suite", *args]
+    code = subprocess.run(cmd, cwd=repo, env=env).returncode
     if code:
         raise SystemExit(code)
 

@@ -1,0 +1,7 @@
+"""``python -m bench.bootstrap``: see :mod:`bench.bootstrap.run`."""
+
+import sys
+
+from bench.bootstrap.run import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m bench.failover``: see :mod:`bench.failover.run`."""
+
+import sys
+
+from bench.failover.run import main
+
+sys.exit(main())
