@@ -21,10 +21,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import msgspec
@@ -40,6 +40,7 @@ from litecluster.errors import (
     UnavailableError,
 )
 from litecluster.errors import KvRequestError as KvRequestError  # re-exported
+from litecluster.ha.roles import HeadDb
 from litecluster.kv.commands import classify, run
 from litecluster.kv.db import Ctx, expire_cycle
 from litecluster.kv.reader import LocalReader
@@ -49,9 +50,7 @@ from litecluster.kv.schema import ensure_schema
 from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
 from litecluster.kv.wire import encode as _encode
-
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
+from litecluster.server.ports import ForwardSource, Local
 
 log = logging.getLogger("litecluster.kvstore")
 
@@ -125,13 +124,34 @@ class Request:
     Redis's EXEC semantics (the others still apply)."""
 
 
-class KvStore:
-    """The key/value store of one node (database ``config.kv_db``)."""
+class CommittingPrimary(Protocol):
+    """The primary role as the store follows its commits (``primary.Primary`` fits)."""
 
-    def __init__(self, node: Node) -> None:
+    on_commit: list[Callable[[str, Position, list[bytes]], None]]
+    """Called in the writer's thread with (database, position, annotations) per commit."""
+
+    @property
+    def dbs(self) -> Mapping[str, HeadDb]: ...
+
+
+class AnnotatingReplica(Protocol):
+    """The replica role as the store follows what it applies (``follower.Follower`` fits)."""
+
+    on_annotations: list[Callable[[str, int, list[bytes]], None]]
+    """Called on the loop with (database, txid, annotations) once a record is visible."""
+
+
+class KvStore:
+    """The key/value store of one node: database ``db_name``, whose file here is ``path``.
+
+    ``local`` says where writes go and what is applied here; ``node`` is what the forward
+    step of a replica reads."""
+
+    def __init__(self, db_name: str, path: Path, local: Local, node: ForwardSource) -> None:
+        self.local = local
         self.node = node
-        self.db_name = node.config.kv_db
-        self.path: Path = node.config.data_dir / "db" / f"{self.db_name}.db"
+        self.db_name = db_name
+        self.path = path
         self.listeners: list[Callable[[Changes], None]] = []
         """Called on the loop with each change once it is visible in this node's file."""
         self.versions = KeyVersions(0)
@@ -141,16 +161,23 @@ class KvStore:
 
     # ---- wiring -------------------------------------------------------------------------------
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Follow the node's current role (called after each role change)."""
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        primary: CommittingPrimary | None = None,
+        replica: AnnotatingReplica | None = None,
+    ) -> None:
+        """Follow the node's new role, ``primary`` or ``replica`` (called after each role
+        change)."""
         self._loop = loop
-        node = self.node
-        if node.primary is not None:
+        if primary is not None:
             self._schema_ready = False
-            self.versions = KeyVersions(node.positions().get(self.db_name, 0))
-            node.primary.on_commit.append(self._committed)
-        if node.follower is not None:
-            node.follower.on_annotations.append(self._applied)
+            db = primary.dbs.get(self.db_name)
+            self.versions = KeyVersions(db.head if db is not None else 0)
+            primary.on_commit.append(self._committed)
+        if replica is not None:
+            replica.on_annotations.append(self._applied)
 
     def _committed(self, db: str, position: Position, notes: list[bytes]) -> None:
         """Writer thread: track versions at once, deliver on the loop."""
@@ -187,7 +214,7 @@ class KvStore:
         return {int(db): (int(n), int(e)) for db, n, e in rows}
 
     def applied_txid(self) -> int:
-        return self.node.applied_txid(self.db_name)
+        return self.local.applied_txid(self.db_name)
 
     # ---- writes -------------------------------------------------------------------------------
 
@@ -198,13 +225,13 @@ class KvStore:
 
     async def write_at(self, request: Request) -> tuple[list[Reply] | None, int]:
         """Like :meth:`write`, with the txid at which the write is visible on this node."""
-        if self.node.primary is not None:
+        if self.local.primary is not None:
             replies, position = await self.run_on_primary(request)
             return replies, position.txid
         return await self._forward(request)
 
     async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
-        primary = self.node.primary
+        primary = self.local.primary
         if primary is None:
             raise NotPrimaryError("this node is not the primary")
         outcome = await primary.call(self.db_name, self._procedure(request))
@@ -310,7 +337,7 @@ class KvStore:
         else:
             replies, txid = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(ExecReply(encoded, txid, self.node.epoch))
+        return _encode(ExecReply(encoded, txid, self.local.epoch))
 
     # ---- expiry -------------------------------------------------------------------------------
 
@@ -327,7 +354,7 @@ class KvStore:
         replicated deletions (readers never see expired keys anyway)."""
         while True:
             await asyncio.sleep(interval)
-            primary = self.node.primary
+            primary = self.local.primary
             if primary is None or not self._anything_expired(now_ms()):
                 continue
 

@@ -3,18 +3,55 @@ but the integer counters in :class:`~litecluster.replication.stats.Stats`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
+from litecluster.ha.roles import HeadDb
+from litecluster.replication.stats import Stats
+
+
+class PrimaryStatus(Protocol):
+    """The primary role as metrics read it (``primary.Primary`` fits)."""
+
+    @property
+    def dbs(self) -> Mapping[str, HeadDb]: ...
+
+    def status(self) -> dict[str, object]:
+        """``databases`` (each with ``txlog_bytes``) and ``replicas`` (each with ``node_id``
+        and per-database ``lag_records`` and ``lag_ms``)."""
+
+
+class ReplicaStatus(Protocol):
+    """The replica role as metrics read it (``follower.Follower`` fits)."""
+
+    def status(self) -> dict[str, object]:
+        """``databases``, each with ``txid`` and ``lag_records``."""
+
+
+class MetricsSource(Protocol):
+    """What the metrics are computed from when scraped."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def primary(self) -> PrimaryStatus | None: ...
+
+    @property
+    def follower(self) -> ReplicaStatus | None: ...
 
 
 class NodeCollector:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MetricsSource) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -76,7 +113,7 @@ class NodeCollector:
         yield from (pos, size, lag_r, lag_s)
 
 
-def registry_for(node: Node) -> CollectorRegistry:
+def registry_for(node: MetricsSource) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node))
     return registry

@@ -3,6 +3,10 @@
 Start-up: lock the data directory, load identity and highest epoch, ask the leadership who is
 primary, open the databases (capture on a primary, replica files on a replica), bind the ports,
 write ``DIR/node.addr`` (the bound addresses, for scripts and tests that asked for port 0).
+The node is the composition root of the server: each front door (HTTP app and SQL API, RESP
+server, key/value store, metrics) takes the small protocols it declares (``server/ports.py``
+and the doors' own modules), and the node, which implements them, hands each door only those.
+
 Shutdown on SIGTERM/SIGINT: stop accepting, end replica sessions, finish the apply in flight
 (each is one SQLite transaction: it commits or rolls back whole), capture and sync the last
 commits into the txlog, close everything, exit 0.
@@ -36,19 +40,21 @@ from litecluster.ha.leadership import Leadership
 from litecluster.ha.loop import HaLoop
 from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
-from litecluster.replication.config import Address, NodeConfig, read_token
+from litecluster.replication.config import Address, NodeConfig, read_token, resp_passwords
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.protocol import Refuse, encode_message
 from litecluster.replication.replica.diskpos import positions_on_disk
-from litecluster.replication.replica.follower import Follower
+from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import server_context
 from litecluster.server.http.app import make_app
+from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
 from litecluster.server.logs import setup_logging
+from litecluster.server.metrics import registry_for
 from litecluster.server.resp.pubsub import PubSub
-from litecluster.server.resp.server import RespServer
+from litecluster.server.resp.server import RespServer, RespSettings
 from litecluster.server.waiters import Waiters
 
 log = logging.getLogger("litecluster.node")
@@ -107,7 +113,7 @@ class Node:
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
-        self.kv = KvStore(self)
+        self.kv = KvStore(config.kv_db, self.db_path(config.kv_db), self, self)
         self.pubsub = PubSub()
         self.kv.listeners.append(self.pubsub.on_changes)
         self.resp: RespServer | None = None
@@ -128,10 +134,31 @@ class Node:
             return "primary"
         return "replica" if self.follower is not None else "candidate"
 
+    @property
+    def upstream(self) -> Upstream | None:
+        """As a replica: its view of the primary it follows (None: not a replica)."""
+        return self.follower.upstream if self.follower is not None else None
+
     # ---- lifecycle ----------------------------------------------------------------------------
 
+    def _sql_door(self) -> SqlDoor:
+        cfg = self.config
+        return SqlDoor(
+            local=self, status=self, cluster=self, switchover=self.ha,
+            max_request_bytes=cfg.max_request_bytes, max_statements=cfg.max_statements,
+            statement_timeout=cfg.statement_timeout,
+        )  # fmt: skip
+
+    def _resp_settings(self, address: Address) -> RespSettings:
+        cfg = self.config
+        return RespSettings(
+            address, self.server_ssl, resp_passwords(cfg, self.token),
+            readonly_replica=cfg.resp_replica_writes == "readonly",
+            output_limit=cfg.resp_output_limit,
+        )  # fmt: skip
+
     async def start(self) -> None:
-        app = make_app(self)
+        app = make_app(self._sql_door(), self.kv, registry_for(self), self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(
@@ -159,7 +186,9 @@ class Node:
             ) from None
         self.listen = Address(self.config.listen.host, self._server.sockets[0].getsockname()[1])
         if self.config.resp is not None:
-            self.resp = RespServer(self, self.kv, self.pubsub)
+            self.resp = RespServer(
+                self, self.kv, self.pubsub, self._resp_settings(self.config.resp)
+            )
             try:
                 self.resp_address = await self.resp.start()
             except OSError as exc:
@@ -214,7 +243,7 @@ class Node:
         self.primary.open_databases(asyncio.get_running_loop())
         self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
         self._watch(self._role_task, cancel_ok=True)
-        self.kv.attach(asyncio.get_running_loop())
+        self.kv.attach(asyncio.get_running_loop(), primary=self.primary)
         log.info("node.role role=primary epoch=%d", epoch)
 
     async def become_replica(self, primary: Address) -> None:
@@ -233,7 +262,7 @@ class Node:
                 f"cannot open the databases as a replica: {exc}",
                 hint="free disk space or check the data directory",
             ) from exc
-        self.kv.attach(asyncio.get_running_loop())
+        self.kv.attach(asyncio.get_running_loop(), replica=self.follower)
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)
         log.info("node.role role=replica primary=%s", primary)

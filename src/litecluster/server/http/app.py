@@ -1,28 +1,29 @@
-"""The node's HTTP port: ``/status`` (JSON), ``/metrics`` (Prometheus) and ``/health``.
+"""The node's HTTP port: ``/status`` (JSON), ``/metrics`` (Prometheus), ``/health``, the SQL
+API (:mod:`.sql`) and ``/kv/exec``.
 
-The SQL API of the write-path issue joins these routes. Handlers never let an exception reach
-the client as a traceback: errors are JSON with a message.
+Handlers never let an exception reach the client as a traceback: errors are JSON with a
+message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
 
+from litecluster.errors import KvRequestError
 from litecluster.server.http import sql as sqlapi
-from litecluster.server.kvstore import KvRequestError
-from litecluster.server.metrics import registry_for, render
-
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
+from litecluster.server.metrics import render
+from litecluster.server.ports import ForwardSource, KvExec, StatusSource
 
 log = logging.getLogger("litecluster.http")
 
-NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+STATUS: web.AppKey[StatusSource] = web.AppKey("status")
+KV: web.AppKey[KvExec] = web.AppKey("kv")
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -32,17 +33,17 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return _json(request.app[NODE_KEY].status())
+    return _json(request.app[STATUS].status())
 
 
 async def health(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    ok = node.ready
-    return _json({"ok": ok, "role": node.role}, 200 if ok else 503)
+    source = request.app[STATUS]
+    ok = source.ready
+    return _json({"ok": ok, "role": source.role}, 200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = render(request.app["registry"])
+    body = render(request.app[REGISTRY])
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
@@ -58,26 +59,31 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _json({"error": type(exc).__name__, "message": str(exc)}, 500)
 
 
-def make_app(node: Node) -> web.Application:
+def make_app(
+    sql: sqlapi.SqlDoor, kv: KvExec, registry: CollectorRegistry, forward: ForwardSource
+) -> web.Application:
+    """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
+    ``kv``, ``/metrics`` from ``registry``; ``forward`` is what a replica's forward step
+    reads."""
     app = web.Application(
-        middlewares=[errors, sqlapi.request_errors], client_max_size=node.config.max_request_bytes
+        middlewares=[errors, sqlapi.request_errors], client_max_size=sql.max_request_bytes
     )
-    app[NODE_KEY] = node
-    app["registry"] = registry_for(node)
+    app[STATUS] = sql.status
+    app[KV] = kv
+    app[REGISTRY] = registry
     app.router.add_get("/status", status)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    sqlapi.add_routes(app, node)
+    sqlapi.add_routes(app, sql, forward)
     app.router.add_post("/kv/exec", kv_exec)
     return app
 
 
 async def kv_exec(request: web.Request) -> web.Response:
     """Key/value commands over HTTP (msgpack in and out; see KvStore.serve)."""
-    node: Node = request.app[NODE_KEY]
     body = await request.read()
     try:
-        raw = await node.kv.serve(body)
+        raw = await request.app[KV].serve(body)
     except KvRequestError as exc:
         return _json({"error": exc.message, "hint": exc.hint}, 400)
     # Other errors reach sqlapi.request_errors, which tells retryable from indeterminate.

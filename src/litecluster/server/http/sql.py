@@ -7,6 +7,9 @@ commit); a replica forwards them to the primary and answers once it has applied 
 itself, so the client can read it back from the same node. SQL errors come back as rqlite does
 (HTTP 200, ``{"error": ...}`` in the statement's result); malformed requests get HTTP 400 and
 change nothing.
+
+The routes serve from a :class:`SqlDoor`: the node's data (:class:`~litecluster.server.ports.Local`),
+its status, and the operator's cluster operations, never the node itself.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import asyncio
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -31,11 +35,33 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
 )
 from litecluster.replication.tls import client_context
+from litecluster.server.ports import (
+    ClusterOps,
+    ForwardSource,
+    Local,
+    StatusSource,
+    Switchover,
+    Upstream,
+)
 
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
 
-NODE: web.AppKey[Node] = web.AppKey("sql-node")
+@dataclass(frozen=True)
+class SqlDoor:
+    """What the SQL API serves from."""
+
+    local: Local
+    status: StatusSource
+    cluster: ClusterOps
+    switchover: Switchover | None
+    """None on a static cluster (no etcd): ``/switchover`` is refused."""
+    max_request_bytes: int
+    max_statements: int
+    statement_timeout: float
+    """Seconds a read request may run."""
+
+
+DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
+NODE: web.AppKey[ForwardSource] = web.AppKey("sql-forward")
 LEVELS = ("none", "weak", "linearizable", "strong")
 _local = threading.local()
 
@@ -78,7 +104,7 @@ def _respond(request: web.Request, results: list[Result], started: float,
     if position is not None:
         # The acknowledging node is named so that clients and the fault suite's checker can
         # tell which primary acknowledged a write even when a replica forwarded it.
-        node_id = request.app[NODE].node_id
+        node_id = request.app[DOOR].local.node_id
         body["position"] = {"epoch": position.epoch, "txid": position.txid, "node": node_id}
     if timings:
         body["time"] = time.perf_counter() - started
@@ -93,7 +119,7 @@ def _db(request: web.Request) -> str:
 
 
 async def _statements(request: web.Request) -> list[Statement]:
-    node = request.app[NODE]
+    door = request.app[DOOR]
     if request.method == "GET":
         q = request.query.getall("q", [])
         if not q:
@@ -102,12 +128,12 @@ async def _statements(request: web.Request) -> list[Statement]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise RequestError("request too large", limit=node.config.max_request_bytes) from None
+        raise RequestError("request too large", limit=door.max_request_bytes) from None
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"malformed JSON: {exc}") from None
-    return parse_statements(body, max_statements=node.config.max_statements)
+    return parse_statements(body, max_statements=door.max_statements)
 
 
 def _min_position(request: web.Request) -> int | None:
@@ -154,36 +180,35 @@ def _run_reads(path: str, statements: list[Statement], timeout: float) -> list[R
 
 async def query(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    node = request.app[NODE]
+    door = request.app[DOOR]
+    local = door.local
     db, statements = _db(request), await _statements(request)
     level = request.query.get("level", "weak")
     if level not in LEVELS:
         raise RequestError("level must be none, weak, linearizable or strong", value=level)
-    if node.primary is None and level != "none":
+    if local.primary is None and level != "none":
         return await _forward(request, statements, wait=False)
-    if node.primary is None and "freshness" in request.query:
-        _check_freshness(node, request.query["freshness"])
+    if local.primary is None and "freshness" in request.query:
+        _check_freshness(local.upstream, request.query["freshness"])
     want = _min_position(request)
-    if want is not None and not await node.wait_applied(db, want):
+    if want is not None and not await local.wait_applied(db, want):
         return _error(504, "timed out waiting for this node to apply the position",
-                      min_position=want, applied=node.applied_txid(db))  # fmt: skip
-    path = node.db_path(db)
+                      min_position=want, applied=local.applied_txid(db))  # fmt: skip
+    path = local.db_path(db)
     if not path.exists():
         return _error(404, "no such database", db=db)
-    results = await asyncio.to_thread(
-        _run_reads, str(path), statements, node.config.statement_timeout
-    )
+    results = await asyncio.to_thread(_run_reads, str(path), statements, door.statement_timeout)
     return _respond(request, results, started, None)
 
 
-def _check_freshness(node: Node, raw: str) -> None:
+def _check_freshness(upstream: Upstream | None, raw: str) -> None:
     try:
         limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
     except ValueError:
         raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw) from None
-    if node.follower is None:  # between roles: following no one
+    if upstream is None:  # between roles: following no one
         raise StaleReadError("this node follows no primary right now", freshness=raw)
-    age = time.time() - node.follower.upstream.last_message_at
+    age = time.time() - upstream.last_message_at
     if age > limit:
         raise StaleReadError("this replica has not heard from the primary recently enough",
                              seconds=round(age, 3), freshness=raw)  # fmt: skip
@@ -194,11 +219,11 @@ def _check_freshness(node: Node, raw: str) -> None:
 
 async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    node = request.app[NODE]
+    primary = request.app[DOOR].local.primary
     db, statements = _db(request), await _statements(request)
-    if node.primary is None:
+    if primary is None:
         return await _forward(request, statements, wait=True)
-    outcome = await node.primary.write(db, statements, transaction=_flag(request, "transaction"))
+    outcome = await primary.write(db, statements, transaction=_flag(request, "transaction"))
     return _respond(request, outcome.results, started, outcome.position)
 
 
@@ -254,16 +279,17 @@ async def _forward(
 
 
 async def readyz(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    if node.ready and (
-        node.primary is not None or (node.follower and node.follower.upstream.state == "streaming")
+    door = request.app[DOOR]
+    upstream = door.local.upstream
+    if door.status.ready and (
+        door.local.primary is not None or (upstream is not None and upstream.state == "streaming")
     ):
         return web.Response(text="[+]node ok\n[+]leader ok\n[+]store ok\n")
     return web.Response(status=503, text="[+]node ok\n[-]leader not contacted\n")
 
 
 async def nodes(request: web.Request) -> web.Response:
-    st = request.app[NODE].status()
+    st = request.app[DOOR].status.status()
     out: dict[str, Any] = {}
     if "replicas" in st:
         out[st["node"]["id"]] = {"api_addr": st["node"]["http"], "addr": st["node"]["listen"],
@@ -294,7 +320,7 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         context = dict(exc.context)
         if exc.retryable or exc.indeterminate:
             # Where to retry, or where to read back whether the write took effect.
-            context["primary"] = request.app[NODE].known_primary() or "unknown"
+            context["primary"] = request.app[DOOR].local.known_primary() or "unknown"
         status = 400 if isinstance(exc, RequestError) else 503
         return _error(status, exc.message, context, retryable=exc.retryable,
                       indeterminate=exc.indeterminate, committed=exc.committed,
@@ -303,44 +329,47 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
 
 async def switchover(request: web.Request) -> web.Response:
     """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
-    node = request.app[NODE]
+    ha = request.app[DOOR].switchover
     target = request.query.get("to", "")
-    if node.ha is None:
+    if ha is None:
         raise RequestError("switchover needs a cluster with --etcd")
     if not target:
         raise RequestError("missing to=NODE")
     started = time.perf_counter()
-    await node.ha.switchover(target)
+    await ha.switchover(target)
     return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
 
 
 async def promote(request: web.Request) -> web.Response:
     """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
-    node = request.app[NODE]
-    epoch = await node.manual_promote(force=_flag(request, "force"))
+    cluster = request.app[DOOR].cluster
+    epoch = await cluster.manual_promote(force=_flag(request, "force"))
     return web.json_response(
         {
-            "node_id": node.node_id,
+            "node_id": cluster.node_id,
             "epoch": epoch,
-            "listen": str(node.listen),
-            "positions": node.positions(),
+            "listen": str(cluster.listen),
+            "positions": cluster.positions(),
         }
     )
 
 
 async def follow(request: web.Request) -> web.Response:
     """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
-    node = request.app[NODE]
+    cluster = request.app[DOOR].cluster
     try:
         primary = Address.parse(request.query.get("primary", ""))
     except ValueError as exc:
         raise RequestError("primary must be HOST:PORT", detail=str(exc)) from None
-    await node.manual_follow(primary)
-    return web.json_response({"node_id": node.node_id, "following": str(primary)})
+    await cluster.manual_follow(primary)
+    return web.json_response({"node_id": cluster.node_id, "following": str(primary)})
 
 
-def add_routes(app: web.Application, node: Node) -> None:
-    app[NODE] = node
+def add_routes(app: web.Application, door: SqlDoor, forward: ForwardSource) -> None:
+    """The SQL API's routes on ``app``, serving from ``door``; ``forward`` is what a replica's
+    forward-to-primary step reads."""
+    app[DOOR] = door
+    app[NODE] = forward
     app.router.add_post("/db/execute", execute)
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from litecluster import __version__
 from litecluster.kv.catalog import CATALOG, CommandInfo
 from litecluster.kv.reply import Err, Map, Reply, SetReply, Simple, Verbatim
 
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
+
+class InfoSource(Protocol):
+    """What HELLO and INFO report of the node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def started_at(self) -> float:
+        """Wall-clock start time (``uptime_in_seconds``)."""
+
+    @property
+    def role(self) -> str:
+        """``primary``, ``replica`` or ``candidate``: any but ``primary`` reports a replica."""
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document (``replicas`` on a primary, ``upstream`` on a replica)."""
+
 
 REDIS_VERSION = "7.0.0"
 """The Redis version clients are told (the command set and replies follow redis-server 7.0)."""
@@ -57,15 +76,17 @@ def command(args: list[bytes]) -> Reply:
     return Err(f"ERR unknown subcommand '{args[1].decode('utf-8', 'replace')}'. Try COMMAND HELP.")
 
 
-def hello(node: Node, client_id: int, proto: int) -> Reply:
+def hello(node: InfoSource, client_id: int, proto: int) -> Reply:
     return Map([
         (b"server", b"redis"), (b"version", REDIS_VERSION.encode()), (b"proto", proto),
         (b"id", client_id), (b"mode", b"standalone"),
-        (b"role", b"master" if node.primary is not None else b"replica"), (b"modules", []),
+        (b"role", b"master" if node.role == "primary" else b"replica"), (b"modules", []),
     ])  # fmt: skip
 
 
-def info(node: Node, section: str, *, clients: int, keyspace: dict[int, tuple[int, int]]) -> Reply:
+def info(
+    node: InfoSource, section: str, *, clients: int, keyspace: dict[int, tuple[int, int]]
+) -> Reply:
     """INFO [section]: server, clients, replication, keyspace (``all``/``default``: all)."""
     parts: list[str] = []
     want = section.lower() or "default"
@@ -92,10 +113,10 @@ def info(node: Node, section: str, *, clients: int, keyspace: dict[int, tuple[in
     return Verbatim("\r\n".join(parts).encode())
 
 
-def _replication(node: Node) -> str:
+def _replication(node: InfoSource) -> str:
     status = node.status()
     lines = ["# Replication"]
-    if node.primary is not None:
+    if node.role == "primary":
         reps = status.get("replicas", [])
         lines += ["role:master", f"connected_slaves:{len(reps)}"]
         for i, rep in enumerate(reps):

@@ -18,8 +18,9 @@ import asyncio
 import hmac
 import itertools
 import logging
+import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from litecluster.errors import LiteclusterError
 from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
@@ -27,13 +28,10 @@ from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
-from litecluster.replication.config import resp_passwords
-from litecluster.server.kvstore import Key, KvStore, Request
+from litecluster.replication.config import Address
+from litecluster.server.kvstore import Key, Request
 from litecluster.server.resp import info as respinfo
 from litecluster.server.resp.pubsub import PubSub, normalize_flags
-
-if TYPE_CHECKING:
-    from litecluster.server.node import Node
 
 log = logging.getLogger("litecluster.resp")
 
@@ -81,26 +79,60 @@ class Client:
         self.writer.write(out)
 
 
+class Store(Protocol):
+    """The key/value store behind the RESP door (``kvstore.KvStore`` fits)."""
+
+    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+        """Run read-only commands on this node's file in one read transaction."""
+
+    async def write(self, request: Request) -> list[Reply] | None:
+        """Run ``request`` on the primary; None when EXEC was aborted by a watched key.
+        Failures raise errors of the package (their properties pick the reply)."""
+
+    def keyspace(self) -> dict[int, tuple[int, int]]:
+        """Keys and keys with an expiry per DB index."""
+
+    def applied_txid(self) -> int:
+        """The txid visible in this node's file (what WATCH watches from)."""
+
+
+@dataclass(frozen=True)
+class RespSettings:
+    """The RESP door's part of the node configuration."""
+
+    address: Address
+    """Where to listen (port 0: any free port)."""
+    tls: ssl.SSLContext | None
+    """The server context (None: plain TCP)."""
+    passwords: dict[str, str]
+    """Redis users and their passwords (empty: no AUTH needed)."""
+    readonly_replica: bool = False
+    """Answer writes on a non-primary ``-READONLY`` instead of forwarding them."""
+    output_limit: int = 32 * 1024 * 1024
+    """Bytes of unread output after which a subscriber is disconnected."""
+
+
 class RespServer:
-    def __init__(self, node: Node, store: KvStore, pubsub: PubSub) -> None:
+    def __init__(
+        self, node: respinfo.InfoSource, store: Store, pubsub: PubSub, settings: RespSettings
+    ) -> None:
         self.node = node
         self.store = store
         self.pubsub = pubsub
+        self.settings = settings
         self.clients: dict[int, Client] = {}
         self._server: asyncio.Server | None = None
-        cfg = node.config
-        self.readonly_replica = cfg.resp_replica_writes == "readonly"
-        self.passwords = resp_passwords(cfg, node.token)
+        self.readonly_replica = settings.readonly_replica
+        self.passwords = settings.passwords
 
     async def start(self) -> str:
-        cfg = self.node.config
-        assert cfg.resp is not None
+        """Listen; returns the bound address as HOST:PORT."""
+        address = self.settings.address
         self._server = await asyncio.start_server(
-            self._handle, cfg.resp.host, cfg.resp.port, ssl=self.node.server_ssl,
-            reuse_address=True,
-        )  # fmt: skip
+            self._handle, address.host, address.port, ssl=self.settings.tls, reuse_address=True
+        )
         port = self._server.sockets[0].getsockname()[1]
-        return f"{cfg.resp.host}:{port}"
+        return f"{address.host}:{port}"
 
     async def close(self) -> None:
         if self._server is not None:
@@ -109,11 +141,15 @@ class RespServer:
                 client.writer.transport.abort()
             await self._server.wait_closed()
 
+    def _replica(self) -> bool:
+        """Whether writes go elsewhere: this node is not the primary right now."""
+        return self.node.role != "primary"
+
     # ---- connections --------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = Client(writer, authed=not self.passwords,
-                        output_limit=self.node.config.resp_output_limit)  # fmt: skip
+                        output_limit=self.settings.output_limit)  # fmt: skip
         self.clients[client.id] = client
         parser = RequestParser(authenticated=client.authed)
         try:
@@ -192,7 +228,7 @@ class RespServer:
         kind = classify(args)
         if isinstance(kind, Err) or kind is Kind.SPECIAL:
             return None
-        if kind is Kind.WRITE and self.readonly_replica and self.node.primary is None:
+        if kind is Kind.WRITE and self.readonly_replica and self._replica():
             return None
         return kind
 
@@ -238,7 +274,7 @@ class RespServer:
         assert not isinstance(found, Err)
         kind = found.kind
         if kind is Kind.WRITE:
-            if self.readonly_replica and self.node.primary is None:
+            if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
             return (await self._plain(Kind.WRITE, [(client.db, args)]))[0]
         return (await self._plain(Kind.READ, [(client.db, args)]))[0]
@@ -435,7 +471,7 @@ class RespServer:
         try:
             if all_reads and not watch:
                 return list(self.store.read(queued))
-            if self.readonly_replica and self.node.primary is None:
+            if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
             got = await self.store.write(Request(queued, watch, client.watch_since))
         except LiteclusterError as exc:
@@ -445,7 +481,7 @@ class RespServer:
     # ---- pub/sub ------------------------------------------------------------------------------
 
     async def _cmd_publish(self, client: Client, args: list[bytes]) -> Reply:
-        if self.readonly_replica and self.node.primary is None:
+        if self.readonly_replica and self._replica():
             return Err("READONLY You can't write against a read only replica.")
         try:
             await self.store.write(Request([], publish=[(args[1], args[2])]))
