@@ -242,11 +242,6 @@ def test_a_write_to_a_new_database_creates_it_and_it_reaches_replicas(
 # ---- error bodies: retryable versus indeterminate -----------------------------------------------
 
 
-class _FakeNode:
-    def known_primary(self) -> str:
-        return "10.0.0.1:4001"
-
-
 def _error_body(exc: Exception) -> tuple[int, dict[str, object]]:
     """The status and JSON body the SQL API's error middleware makes of ``exc``."""
     import asyncio
@@ -255,13 +250,16 @@ def _error_body(exc: Exception) -> tuple[int, dict[str, object]]:
     from aiohttp.test_utils import TestClient, TestServer
 
     from litecluster.server.http import sql as sqlapi
+    from support.doors import FakeNode, FakeUpstream
 
     async def fail(request: web.Request) -> web.Response:
         raise exc
 
     async def run() -> tuple[int, dict[str, object]]:
         app = web.Application(middlewares=[sqlapi.request_errors])
-        app[sqlapi.NODE] = _FakeNode()  # type: ignore[assignment]
+        node = FakeNode(Path("unused"))
+        node.upstream = FakeUpstream(http="10.0.0.1:4001")
+        app[sqlapi.DOOR] = node.door()
         app.router.add_post("/db/execute", fail)
         async with TestClient(TestServer(app)) as client:
             resp = await client.post("/db/execute")

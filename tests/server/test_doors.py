@@ -1,0 +1,349 @@
+"""The front doors against a fake node: each door takes the small protocols it declares, so
+its routing and answers are tested here over real sockets and files, without a server.
+Also: no module of the server imports the node, and the server's imports have no cycle."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from litecluster.engine.position import Position
+from litecluster.errors import IndeterminateWriteError, KvRequestError, NotPrimaryError
+from litecluster.kv.reply import Reply, loads
+from litecluster.kv.wire import ExecRequest, decode_reply
+from litecluster.kv.wire import encode as kv_encode
+from litecluster.replication.config import Address
+from litecluster.server.http.app import make_app
+from litecluster.server.kvstore import KvStore, Request
+from litecluster.server.metrics import registry_for, render
+from litecluster.server.resp.pubsub import PubSub
+from litecluster.server.resp.server import RespServer, RespSettings
+from support.doors import FakeNode, FakePrimary
+
+SERVER = Path(__file__).resolve().parents[2] / "src" / "litecluster" / "server"
+
+
+class FakeKv:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def serve(self, body: bytes) -> bytes:
+        self.bodies.append(body)
+        if body == b"bad":
+            raise KvRequestError("malformed key/value request", hint="send msgpack")
+        return b"\x90"
+
+
+class FakeSwitchover:
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+
+    async def switchover(self, target: str, timeout: float = 5.0) -> None:
+        self.targets.append(target)
+
+
+def _serve(app: web.Application, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            await body(client)
+
+    asyncio.run(run())
+
+
+def _app(node: FakeNode, kv: FakeKv | None = None, switchover: Any = None) -> web.Application:
+    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), node)
+
+
+def _database(node: FakeNode) -> None:
+    (node.data_dir / "db").mkdir(parents=True)
+    with sqlite3.connect(node.data_dir / "db" / "main.db") as conn:
+        conn.execute("CREATE TABLE t(v)")
+        conn.execute("INSERT INTO t VALUES ('here')")
+
+
+# ---- the SQL API ---------------------------------------------------------------------------------
+
+
+def test_a_replica_reads_its_own_file_and_waits_for_a_position(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    _database(node)
+    node.applied["main"] = 7
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        q = {"q": "SELECT v FROM t", "level": "none"}
+        got = await client.get("/db/query", params=q)
+        assert (await got.json())["results"][0]["values"] == [["here"]]
+        ahead = await client.get("/db/query", params={**q, "min_position": "3:8"})
+        assert ahead.status == 504
+        assert (await ahead.json())["applied"] == 7
+        reached = await client.get("/db/query", params={**q, "min_position": "3:7"})
+        assert reached.status == 200
+        missing = await client.get("/db/query", params={**q, "db": "other"})
+        assert missing.status == 404
+
+    _serve(_app(node), body)
+
+
+def test_freshness_is_judged_by_the_upstreams_last_message(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    _database(node)
+    q = {"q": "SELECT v FROM t", "level": "none", "freshness": "1s"}
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        assert (await client.get("/db/query", params=q)).status == 200
+        assert node.upstream is not None
+        node.upstream.last_message_at = time.time() - 30
+        stale = await client.get("/db/query", params=q)
+        assert stale.status == 503
+        assert "recently enough" in (await stale.json())["error"]
+        node.upstream = None
+        lost = await client.get("/db/query", params=q)
+        assert "follows no primary" in (await lost.json())["error"]
+
+    _serve(_app(node), body)
+
+
+def test_a_write_runs_on_the_primary_role_and_names_the_acknowledging_node(
+    tmp_path: Path,
+) -> None:
+    node = FakeNode(tmp_path)
+    node.primary = FakePrimary(Position(3, 42))
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        got = await client.post("/db/execute", params={"transaction": "1"},
+                                json=["INSERT INTO t VALUES (1)"])  # fmt: skip
+        assert got.status == 200
+        assert (await got.json())["position"] == {"epoch": 3, "txid": 42, "node": "n-fake"}
+
+    _serve(_app(node), body)
+    assert node.primary.writes == [("main", ["INSERT INTO t VALUES (1)"], True)]
+
+
+def test_readyz_follows_the_role_and_the_upstream(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        assert (await client.get("/readyz")).status == 200
+        assert node.upstream is not None
+        node.upstream.state = "connecting"
+        assert (await client.get("/readyz")).status == 503
+        node.primary = FakePrimary(Position(3, 1))
+        assert (await client.get("/readyz")).status == 200
+        node.ready = False
+        assert (await client.get("/readyz")).status == 503
+        health = await client.get("/health")
+        assert (health.status, await health.json()) == (503, {"ok": False, "role": "primary"})
+
+    _serve(_app(node), body)
+
+
+def test_cluster_operations_go_to_the_ports(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.applied["main"] = 5
+    ha = FakeSwitchover()
+
+    async def static(client: TestClient[Any, Any]) -> None:
+        refused = await client.post("/switchover", params={"to": "n2"})
+        assert refused.status == 400
+        assert "--etcd" in (await refused.json())["error"]
+        promoted = await client.post("/promote", params={"force": "1"})
+        assert await promoted.json() == {"node_id": "n-fake", "epoch": 4,
+                                         "listen": "127.0.0.1:4001", "positions": {"main": 5}}  # fmt: skip
+        followed = await client.post("/follow", params={"primary": "10.0.0.9:4001"})
+        assert (await followed.json())["following"] == "10.0.0.9:4001"
+        bad = await client.post("/follow", params={"primary": "nowhere"})
+        assert bad.status == 400
+
+    async def elected(client: TestClient[Any, Any]) -> None:
+        assert (await client.post("/switchover")).status == 400
+        done = await client.post("/switchover", params={"to": "n2"})
+        assert (await done.json())["switched_to"] == "n2"
+
+    _serve(_app(node), static)
+    _serve(_app(node, switchover=ha), elected)
+    assert node.promoted == [True]
+    assert node.followed == [Address("10.0.0.9", 4001)]
+    assert ha.targets == ["n2"]
+
+
+def test_status_metrics_and_kv_exec_come_from_their_ports(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    kv = FakeKv()
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        status = await (await client.get("/status")).json()
+        assert status["node"]["role"] == "replica"
+        nodes = await (await client.get("/nodes")).json()
+        assert nodes["nodes"]["n-primary"]["leader"] is True
+        text = await (await client.get("/metrics")).text()
+        assert "litecluster_role_primary 0.0" in text
+        assert "litecluster_epoch 3.0" in text
+        ok = await client.post("/kv/exec", data=b"\x91")
+        assert (ok.status, await ok.read()) == (200, b"\x90")
+        bad = await client.post("/kv/exec", data=b"bad")
+        assert (bad.status, (await bad.json())["hint"]) == (400, "send msgpack")
+
+    _serve(_app(node, kv), body)
+    assert kv.bodies == [b"\x91", b"bad"]
+
+
+def test_metrics_of_a_primary_role(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.primary = FakePrimary(Position(3, 11))
+    text = render(registry_for(node)).decode()
+    assert "litecluster_role_primary 1.0" in text
+    assert 'litecluster_position_txid{db="main"} 11.0' in text
+    assert 'litecluster_txlog_bytes{db="main"} 4096.0' in text
+
+
+# ---- the key/value store -------------------------------------------------------------------------
+
+
+def test_the_kv_store_reads_here_and_refuses_a_write_with_no_primary(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.upstream = None
+    store = KvStore("kv", node.db_path("kv"), node, node)
+
+    async def run() -> None:
+        raw = await store.serve(kv_encode(ExecRequest([(0, [b"GET", b"k"])], [], 0, [])))
+        reply = decode_reply(raw)
+        assert reply.replies is not None
+        assert ([loads(r) for r in reply.replies], reply.txid, reply.epoch) == ([None], 0, 3)
+        with pytest.raises(NotPrimaryError, match="no primary reachable"):
+            await store.write(Request([(0, [b"SET", b"k", b"v"])]))
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+
+
+# ---- the Redis protocol --------------------------------------------------------------------------
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.writes: list[Request] = []
+        self.fail: Exception | None = None
+
+    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+        return [b"read:" + args[1] for _, args in commands]
+
+    async def write(self, request: Request) -> list[Reply] | None:
+        if self.fail is not None:
+            raise self.fail
+        self.writes.append(request)
+        return [b"OK"] * len(request.commands)
+
+    def keyspace(self) -> dict[int, tuple[int, int]]:
+        return {0: (4, 1)}
+
+    def applied_txid(self) -> int:
+        return 9
+
+
+def _resp(node: FakeNode, store: FakeStore, *, readonly: bool,
+          check: Callable[[redis.Redis], None]) -> None:  # fmt: skip
+    settings = RespSettings(Address("127.0.0.1", 0), None, {"default": "sesame"},
+                            readonly_replica=readonly)  # fmt: skip
+    server = RespServer(node, store, PubSub(), settings)
+
+    async def run() -> None:
+        host, _, port = (await server.start()).rpartition(":")
+        client = redis.Redis(host=host, port=int(port), password="sesame", socket_timeout=5)
+        try:
+            await asyncio.to_thread(check, client)
+        finally:
+            client.close()
+            await server.close()
+
+    asyncio.run(run())
+
+
+def test_resp_answers_readonly_on_a_replica_and_reports_its_role(tmp_path: Path) -> None:
+    node, store = FakeNode(tmp_path), FakeStore()
+
+    def check(r: redis.Redis) -> None:
+        assert r.get("k") == b"read:k"
+        with pytest.raises(redis.exceptions.ReadOnlyError):
+            r.set("k", "v")
+        info = r.info("replication")
+        assert (info["role"], info["master_port"], info["litecluster_epoch"]) == ("slave", 4002, 3)
+        assert r.info("keyspace")["db0"]["keys"] == 4
+
+    _resp(node, store, readonly=True, check=check)
+    assert store.writes == []
+
+
+def test_resp_writes_through_the_store_and_maps_an_unknown_outcome(tmp_path: Path) -> None:
+    node, store = FakeNode(tmp_path), FakeStore()
+    node.primary = FakePrimary(Position(3, 1))
+
+    def check(r: redis.Redis) -> None:
+        assert r.set("k", "v") is True
+        assert r.info("replication")["role"] == "master"
+        store.fail = IndeterminateWriteError("the primary went away")
+        with pytest.raises(redis.exceptions.ResponseError, match=r"^INDETERMINATE"):
+            r.set("k", "w")
+
+    _resp(node, store, readonly=True, check=check)
+    assert [w.commands for w in store.writes] == [[(0, [b"SET", b"k", b"v"])]]
+
+
+# ---- imports -------------------------------------------------------------------------------------
+
+
+def _server_imports() -> dict[str, set[str]]:
+    """Each module of ``litecluster.server`` and the server modules it imports, counting
+    imports under TYPE_CHECKING."""
+    modules = {
+        ".".join(("litecluster", *p.relative_to(SERVER.parent).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        ): p
+        for p in SERVER.rglob("*.py")
+    }
+    out: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        out[name] = {m for m in found if m in modules and m != name}
+    return out
+
+
+def test_no_server_module_but_the_node_imports_the_node() -> None:
+    imports = _server_imports()
+    assert "litecluster.server.node" in imports
+    importers = sorted(m for m, deps in imports.items() if "litecluster.server.node" in deps)
+    assert importers == []
+
+
+def test_the_servers_imports_have_no_cycle() -> None:
+    imports = _server_imports()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path, module]))
+        if module in done:
+            return
+        for dep in sorted(imports[module]):
+            visit(dep, [*path, module])
+        done.add(module)
+
+    for module in sorted(imports):
+        visit(module, [])
