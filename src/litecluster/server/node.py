@@ -3,6 +3,7 @@
 Start-up: lock the data directory, load identity and highest epoch, ask the leadership who is
 primary, open the databases (capture on a primary, replica files on a replica), bind the ports,
 write ``DIR/node.addr`` (the bound addresses, for scripts and tests that asked for port 0).
+
 The node is the composition root of the server: each front door (HTTP app and SQL API, RESP
 server, key/value store, metrics) takes the small protocols it declares (``server/ports.py``
 and the doors' own modules), and the node, which implements them, hands each door only those.
