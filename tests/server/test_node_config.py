@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from litecluster.errors import ConfigError, NodeError, StaleEpochError
-from litecluster.replication.config import Address, load_config, read_token
+from litecluster.replication.config import Address
 from litecluster.replication.state import NodeState
+from litecluster.server.config import load_config, read_token
 
 
 def test_flags_override_environment_override_file_override_defaults(tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ def test_log_lines_are_one_event_with_node_id_in_kv_and_json() -> None:
 def test_every_setting_is_documented_in_docs_node_md() -> None:
     import dataclasses
 
-    from litecluster.replication.config import NodeConfig
+    from litecluster.server.config import NodeConfig
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "node.md").read_text()
     missing = [

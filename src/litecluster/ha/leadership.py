@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from litecluster.replication.config import Address, NodeConfig
+from litecluster.replication.config import Address
 from litecluster.replication.state import NodeState
+from litecluster.server.config import NodeConfig
 
 
 class Leadership(Protocol):
