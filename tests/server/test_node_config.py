@@ -147,3 +147,26 @@ def test_every_setting_is_documented_in_docs_node_md() -> None:
         if not f.name.startswith("_") and f"`{f.name}`" not in text
     ]
     assert missing == []
+
+
+def test_the_replication_layer_gets_a_replication_config_with_the_nodes_values(
+    tmp_path: Path,
+) -> None:
+    from litecluster.replication.config import ReplicationConfig
+
+    cfg = load_config(
+        {"data_dir": str(tmp_path), "peer_timeout": "7", "resp": "127.0.0.1:0"},
+        {"LITECLUSTER_SEGMENT_BYTES": "8192", "LITECLUSTER_TOKEN": "t" * 32},
+    )
+    rep = cfg.replication()
+    assert type(rep) is ReplicationConfig
+    assert (rep.data_dir, rep.primary, rep.peer_timeout, rep.segment_bytes) == (
+        tmp_path, None, 7.0, 8192,
+    )  # fmt: skip
+    # Credentials and front-end settings stay with the node.
+    assert not hasattr(rep, "token")
+    assert not hasattr(rep, "resp")
+    follow = cfg.replication(primary=Address("10.0.0.1", 4001))
+    assert follow.primary == Address("10.0.0.1", 4001)
+    assert follow.peer_timeout == 7.0
+    assert cfg.primary is None
