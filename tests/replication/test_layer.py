@@ -19,7 +19,8 @@ ABOVE = ("litecluster.ha", "litecluster.server", "litecluster.client", "liteclus
 def test_replication_imports_no_layer_above_and_has_no_import_cycle() -> None:
     graph = grimp.build_graph("litecluster")
     modules = {m for m in graph.modules if m.startswith("litecluster.replication")}
-    upward, cycles = [], []
+    upward: list[tuple[str, str]] = []
+    cycles: list[tuple[str, str]] = []
     for module in sorted(modules):
         for imported in sorted(graph.find_modules_directly_imported_by(module)):
             if imported.startswith(ABOVE):
