@@ -27,7 +27,7 @@ from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
-from litecluster.replication.config import resp_passwords
+from litecluster.server.config import resp_passwords
 from litecluster.server.kvstore import Key, KvStore, Request
 from litecluster.server.resp import info as respinfo
 from litecluster.server.resp.pubsub import PubSub, normalize_flags
