@@ -284,3 +284,30 @@ def test_dbapi_errors_are_in_the_tree_and_keep_the_requests_flags() -> None:
         conn.execute("SELECT 1")
     assert (read.value.retryable, read.value.indeterminate) == (True, False)
     assert str(read.value) == read.value.message, "str() is the message alone, as in sqlite3"
+
+
+def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets_go(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from litecluster.client.embedded import EmbeddedReplica
+
+    with socket.socket() as bound:  # bound but not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        primary = f"127.0.0.1:{bound.getsockname()[1]}"
+        with pytest.raises(litecluster.ClientError) as info:
+            litecluster.connect(
+                "127.0.0.1:1", replica=tmp_path / "r", primary=primary, token="t" * 32,
+                timeout=0.5,
+            )  # fmt: skip
+        assert info.value.retryable
+        assert f"could not connect to {primary}" in str(info.value)
+        # The failed client released the data directory: another replica may open it.
+        replica = EmbeddedReplica(tmp_path / "r", primary, "t" * 32, None)
+        try:
+            assert replica.wait_streaming(0.2) is not None
+            assert replica.connection("main") is None
+            assert replica.applied("main") == 0
+        finally:
+            replica.close()

@@ -10,7 +10,7 @@ import pytest
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import connect
-from litecluster.replication.config import NodeConfig
+from litecluster.replication.config import ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
 
@@ -21,7 +21,7 @@ EPOCH = 7
 def db(tmp_path: Path) -> Iterator[PrimaryDb]:
     (tmp_path / "db").mkdir()
     (tmp_path / "tmp").mkdir()
-    config = NodeConfig(data_dir=tmp_path, segment_bytes=8192, retention_bytes=8192)
+    config = ReplicationConfig(data_dir=tmp_path, segment_bytes=8192, retention_bytes=8192)
     pdb = PrimaryDb("main", config, EPOCH)
     conn = connect(pdb.path)
     try:

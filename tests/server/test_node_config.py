@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from litecluster.errors import ConfigError, NodeError, StaleEpochError
-from litecluster.replication.config import Address, load_config, read_token
+from litecluster.replication.config import Address
 from litecluster.replication.state import NodeState
+from litecluster.server.config import load_config, read_token
 
 
 def test_flags_override_environment_override_file_override_defaults(tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ def test_log_lines_are_one_event_with_node_id_in_kv_and_json() -> None:
 def test_every_setting_is_documented_in_docs_node_md() -> None:
     import dataclasses
 
-    from litecluster.replication.config import NodeConfig
+    from litecluster.server.config import NodeConfig
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "node.md").read_text()
     missing = [
@@ -146,3 +147,26 @@ def test_every_setting_is_documented_in_docs_node_md() -> None:
         if not f.name.startswith("_") and f"`{f.name}`" not in text
     ]
     assert missing == []
+
+
+def test_the_replication_layer_gets_a_replication_config_with_the_nodes_values(
+    tmp_path: Path,
+) -> None:
+    from litecluster.replication.config import ReplicationConfig
+
+    cfg = load_config(
+        {"data_dir": str(tmp_path), "peer_timeout": "7", "resp": "127.0.0.1:0"},
+        {"LITECLUSTER_SEGMENT_BYTES": "8192", "LITECLUSTER_TOKEN": "t" * 32},
+    )
+    rep = cfg.replication()
+    assert type(rep) is ReplicationConfig
+    assert (rep.data_dir, rep.primary, rep.peer_timeout, rep.segment_bytes) == (
+        tmp_path, None, 7.0, 8192,
+    )  # fmt: skip
+    # Credentials and front-end settings stay with the node.
+    assert not hasattr(rep, "token")
+    assert not hasattr(rep, "resp")
+    follow = cfg.replication(primary=Address("10.0.0.1", 4001))
+    assert follow.primary == Address("10.0.0.1", 4001)
+    assert follow.peer_timeout == 7.0
+    assert cfg.primary is None

@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 
 from litecluster.engine.position import Position
-from litecluster.replication.config import Address, NodeConfig
+from litecluster.replication.config import Address
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.stats import Stats
+from litecluster.server.config import NodeConfig
 from litecluster.server.http.sql import SqlDoor
 
 

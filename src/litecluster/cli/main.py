@@ -274,7 +274,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
     Settings come from --config (TOML), LITECLUSTER_* environment variables (e.g.
     LITECLUSTER_TOKEN, LITECLUSTER_DATA_DIR) and these flags, later ones winning.
     """
-    from litecluster.replication.config import load_config
+    from litecluster.server.config import load_config
     from litecluster.server.node import serve as run_node
 
     if flags.get("cluster_name"):

@@ -3,7 +3,7 @@
 Remote mode talks to any node over the SQL API (one pooled HTTP connection). Embedded-replica
 mode (``replica=DIR``) also keeps a replica of the database inside the application process: a
 background thread follows the primary's replication stream with the same code as a replica node
-(``node.follower``), reads are served from the local file in microseconds, and writes go to the
+(see :mod:`litecluster.client.embedded`), reads are served from the local file in microseconds, and writes go to the
 primary over HTTP; after a write the client waits until its local copy has applied it, so the
 application reads its own writes (``read_your_writes=False`` to skip the wait).
 
@@ -13,13 +13,8 @@ SQLite libraries in one process break each other's locks.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import secrets
 import ssl
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,12 +22,12 @@ from typing import Any
 
 import httpx
 
+from litecluster.client.embedded import EmbeddedReplica
 from litecluster.client.errors import ClientError as ClientError  # re-exported (public)
 from litecluster.client.errors import not_visible_error, response_error, transport_error
 from litecluster.client.kv import KV
 from litecluster.engine.position import Position
-from litecluster.engine.sqlite import Connection, DatabaseError
-from litecluster.engine.sqlite import connect as sqlite_connect
+from litecluster.engine.sqlite import DatabaseError
 from litecluster.errors import NodeError
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
@@ -112,7 +107,7 @@ class Client:
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
         self.kv_db = kv_db
-        self._embedded: _Embedded | None = None
+        self._embedded: EmbeddedReplica | None = None
         if replica is not None:
             if primary is None:
                 raise NodeError("embedded mode needs primary= (the replication address)")
@@ -120,7 +115,14 @@ class Client:
                 token = Path(token_file).read_text().strip()
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
-            self._embedded = _Embedded(Path(replica), primary, token, ca, timeout)
+            embedded = EmbeddedReplica(Path(replica), primary, token, ca)
+            why = embedded.wait_streaming(timeout)
+            if why is not None:
+                embedded.close()
+                raise ClientError(
+                    f"embedded replica could not connect to {primary}: {why}", retryable=True
+                )
+            self._embedded = embedded
         self.kv: KV = KV(self)
         """The key/value API (see litecluster.client.kv)."""
 
@@ -168,9 +170,21 @@ class Client:
         """Embedded mode reads the local replica (unless ``level`` asks for the primary);
         remote mode asks the node (``level`` as in rqlite, default ``weak``)."""
         if self._embedded is not None and level in (None, "none"):
-            return self._embedded.query(self.db, sql, params)
+            return self._local_query(sql, params)
         params_q = {"level": level or "weak"}
         return query_result(self._post("/db/query", [statement(sql, params)], params_q))
+
+    def _local_query(self, sql: str, params: Params | None) -> QueryResult:
+        assert self._embedded is not None
+        conn = self._embedded.connection(self.db)
+        if conn is None:
+            raise ClientError("no such database in the local replica", db=self.db)
+        try:
+            cur = conn.execute(sql, params if params is not None else ())
+            rows = cur.fetchall()  # already tuples (no row factory)
+        except DatabaseError as exc:
+            raise ClientError(str(exc), sql_error=str(exc)) from None
+        return QueryResult([d[0] for d in cur.description or ()], rows)
 
     def close(self) -> None:
         self.kv.close()
@@ -186,90 +200,6 @@ class Client:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-class _Embedded:
-    """An in-process replica: the node's follower on a private event loop thread."""
-
-    def __init__(self, directory: Path, primary: str, token: str, ca: str | None, timeout: float):
-        from litecluster.replication.config import Address, NodeConfig
-        from litecluster.replication.replica.follower import Follower
-        from litecluster.replication.state import NodeState
-        from litecluster.replication.stats import Stats
-
-        config = NodeConfig(
-            data_dir=directory, primary=Address.parse(primary),
-            tls_ca=Path(ca) if ca else None, replica_durable=False,
-        )  # fmt: skip
-        self.state = NodeState(directory)
-        self.state.adopt("", config.cluster_id, 0)
-        self.follower = Follower(
-            config, token, self.state, "embedded-" + secrets.token_hex(3), Stats()
-        )
-        self.follower.http = ""
-        self.follower.open_databases()
-        self._cond = threading.Condition()
-        self.follower.on_apply.append(lambda db, pos: self._applied())
-        self._conns: dict[str, Connection] = {}
-        self._loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._task = self._loop.create_task(self.follower.run())
-            started.set()
-            # The follower's loop ends only when close() cancels it.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                self._loop.run_until_complete(self._task)
-
-        self._thread = threading.Thread(target=run, name="litecluster-embedded", daemon=True)
-        self._thread.start()
-        started.wait()
-        deadline = time.monotonic() + timeout
-        while self.follower.upstream.state != "streaming":
-            if time.monotonic() > deadline:
-                self.close()
-                raise ClientError(
-                    f"embedded replica could not connect to {primary}: "
-                    f"{self.follower.upstream.last_error or 'timeout'}", retryable=True,
-                )  # fmt: skip
-            time.sleep(0.01)
-
-    def _applied(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def applied(self, db: str) -> int:
-        rep = self.follower.replicas.get(db)
-        return rep.position.txid if rep else 0
-
-    def wait_for(self, db: str, txid: int, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.applied(db) >= txid, timeout)
-
-    def query(self, db: str, sql: str, params: Params | None) -> QueryResult:
-        conn = self._conns.get(db)
-        if conn is None:
-            path = self.follower.config.data_dir / "db" / f"{db}.db"
-            if not path.exists():
-                raise ClientError("no such database in the local replica", db=db)
-            conn = self._conns[db] = sqlite_connect(path, readonly=True)
-        try:
-            cur = conn.execute(sql, params if params is not None else ())
-            rows = cur.fetchall()  # already tuples (no row factory)
-        except DatabaseError as exc:
-            raise ClientError(str(exc), sql_error=str(exc)) from None
-        return QueryResult([d[0] for d in cur.description or ()], rows)
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(10)
-        for conn in self._conns.values():
-            conn.close()
-        self.follower.close()
-        self.state.close()
 
 
 def connect(url: str = "http://127.0.0.1:4002", **kwargs: Any) -> Client:

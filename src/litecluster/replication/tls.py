@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 from litecluster.errors import ConfigError
-from litecluster.replication.config import NodeConfig
 
 
-def server_context(config: NodeConfig) -> ssl.SSLContext | None:
-    if config.tls_cert is None or config.tls_key is None:
+def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """Context for a port that serves TLS with ``cert`` (PEM chain) and ``key``; None (plain
+    TCP) unless both are given."""
+    if cert is None or key is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+        ctx.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"cannot load the TLS certificate or key: {exc}",
             field="tls_cert",
-            value=str(config.tls_cert),
+            value=str(cert),
             hint="tls_cert must be a PEM certificate (chain) and tls_key its PEM private key",
         ) from None
     return ctx

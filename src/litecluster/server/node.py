@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import faulthandler
 import json
 import logging
@@ -41,7 +40,7 @@ from litecluster.ha.leadership import Leadership
 from litecluster.ha.loop import HaLoop
 from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
-from litecluster.replication.config import Address, NodeConfig, read_token, resp_passwords
+from litecluster.replication.config import Address
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.protocol import Refuse, encode_message
 from litecluster.replication.replica.diskpos import positions_on_disk
@@ -49,6 +48,7 @@ from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import server_context
+from litecluster.server.config import NodeConfig, read_token, resp_passwords
 from litecluster.server.http.app import make_app
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
@@ -73,7 +73,7 @@ class Node:
                 config.node_id, config.cluster_id, config.epoch if config.is_primary else 0
             )
             self.token = read_token(config)
-            self.server_ssl = server_context(config)
+            self.server_ssl = server_context(config.tls_cert, config.tls_key)
         except BaseException:
             self.state.close()
             raise
@@ -231,7 +231,12 @@ class Node:
         await self.end_role()
         self.state.see_epoch(epoch)
         self.primary = Primary(
-            self.config, self.token, epoch, self.node_id, self.stats, start_txids=start_txids
+            self.config.replication(),
+            self.token,
+            epoch,
+            self.node_id,
+            self.stats,
+            start_txids=start_txids,
         )
         self.primary.http = str(self.http)
         self.primary.sync_members = sync_members
@@ -249,7 +254,7 @@ class Node:
 
     async def become_replica(self, primary: Address) -> None:
         await self.end_role()
-        config = dataclasses.replace(self.config, primary=primary)
+        config = self.config.replication(primary=primary)
         self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
         self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))

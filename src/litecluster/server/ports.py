@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from litecluster.replication.config import Address, NodeConfig
+from litecluster.replication.config import Address
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
+from litecluster.server.config import NodeConfig
 
 
 class Upstream(Protocol):

@@ -19,7 +19,7 @@ from litecluster.engine.capture.capture import Capture, CaptureConfig
 from litecluster.engine.position import Position
 from litecluster.engine.txlog import TxLog, TxlogConfig
 from litecluster.errors import TxidNotFoundError
-from litecluster.replication.config import NodeConfig
+from litecluster.replication.config import ReplicationConfig
 from litecluster.replication.history import EpochHistory, history_path
 from litecluster.replication.protocol import Records, encode_message
 
@@ -34,7 +34,7 @@ class PrimaryDb:
     def __init__(
         self,
         name: str,
-        config: NodeConfig,
+        config: ReplicationConfig,
         epoch: int,
         on_durable: Callable[[str, int], None] | None = None,
         start_txid: int = 0,

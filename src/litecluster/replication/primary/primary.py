@@ -17,7 +17,6 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from litecluster.engine.position import Position
 from litecluster.engine.snapshot import create_snapshot
@@ -30,9 +29,10 @@ from litecluster.errors import (
     SyncTimeoutError,
     TxidNotFoundError,
 )
-from litecluster.replication.config import DB_NAME, NodeConfig
+from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
+from litecluster.replication.primary.session import Session
 from litecluster.replication.primary.sqlexec import RequestError, Statement
 from litecluster.replication.primary.status import primary_status
 from litecluster.replication.primary.writer import Procedure, WriteOutcome, Writer, WriterConfig
@@ -62,37 +62,12 @@ MAX_DEPARTED = 256
 _ZERO = Position()
 
 
-@dataclass
-class Session:
-    """One connected replica, as the primary sees it."""
-
-    node_id: str
-    peer: str
-    http: str
-    hello: dict[str, Pos]
-    connected_at: float = field(default_factory=time.time)
-    acked: dict[str, Position] = field(default_factory=dict)
-    acked_at: float = 0.0
-    sent: dict[str, int] = field(default_factory=dict)
-    state: str = "streaming"
-    snapshot_wanted: set[str] = field(default_factory=set)
-    set_aside: dict[str, Start] = field(default_factory=dict)
-    """Databases whose replica must set its copy aside before the snapshot (see lineage)."""
-    verified: set[str] = field(default_factory=set)
-    """Databases whose replica has shown a position on this primary's history since its
-    stream (re)started: only then do its acknowledgements count (see lineage)."""
-    snapshotting: str = ""
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    closed: asyncio.Event = field(default_factory=asyncio.Event)
-    writer: asyncio.StreamWriter | None = None
-
-
 class Primary:
     """Serves the replication port of a primary node."""
 
     def __init__(
         self,
-        config: NodeConfig,
+        config: ReplicationConfig,
         token: str,
         epoch: int,
         node_id: str,
@@ -133,8 +108,8 @@ class Primary:
         self.writer_config = WriterConfig(
             max_group=config.max_group, statement_timeout=config.statement_timeout
         )
-        self.http = str(config.http)
-        """This node's bound HTTP address, told to replicas."""
+        self.http = ""
+        """This node's HTTP address, told to replicas (set by the node once it is bound)."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- databases ----------------------------------------------------------------------
@@ -561,4 +536,6 @@ class Primary:
     # ---- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        return primary_status(self)
+        return primary_status(
+            self.epoch, self.dbs, [*self.sessions.values(), *self.departed.values()], self.writers
+        )

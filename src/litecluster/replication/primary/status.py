@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
-if TYPE_CHECKING:
-    from litecluster.replication.primary.primary import Primary
+from litecluster.replication.primary.database import PrimaryDb
+from litecluster.replication.primary.session import Session
+from litecluster.replication.primary.writer import Writer
 
 
-def primary_status(primary: Primary) -> dict[str, object]:
-    dbs = {
+def primary_status(
+    epoch: int,
+    dbs: Mapping[str, PrimaryDb],
+    sessions: Iterable[Session],
+    writers: Mapping[str, Writer],
+) -> dict[str, object]:
+    """The ``/status`` view of a primary at ``epoch``: its databases, every replica in
+    ``sessions`` (connected or recently departed) and its writers' group commits."""
+    databases = {
         name: {
             # One consistent pair, from the end of capture's last round.
             "txid": db.capture.published.txid,
             "checksum": f"{db.capture.published.checksum:016x}",
-            "epoch": primary.epoch,
+            "epoch": epoch,
             "txlog_bytes": db.txlog.stats().bytes,
             "txlog_first_txid": db.txlog.first_txid,
         }
-        for name, db in primary.dbs.items()
+        for name, db in dbs.items()
     }
     replicas = []
-    for s in [*primary.sessions.values(), *primary.departed.values()]:
+    for s in sessions:
         per_db = {}
-        for name, db in primary.dbs.items():
+        for name, db in dbs.items():
             acked = s.acked.get(name)
             txid = acked.txid if acked else 0
             per_db[name] = {
@@ -44,13 +52,13 @@ def primary_status(primary: Primary) -> dict[str, object]:
                 "databases": per_db,
             }
         )
-    writers = {
+    groups = {
         name: {
             "groups": sum(w.group_sizes.values()),
             "requests": sum(k * v for k, v in w.group_sizes.items()),
             "largest_group": max(w.group_sizes, default=0),
             "group_sizes": {str(k): v for k, v in sorted(w.group_sizes.items())},
         }
-        for name, w in primary.writers.items()
+        for name, w in writers.items()
     }
-    return {"databases": dbs, "replicas": replicas, "writers": writers}
+    return {"databases": databases, "replicas": replicas, "writers": groups}

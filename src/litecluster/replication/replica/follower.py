@@ -37,7 +37,7 @@ from litecluster.errors import (
     SnapshotError,
     StaleEpochError,
 )
-from litecluster.replication.config import DB_NAME, NodeConfig
+from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Entry, EpochHistory, history_path
 from litecluster.replication.primary.writer import decode_annotations
 from litecluster.replication.protocol import (
@@ -116,7 +116,7 @@ def _first_line(exc: BaseException) -> str:
 
 class Follower:
     def __init__(
-        self, config: NodeConfig, token: str, state: NodeState, node_id: str, stats: Stats
+        self, config: ReplicationConfig, token: str, state: NodeState, node_id: str, stats: Stats
     ) -> None:
         assert config.primary is not None
         self.config = config
@@ -128,13 +128,14 @@ class Follower:
         self.histories: dict[str, EpochHistory] = {}
         self.upstream = Upstream(str(config.primary))
         self.tmp = config.data_dir / "tmp"
-        self.http = str(config.http)
+        self.http = ""
+        """This node's HTTP address, told to the primary (set by the node once it is bound;
+        empty: the replica serves no HTTP)."""
         self.on_annotations: list[Callable[[str, int, list[bytes]], None]] = []
         """Called on the loop with (database, txid, annotations) for each applied record that
         carries annotations, in txid order, once it is visible in the local file."""
         self._diverged: set[str] = set()
         """Databases whose applied records contradicted the primary's stream."""
-        """This node's bound HTTP address, told to the primary."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
         self._ssl = client_context(
