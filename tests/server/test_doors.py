@@ -325,11 +325,12 @@ def _server_imports() -> dict[str, set[str]]:
     return out
 
 
-def test_no_server_module_but_the_node_imports_the_node() -> None:
+def test_no_server_module_but_the_process_imports_the_node() -> None:
     imports = _server_imports()
     assert "litecluster.server.node" in imports
     importers = sorted(m for m, deps in imports.items() if "litecluster.server.node" in deps)
-    assert importers == []
+    # The process (event loop, signals, exit code) runs the node; the doors never see it.
+    assert importers == ["litecluster.server.process"]
 
 
 def test_the_servers_imports_have_no_cycle() -> None:
@@ -347,3 +348,45 @@ def test_the_servers_imports_have_no_cycle() -> None:
 
     for module in sorted(imports):
         visit(module, [])
+
+
+def test_strong_and_linearizable_reads_need_the_lease_before_and_after_they_run(
+    tmp_path: Path,
+) -> None:
+    node = FakeNode(tmp_path)
+    node.primary = FakePrimary(Position(3, 5))
+    node.upstream = None
+    _database(node)
+    checks: list[str] = []
+    real_confirm = node.confirm_leadership
+
+    async def confirm() -> bool:
+        checks.append("confirmed")
+        return await real_confirm()
+
+    node.confirm_leadership = confirm  # type: ignore[method-assign]
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        for level in ("strong", "linearizable", "weak"):
+            r = await client.get("/db/query", params={"q": "SELECT v FROM t", "level": level})
+            assert r.status == 200, await r.text()
+        assert checks == ["confirmed"], "only a linearizable read asks the coordinator"
+        node.lease = False  # the lease ran out (a pause past the TTL)
+        for level in ("strong", "linearizable"):
+            r = await client.get("/db/query", params={"q": "SELECT v FROM t", "level": level})
+            assert r.status == 503
+            body = await r.json()
+            assert (body["retryable"], body["indeterminate"]) == (True, False)
+            assert "lease" in body["error"]
+            assert body["hint"]
+        # A weak read is rqlite's: the node's own belief that it is the primary.
+        r = await client.get("/db/query", params={"q": "SELECT v FROM t", "level": "weak"})
+        assert r.status == 200
+        # Valid when the read starts, lapsed by the time it ran: refused all the same.
+        answers = iter([True, False])
+        node.lease_valid = lambda: next(answers)  # type: ignore[method-assign]
+        r = await client.get("/db/query", params={"q": "SELECT v FROM t", "level": "strong"})
+        assert r.status == 503
+        assert next(answers, "both used") == "both used"
+
+    _serve(_app(node), body)

@@ -63,6 +63,8 @@ class FakeNode:
         self.node_id = node_id
         self.epoch = 3
         self.primary: FakePrimary | None = None
+        self.lease = True
+        """Whether the fake primary's leadership holds (a lapsed lease refuses strong reads)."""
         self.upstream: FakeUpstream | None = FakeUpstream()
         self.applied: dict[str, int] = {}
         self.ready = True
@@ -86,6 +88,12 @@ class FakeNode:
 
     async def wait_applied(self, db: str, txid: int) -> bool:
         return self.applied_txid(db) >= txid
+
+    def lease_valid(self) -> bool:
+        return self.primary is not None and self.lease
+
+    async def confirm_leadership(self) -> bool:
+        return self.lease_valid()
 
     def http_client(self) -> aiohttp.ClientSession:
         raise AssertionError("no forwarding expected")

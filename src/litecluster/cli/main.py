@@ -275,7 +275,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
     LITECLUSTER_TOKEN, LITECLUSTER_DATA_DIR) and these flags, later ones winning.
     """
     from litecluster.server.config import load_config
-    from litecluster.server.node import serve as run_node
+    from litecluster.server.process import serve as run_node
 
     if flags.get("cluster_name"):
         flags["cluster_id"] = flags["cluster_name"]

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import json
 import logging
 import os
 import shutil
-import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +49,6 @@ from litecluster.server.config import NodeConfig, read_token, resp_passwords
 from litecluster.server.http.app import make_app
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
-from litecluster.server.logs import setup_logging
 from litecluster.server.metrics import registry_for
 from litecluster.server.resp.pubsub import PubSub
 from litecluster.server.resp.server import RespServer, RespSettings
@@ -377,6 +373,23 @@ class Node:
         """False once this node may no longer act as primary (its lease ran out)."""
         return self.leadership.valid()
 
+    def lease_valid(self) -> bool:
+        return self.primary is not None and self.leadership.valid()
+
+    async def confirm_leadership(self) -> bool:
+        if not self.lease_valid():
+            return False
+        try:
+            leader = await self.leadership.observe()
+        except LiteclusterError:
+            return False
+        if leader is None or (leader.node_id and leader.node_id != self.node_id):
+            return False
+        if leader.epoch and leader.epoch != self.epoch:
+            return False
+        # The answer may have taken long enough for the lease to run out meanwhile.
+        return self.lease_valid()
+
     async def end_role(self) -> None:
         """Stop being primary or replica: the node is between roles afterwards."""
         if self._role_task is not None:
@@ -554,42 +567,3 @@ class Node:
             out["leadership"] = self.ha.status()
         out.setdefault("databases", {})  # a candidate between roles serves none
         return out
-
-
-def _dump_tasks() -> None:
-    """SIGUSR2: print every asyncio task's stack to stderr (a stuck node's diagnosis)."""
-    for task in asyncio.all_tasks():
-        task.print_stack(file=sys.stderr)
-
-
-async def _serve(config: NodeConfig, configure_logging: bool) -> int:
-    node = Node(config)
-    if configure_logging:
-        setup_logging(node.node_id, config.log_format, config.log_level)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, node.stopping.set)
-    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
-    try:
-        await node.start()
-        await node.stopping.wait()
-    finally:
-        await node.stop()
-    return 1 if node.failed is not None else 0
-
-
-def serve(config: NodeConfig, *, configure_logging: bool = True) -> int:
-    """Run a node until SIGTERM or SIGINT (uvloop when installed).
-
-    SIGUSR1 prints every thread's stack and SIGUSR2 every asyncio task's stack to stderr, for
-    diagnosing a stuck node in production.
-    """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    code: int = runner(_serve(config, configure_logging))
-    return code

@@ -82,6 +82,14 @@ class Local(Protocol):
     async def wait_applied(self, db: str, txid: int) -> bool:
         """True once ``db`` here holds ``txid``; False after the node's read wait timeout."""
 
+    def lease_valid(self) -> bool:
+        """True while this node is primary and its leadership holds on its own monotonic
+        clock: no other node can have been elected yet, so its copy is the newest."""
+
+    async def confirm_leadership(self) -> bool:
+        """A round to the coordinator (etcd: a linearizable read of the leader key): True when
+        it still names this node as the holder of its epoch and the lease is still valid."""
+
 
 class StatusSource(Protocol):
     """The node's state as ``/status``, ``/health`` and ``/nodes`` report it."""

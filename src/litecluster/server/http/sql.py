@@ -26,7 +26,13 @@ from aiohttp import web
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
-from litecluster.errors import INDETERMINATE_HINT, LiteclusterError, RequestError, StaleReadError
+from litecluster.errors import (
+    INDETERMINATE_HINT,
+    LiteclusterError,
+    NotPrimaryError,
+    RequestError,
+    StaleReadError,
+)
 from litecluster.replication.config import DB_NAME, Address
 from litecluster.replication.primary.sqlexec import (
     Result,
@@ -197,8 +203,26 @@ async def query(request: web.Request) -> web.Response:
     path = local.db_path(db)
     if not path.exists():
         return _error(404, "no such database", db=db)
+    strong = level in ("strong", "linearizable")
+    if strong:
+        # A request that waited while the process was paused finds the lease expired here.
+        _refuse_without_lease(local.lease_valid(), level)
     results = await asyncio.to_thread(_run_reads, str(path), statements, door.statement_timeout)
+    if strong:
+        # Checked again once the reads ran: a pause between the first check and the answer
+        # may have let another node be elected and acknowledge writes these reads lack.
+        held = await local.confirm_leadership() if level == "linearizable" else local.lease_valid()
+        _refuse_without_lease(held, level)
     return _respond(request, results, started, None)
+
+
+def _refuse_without_lease(held: bool, level: str) -> None:
+    if not held:
+        raise NotPrimaryError(
+            f"this node's primary lease is not valid: a {level} read cannot be answered here",
+            level=level,
+            hint="retry: once this node steps down it forwards the read to the new primary",
+        )
 
 
 def _check_freshness(upstream: Upstream | None, raw: str) -> None:
