@@ -264,9 +264,9 @@ def _method(res: Results) -> list[str]:
         "are redis-benchmark's own. Without `-r` every SET writes the same value to the same "
         "key: litecluster then commits nothing after the first, so the `-r 100000000` run "
         "(a new key for nearly every SET) is the one that measures durable replicated SETs. "
-        "No embedded replica is connected during these runs or the durable writes (it would "
-        "count as a replica for `--sync-replicas`), and the primary's `/status` shows "
-        "exactly one replica.",
+        "No embedded replica is connected during these runs or the durable writes (an "
+        "embedded replica never counts for `--sync-replicas`, but it would share the "
+        "primary's stream and CPU), and the primary's `/status` shows exactly one replica.",
         f"* In-process reads: {fmt_num(c['keys'])} keys with {c['value_bytes']}-byte values, "
         "`MSET` through the primary's `--resp` port and into the redis-server without "
         "persistence; then an embedded-replica client (`litecluster.connect(..., "

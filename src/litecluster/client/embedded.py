@@ -46,8 +46,9 @@ class EmbeddedReplica:
         self.state = NodeState(directory)
         self.state.adopt("", config.cluster_id, 0)
         self.follower = Follower(
-            config, token, self.state, "embedded-" + secrets.token_hex(3), Stats()
-        )
+            config, token, self.state, "embedded-" + secrets.token_hex(3), Stats(),
+            kind="embedded",
+        )  # fmt: skip
         self.follower.open_databases()
         self._cond = threading.Condition()
         self.follower.on_apply.append(lambda db, pos: self._applied())

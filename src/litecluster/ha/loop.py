@@ -237,7 +237,9 @@ class HaLoop:
             str(m["node_id"]) for _, m in await self._records()
             if m.get("nofailover") or m.get("disk_full")
         }  # fmt: skip
-        connected = set(primary.sessions) - barred
+        # An embedded replica publishes no member record and can never be promoted: in the set
+        # it would count towards N and block every election under the N-K+1 rule.
+        connected = {name for name, s in primary.sessions.items() if s.promotable} - barred
         heads = {name: db.head for name, db in primary.dbs.items()}
         for gone in self.sync.members - connected:
             self._gone_at.setdefault(gone, heads)

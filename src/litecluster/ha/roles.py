@@ -36,6 +36,11 @@ class AckedSession(Protocol):
     def acked(self) -> Mapping[str, Position]:
         """What it acknowledged, per database."""
 
+    @property
+    def promotable(self) -> bool:
+        """Whether it declared itself a durable node that may be promoted (an embedded copy
+        inside an application is not)."""
+
 
 class HeadDb(Protocol):
     @property

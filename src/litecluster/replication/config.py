@@ -66,3 +66,5 @@ class ReplicationConfig:
     sync_replicas: int = 0
     """Synchronous mode: a write is acknowledged once this many replicas hold it."""
     sync_timeout: float = 10.0
+    nofailover: bool = False
+    """Never run for primary (declared to the primary: its acks do not count in sync mode)."""

@@ -67,6 +67,19 @@ class Hello(msgspec.Struct, frozen=True):
     positions: dict[str, Pos]
     http: str = ""
     """Where the replica serves status, so that the primary can list it."""
+    kind: str = "node"
+    """``node``: a ``litecluster serve`` replica that may be promoted; ``embedded``: a copy
+    inside an application, never promoted."""
+    durable: bool = True
+    """Whether the replica fsyncs what it applies before acknowledging it."""
+    nofailover: bool = False
+    """A node that never runs for primary."""
+
+    @property
+    def promotable(self) -> bool:
+        """Whether this replica's acknowledgements may count in synchronous mode: only a
+        durable node that can be promoted holds an acknowledged write through a failover."""
+        return self.kind == "node" and self.durable and not self.nofailover
 
 
 class Welcome(msgspec.Struct, frozen=True):

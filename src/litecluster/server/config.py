@@ -57,7 +57,6 @@ class NodeConfig(ReplicationConfig):
     lease_ttl: int = 5
     priority: int = 0
     """Among equally advanced candidates the highest priority is promoted."""
-    nofailover: bool = False
     maximum_lag_on_failover: int = 10_000
     """A replica further behind than this many records is never promoted."""
     log_format: str = "kv"

@@ -235,9 +235,16 @@ class Primary:
         return sum(1 for s in self.counted_sessions() if s.acked.get(name, _ZERO).txid >= txid)
 
     def counted_sessions(self) -> list[Session]:
-        """The connected replicas whose acknowledgements count in synchronous mode."""
+        """The connected replicas whose acknowledgements count in synchronous mode: durable
+        nodes that may be promoted (an embedded copy inside an application, a non-durable or
+        a nofailover replica can never hand an acknowledged write to a new primary), and of
+        those only the published sync set's members when there is one."""
         members = self.sync_members
-        return [s for s in self.sessions.values() if members is None or s.node_id in members]
+        return [
+            s
+            for s in self.sessions.values()
+            if s.promotable and (members is None or s.node_id in members)
+        ]
 
     async def _replicated(self, name: str, txid: int) -> bool:
         """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
@@ -334,7 +341,8 @@ class Primary:
         if old is not None:
             log.info("replica.replaced node_id=%s old_peer=%s", hello.node_id, old.peer)
             await self._end(old)
-        session = Session(hello.node_id, peer, hello.http, dict(hello.positions))
+        session = Session(hello.node_id, peer, hello.http, dict(hello.positions),
+                          promotable=hello.promotable, kind=hello.kind)  # fmt: skip
         self.sessions[hello.node_id] = session
         self.sessions_changed.set()
         self.departed.pop(hello.node_id, None)

@@ -20,6 +20,10 @@ class Session:
     peer: str
     http: str
     hello: dict[str, Pos]
+    promotable: bool = True
+    """What the replica declared in its HELLO: a durable node that may be promoted. Only such
+    a replica's acknowledgements count in synchronous mode."""
+    kind: str = "node"
     connected_at: float = field(default_factory=time.time)
     acked: dict[str, Position] = field(default_factory=dict)
     acked_at: float = 0.0

@@ -45,6 +45,8 @@ def primary_status(
                 "node_id": s.node_id,
                 "peer": s.peer,
                 "http": s.http,
+                "kind": s.kind,
+                "counts_for_sync": s.promotable,
                 "state": s.state,
                 "snapshot_db": s.snapshotting or None,
                 "connected_at": s.connected_at,

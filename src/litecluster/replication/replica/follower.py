@@ -116,9 +116,19 @@ def _first_line(exc: BaseException) -> str:
 
 class Follower:
     def __init__(
-        self, config: ReplicationConfig, token: str, state: NodeState, node_id: str, stats: Stats
+        self,
+        config: ReplicationConfig,
+        token: str,
+        state: NodeState,
+        node_id: str,
+        stats: Stats,
+        *,
+        kind: str = "node",
     ) -> None:
+        """``kind`` is what this replica declares in its HELLO: ``node`` (may be promoted) or
+        ``embedded`` (an application's copy, whose acks never count in synchronous mode)."""
         assert config.primary is not None
+        self.kind = kind
         self.config = config
         self.token = token
         self.state = state
@@ -270,7 +280,8 @@ class Follower:
             positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
             hello = Hello(
                 PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.token, positions,
-                self.http,
+                self.http, kind=self.kind, durable=self.config.replica_durable,
+                nofailover=self.config.nofailover,
             )  # fmt: skip
             writer.write(encode_message(hello))
             await writer.drain()
