@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.engine.sqlite import connect as sqlite_connect
 from litecluster.errors import NodeError
+from litecluster.replication.tls import client_context
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 
@@ -109,7 +109,7 @@ class Client:
         self.db = db
         self.read_your_writes = read_your_writes
         self.timeout = timeout
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        verify = client_context(ca, tls=True)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
         self.kv_db = kv_db
         self._embedded: _Embedded | None = None

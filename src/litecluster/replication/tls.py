@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from typing import Literal, overload
 
 from litecluster.errors import ConfigError
 from litecluster.replication.config import NodeConfig
@@ -25,8 +26,15 @@ def server_context(config: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+@overload
+def client_context(ca_file: str | None, *, tls: Literal[True]) -> ssl.SSLContext: ...
+@overload
+def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None: ...
 def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None:
-    """Context that verifies the peer against ``ca_file`` (or the system CAs)."""
+    """The one client-side TLS context of the package (node to node, forwarding, every
+    client): verifies the peer against ``ca_file`` (or the system CAs), TLS 1.2 minimum.
+    None when neither ``tls`` nor a CA asks for TLS; a CA file that cannot be loaded is a
+    :class:`~litecluster.errors.ConfigError`."""
     if not tls and ca_file is None:
         return None
     try:

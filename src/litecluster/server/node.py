@@ -43,7 +43,8 @@ from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
-from litecluster.replication.tls import server_context
+from litecluster.replication.tls import client_context, server_context
+from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.kvstore import KvStore
 from litecluster.server.logs import setup_logging
@@ -67,6 +68,7 @@ class Node:
             )
             self.token = read_token(config)
             self.server_ssl = server_context(config)
+            forward_ssl = client_context(str(config.tls_ca) if config.tls_ca else None, tls=False)
         except BaseException:
             self.state.close()
             raise
@@ -104,6 +106,11 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self.waiters = Waiters()
         self._client: aiohttp.ClientSession | None = None
+        self.forwarder = Forwarder(
+            upstream=lambda: self.follower.upstream if self.follower is not None else None,
+            session=self.http_client, tls=forward_ssl,
+            timeout=config.statement_timeout + 5, wait_applied=self.wait_applied,
+        )  # fmt: skip
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
