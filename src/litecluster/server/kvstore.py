@@ -32,10 +32,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import AtomicAbortedError as AtomicAbortedError  # re-exported
 from litecluster.errors import KvRequestError as KvRequestError  # re-exported
-from litecluster.errors import (
-    LiteclusterError,
-    NotPrimaryError,
-)
+from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.kv.commands import classify, run
 from litecluster.kv.db import Ctx, expire_cycle
 from litecluster.kv.reader import LocalReader
