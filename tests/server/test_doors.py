@@ -23,6 +23,7 @@ from litecluster.kv.reply import Reply, loads
 from litecluster.kv.wire import ExecRequest, decode_reply
 from litecluster.kv.wire import encode as kv_encode
 from litecluster.replication.config import Address
+from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.kvstore import KvStore, Request
 from litecluster.server.metrics import registry_for, render
@@ -60,8 +61,14 @@ def _serve(app: web.Application, body: Callable[[TestClient[Any, Any]], Awaitabl
     asyncio.run(run())
 
 
+def _no_forward(node: FakeNode) -> Forwarder:
+    """The forward path of a fake node: to its fake upstream, which no server answers."""
+    return Forwarder(upstream=lambda: node.upstream, session=node.http_client, tls=None,
+                     timeout=2, wait_applied=node.wait_applied)  # fmt: skip
+
+
 def _app(node: FakeNode, kv: FakeKv | None = None, switchover: Any = None) -> web.Application:
-    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), node)
+    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), _no_forward(node))
 
 
 def _database(node: FakeNode) -> None:
@@ -212,14 +219,14 @@ def test_metrics_of_a_primary_role(tmp_path: Path) -> None:
 def test_the_kv_store_reads_here_and_refuses_a_write_with_no_primary(tmp_path: Path) -> None:
     node = FakeNode(tmp_path)
     node.upstream = None
-    store = KvStore("kv", node.db_path("kv"), node, node)
+    store = KvStore("kv", node.db_path("kv"), node, _no_forward(node))
 
     async def run() -> None:
         raw = await store.serve(kv_encode(ExecRequest([(0, [b"GET", b"k"])], [], 0, [])))
         reply = decode_reply(raw)
         assert reply.replies is not None
         assert ([loads(r) for r in reply.replies], reply.txid, reply.epoch) == ([None], 0, 3)
-        with pytest.raises(NotPrimaryError, match="no primary reachable"):
+        with pytest.raises(NotPrimaryError, match="follows no primary"):
             await store.write(Request([(0, [b"SET", b"k", b"v"])]))
 
     try:

@@ -23,6 +23,9 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Nodes, str, str]]:
     env = {"LITECLUSTER_READ_WAIT_TIMEOUT": "2", "LITECLUSTER_STATEMENT_TIMEOUT": "1"}
     primary = n.node("p1", env=env)
     replica = n.node("r1", primary, env=env)
+    # Started is not streaming yet: a write forwarded before would get a retryable 503.
+    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
+             "the replica to stream from its primary")  # fmt: skip
     yield n, primary.http, replica.http
     n.close()
 

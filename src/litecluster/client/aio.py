@@ -7,7 +7,6 @@ function calls of a few microseconds, cheaper than any await).
 
 from __future__ import annotations
 
-import ssl
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +23,7 @@ from litecluster.client.sync import (
     write_results,
 )
 from litecluster.engine.position import Position
+from litecluster.replication.tls import client_context
 
 
 class AsyncClient:
@@ -32,7 +32,7 @@ class AsyncClient:
     ) -> None:
         self.url = url if "://" in url else f"http://{url}"
         self.db = db
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        verify = client_context(ca, tls=True)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify)
 
     async def _post(self, path: str, body: list[Any], params: dict[str, str]) -> dict[str, Any]:

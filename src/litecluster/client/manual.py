@@ -4,20 +4,20 @@ NodeError with the node's own message and hint."""
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import httpx
 
 from litecluster.client.status import cluster_status
 from litecluster.errors import NodeError
+from litecluster.replication.tls import client_context
 
 
 def _post(http: str, path: str, params: dict[str, str], *, ca: str | None,
           timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
     scheme = "https" if ca else "http"
     url = http if "://" in http else f"{scheme}://{http}"
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+    verify = client_context(ca, tls=True)
     try:
         resp = httpx.post(url.rstrip("/") + path, params=params, timeout=timeout, verify=verify)
         data = resp.json()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 
 from litecluster.errors import NodeError
+from litecluster.replication.tls import client_context
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def fetch(http: str, *, ca: str | None = None, timeout: float = 3.0) -> dict[str
     scheme = "https" if ca else "http"
     url = _url(http, scheme).rstrip("/") + "/status"
     try:
-        verify = ssl.create_default_context(cafile=ca) if ca else True
+        verify = client_context(ca, tls=True)
         resp = httpx.get(url, timeout=timeout, verify=verify)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()

@@ -14,7 +14,6 @@ SQLite libraries in one process break each other's locks.
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +28,7 @@ from litecluster.client.kv import KV
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import DatabaseError
 from litecluster.errors import NodeError
+from litecluster.replication.tls import client_context
 
 Params = tuple[Any, ...] | list[Any] | dict[str, Any]
 
@@ -104,7 +104,7 @@ class Client:
         self.db = db
         self.read_your_writes = read_your_writes
         self.timeout = timeout
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        verify = client_context(ca, tls=True)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
         self.kv_db = kv_db
         self._embedded: EmbeddedReplica | None = None

@@ -28,6 +28,10 @@ class ExecReply(msgspec.Struct, array_like=True):
     replies: list[bytes] | None
     txid: int
     epoch: int
+    warning: str = ""
+    """Non-empty when the write is committed on the primary but the answering replica had
+    not applied it when it answered (a read there may not show it yet). A trailing optional
+    field: peers that predate it ignore it, and their replies decode with it empty."""
 
 
 class Changes(msgspec.Struct, frozen=True, array_like=True):

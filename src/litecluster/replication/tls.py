@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Literal, overload
 
 from litecluster.errors import ConfigError
 
@@ -27,8 +28,15 @@ def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None
     return ctx
 
 
+@overload
+def client_context(ca_file: str | None, *, tls: Literal[True]) -> ssl.SSLContext: ...
+@overload
+def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None: ...
 def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None:
-    """Context that verifies the peer against ``ca_file`` (or the system CAs)."""
+    """The one client-side TLS context of the package (node to node, forwarding, every
+    client): verifies the peer against ``ca_file`` (or the system CAs), TLS 1.2 minimum.
+    None when neither ``tls`` nor a CA asks for TLS; a CA file that cannot be loaded is a
+    :class:`~litecluster.errors.ConfigError`."""
     if not tls and ca_file is None:
         return None
     try:

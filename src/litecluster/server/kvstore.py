@@ -26,20 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import msgspec
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import AtomicAbortedError as AtomicAbortedError  # re-exported
-from litecluster.errors import (
-    IndeterminateWriteError,
-    LiteclusterError,
-    NodeError,
-    NotPrimaryError,
-    UnavailableError,
-)
 from litecluster.errors import KvRequestError as KvRequestError  # re-exported
+from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.ha.roles import HeadDb
 from litecluster.kv.commands import classify, run
 from litecluster.kv.db import Ctx, expire_cycle
@@ -50,7 +43,8 @@ from litecluster.kv.schema import ensure_schema
 from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
 from litecluster.kv.wire import encode as _encode
-from litecluster.server.ports import ForwardSource, Local
+from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, refusal, transport_failure
+from litecluster.server.ports import Local
 
 log = logging.getLogger("litecluster.kvstore")
 
@@ -147,9 +141,9 @@ class KvStore:
     ``local`` says where writes go and what is applied here; ``node`` is what the forward
     step of a replica reads."""
 
-    def __init__(self, db_name: str, path: Path, local: Local, node: ForwardSource) -> None:
+    def __init__(self, db_name: str, path: Path, local: Local, forwarder: Forwarder) -> None:
         self.local = local
-        self.node = node
+        self.forwarder = forwarder
         self.db_name = db_name
         self.path = path
         self.listeners: list[Callable[[Changes], None]] = []
@@ -220,14 +214,18 @@ class KvStore:
 
     async def write(self, request: Request) -> list[Reply] | None:
         """Run ``request`` on the primary (forwarding from a replica); None when EXEC was
-        aborted by a watched key."""
+        aborted by a watched key. A forwarded write this node had not applied when the wait
+        for it ended is still answered with its replies (the forwarder counts and logs it):
+        RESP has no place for a warning, and the replies (INCR's value, EXEC's results) are
+        the client's only copy of what the write did."""
         return (await self.write_at(request))[0]
 
-    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int]:
-        """Like :meth:`write`, with the txid at which the write is visible on this node."""
+    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int, str]:
+        """Like :meth:`write`, with the txid at which the write is visible on this node and
+        the forwarder's warning (empty, or the write is not visible here yet)."""
         if self.local.primary is not None:
             replies, position = await self.run_on_primary(request)
-            return replies, position.txid
+            return replies, position.txid, ""
         return await self._forward(request)
 
     async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
@@ -272,46 +270,24 @@ class KvStore:
 
         return run
 
-    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int]:
-        node = self.node
-        up = node.follower.upstream if node.follower is not None else None
-        if up is None or not up.http or up.state != "streaming":
-            raise NotPrimaryError("no primary reachable to forward the write to",
-                                  primary=up.http if up else None)  # fmt: skip
+    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int, str]:
+        """Run ``request`` on the primary through the node's forwarder; the replies, the txid,
+        and a warning when this node had not applied the write when the wait for it ended."""
+        forwarder = self.forwarder
         body = _encode(ExecRequest(request.commands, request.watch, request.since, request.publish,
                              request.all_or_nothing))  # fmt: skip
-        scheme = "https" if node.config.tls_ca else "http"
-        timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
+        got = await forwarder.post("/kv/exec", write=True, data=body,
+                                   headers={"Content-Type": "application/msgpack"})  # fmt: skip
+        if got.status != 200:
+            raise refusal(got.status, got.body, request_error=KvRequestError)
         try:
-            async with node.http_client().post(
-                f"{scheme}://{up.http}/kv/exec", data=body, timeout=timeout,
-                headers={"Content-Type": "application/msgpack"},
-            ) as resp:  # fmt: skip
-                raw = await resp.read()
-                status = resp.status
-        except aiohttp.ClientConnectorError as exc:  # nothing was sent: retryable
-            raise NotPrimaryError(f"forwarding to the primary failed: {exc}",
-                                  primary=up.http) from None  # fmt: skip
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # The primary may have received the write and applied it.
-            raise IndeterminateWriteError(f"forwarding to the primary failed: {exc}",
-                                          primary=up.http) from None  # fmt: skip
-        if status != 200:
-            try:
-                error = msgspec.json.decode(raw)
-                message, indeterminate = error.get("error", ""), error.get("indeterminate")
-                retryable = error.get("retryable")
-            except (msgspec.DecodeError, AttributeError):
-                message, indeterminate = raw[:200].decode(errors="replace"), False
-                retryable = False
-            if indeterminate is True:
-                raise IndeterminateWriteError(f"on the primary: {message}", status=status)
-            refused = UnavailableError if retryable is True else NodeError
-            raise refused(f"the primary refused the write: {message}", status=status)
-        got = decode_reply(raw)
+            reply = decode_reply(got.body)
+        except msgspec.DecodeError as exc:  # the primary answered: the write may have applied
+            raise transport_failure(exc, write=True, primary=got.primary) from None
         # Answer once this node has the write too: its client then reads what it wrote here.
-        await node.wait_applied(self.db_name, got.txid)
-        return (None if got.replies is None else [loads(r) for r in got.replies]), got.txid
+        visible = await forwarder.settle(self.db_name, reply.txid)
+        replies = None if reply.replies is None else [loads(r) for r in reply.replies]
+        return replies, reply.txid, "" if visible else NOT_VISIBLE_WARNING
 
     async def serve(self, body: bytes) -> bytes:
         """``POST /kv/exec`` (msgpack): read-only requests run on this node's file; writes
@@ -333,11 +309,11 @@ class KvStore:
             and all(classify(args) is Kind.READ for _, args in request.commands)
         ):
             replies: list[Reply] | None = self.read(request.commands)
-            txid = self.applied_txid()
+            txid, warning = self.applied_txid(), ""
         else:
-            replies, txid = await self.write_at(request)
+            replies, txid, warning = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(ExecReply(encoded, txid, self.local.epoch))
+        return _encode(ExecReply(encoded, txid, self.local.epoch, warning))
 
     # ---- expiry -------------------------------------------------------------------------------
 

@@ -44,8 +44,9 @@ from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
-from litecluster.replication.tls import server_context
+from litecluster.replication.tls import client_context, server_context
 from litecluster.server.config import NodeConfig, read_token, resp_passwords
+from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
@@ -70,6 +71,7 @@ class Node:
             )
             self.token = read_token(config)
             self.server_ssl = server_context(config.tls_cert, config.tls_key)
+            forward_ssl = client_context(str(config.tls_ca) if config.tls_ca else None, tls=False)
         except BaseException:
             self.state.close()
             raise
@@ -107,10 +109,15 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self.waiters = Waiters()
         self._client: aiohttp.ClientSession | None = None
+        self.forwarder = Forwarder(
+            upstream=lambda: self.follower.upstream if self.follower is not None else None,
+            session=self.http_client, tls=forward_ssl,
+            timeout=config.statement_timeout + 5, wait_applied=self.wait_applied,
+        )  # fmt: skip
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
-        self.kv = KvStore(config.kv_db, self.db_path(config.kv_db), self, self)
+        self.kv = KvStore(config.kv_db, self.db_path(config.kv_db), self, self.forwarder)
         self.pubsub = PubSub()
         self.kv.listeners.append(self.pubsub.on_changes)
         self.resp: RespServer | None = None
@@ -155,7 +162,7 @@ class Node:
         )  # fmt: skip
 
     async def start(self) -> None:
-        app = make_app(self._sql_door(), self.kv, registry_for(self), self)
+        app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(

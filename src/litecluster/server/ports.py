@@ -11,13 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
-
 from litecluster.replication.config import Address
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
-from litecluster.replication.replica.follower import Follower
-from litecluster.server.config import NodeConfig
 
 
 class Upstream(Protocol):
@@ -134,23 +130,6 @@ class Switchover(Protocol):
 
     async def switchover(self, target: str, timeout: float = 5.0) -> None:
         """Hand the primary role to node ``target``; returns once it holds it."""
-
-
-class ForwardSource(Protocol):
-    """What the forward-to-primary steps (``http.sql._forward``, ``KvStore._forward``) read
-    of the node."""
-
-    @property
-    def config(self) -> NodeConfig: ...
-
-    @property
-    def follower(self) -> Follower | None: ...
-
-    def http_client(self) -> aiohttp.ClientSession: ...
-
-    def known_primary(self) -> str | None: ...
-
-    async def wait_applied(self, db: str, txid: int) -> bool: ...
 
 
 class KvExec(Protocol):

@@ -15,9 +15,10 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
+from litecluster.server.forward import Forwarder
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.metrics import render
-from litecluster.server.ports import ForwardSource, KvExec, StatusSource
+from litecluster.server.ports import KvExec, StatusSource
 
 log = logging.getLogger("litecluster.http")
 
@@ -60,7 +61,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(
-    sql: sqlapi.SqlDoor, kv: KvExec, registry: CollectorRegistry, forward: ForwardSource
+    sql: sqlapi.SqlDoor, kv: KvExec, registry: CollectorRegistry, forward: Forwarder
 ) -> web.Application:
     """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
     ``kv``, ``/metrics`` from ``registry``; ``forward`` is what a replica's forward step

@@ -21,13 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
-    INDETERMINATE_HINT,
     LiteclusterError,
     NotPrimaryError,
     RequestError,
@@ -40,10 +38,9 @@ from litecluster.replication.primary.sqlexec import (
     parse_statements,
     run_statement,
 )
-from litecluster.replication.tls import client_context
+from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.ports import (
     ClusterOps,
-    ForwardSource,
     Local,
     StatusSource,
     Switchover,
@@ -67,7 +64,7 @@ class SqlDoor:
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
-NODE: web.AppKey[ForwardSource] = web.AppKey("sql-forward")
+FORWARD: web.AppKey[Forwarder] = web.AppKey("sql-forward")
 LEVELS = ("none", "weak", "linearizable", "strong")
 _local = threading.local()
 
@@ -82,12 +79,6 @@ def _error(
     body.update(fixed)
     body["error"] = message
     return web.json_response(body, status=status)
-
-
-def _unknown_outcome(message: str, **fixed: Any) -> web.Response:
-    """A write that may or may not have been applied: clients must check before retrying."""
-    return _error(503, message, retryable=False, indeterminate=True, hint=INDETERMINATE_HINT,
-                  **fixed)  # fmt: skip
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -260,43 +251,25 @@ async def unified(request: web.Request) -> web.Response:
 async def _forward(
     request: web.Request, statements: list[Statement], *, wait: bool
 ) -> web.Response:
-    node = request.app[NODE]
-    if node.follower is None:
-        # Between roles (stepped down, etcd unreachable, disk full): nowhere to forward to.
-        return _error(503, "this node is not the primary and follows no primary right now",
-                      retryable=True, primary=node.known_primary() or "unknown")  # fmt: skip
-    up = node.follower.upstream
-    if not up.http or up.state != "streaming":
-        return _error(503, "no primary reachable to forward to", retryable=True,
-                      primary=up.address, state=up.state)  # fmt: skip
+    """Send the request to the primary and pass its answer on as is (rqlite's bodies, its
+    status); a write (``wait``) is answered once this node has applied it, or with
+    ``warning`` when the wait ended first. Failures raise the forwarder's errors, which
+    :func:`request_errors` turns into a 503 with their flags."""
+    forwarder = request.app[FORWARD]
     body = [
         [s.sql, s.params] if isinstance(s.params, dict) else [s.sql, *s.params] for s in statements
     ]
-    scheme = "https" if node.config.tls_ca else "http"
-    url = f"{scheme}://{up.http}{request.path}"
-    ssl = client_context(str(node.config.tls_ca) if node.config.tls_ca else None, tls=False)
-    timeout = aiohttp.ClientTimeout(total=node.config.statement_timeout + 5)
+    got = await forwarder.post(request.path, write=wait, json=body, params=request.query)
     try:
-        async with node.http_client().post(
-            url, params=request.query, json=body, ssl=ssl or False, timeout=timeout
-        ) as resp:
-            data = await resp.json(content_type=None)
-            status = resp.status
-    except aiohttp.ClientConnectorError as exc:  # nothing was sent
-        return _error(503, f"forwarding to the primary failed: {exc}", retryable=True,
-                      primary=up.http)  # fmt: skip
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        # The primary may have received the request: a write may have been applied there.
-        message = f"forwarding to the primary failed: {exc}"
-        if wait:
-            return _unknown_outcome(message, primary=up.http)
-        return _error(503, message, retryable=True, primary=up.http)
-    if wait and status == 200 and isinstance(data, dict) and "position" in data:
+        data = json.loads(got.body)
+    except ValueError as exc:  # the primary got the request: a write may have been applied
+        raise transport_failure(exc, write=wait, primary=got.primary) from None
+    if wait and got.status == 200 and isinstance(data, dict) and "position" in data:
         # Answer once this node has the write too: the client reads its write here.
-        txid = int(data["position"]["txid"])
-        if not await node.wait_applied(_db(request), txid):
-            data["warning"] = "committed on the primary; not yet applied on this replica"
-    return web.json_response(data, status=status, dumps=_dumps(request))
+        visible = await forwarder.settle(_db(request), int(data["position"]["txid"]))
+        if not visible:
+            data["warning"] = NOT_VISIBLE_WARNING
+    return web.json_response(data, status=got.status, dumps=_dumps(request))
 
 
 # ---- cluster ------------------------------------------------------------------------------------
@@ -389,11 +362,11 @@ async def follow(request: web.Request) -> web.Response:
     return web.json_response({"node_id": cluster.node_id, "following": str(primary)})
 
 
-def add_routes(app: web.Application, door: SqlDoor, forward: ForwardSource) -> None:
-    """The SQL API's routes on ``app``, serving from ``door``; ``forward`` is what a replica's
-    forward-to-primary step reads."""
+def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
+    """The SQL API's routes on ``app``, serving from ``door``; a replica sends writes (and
+    weak or stronger reads) to its primary through ``forward``."""
     app[DOOR] = door
-    app[NODE] = forward
+    app[FORWARD] = forward
     app.router.add_post("/db/execute", execute)
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)
