@@ -95,8 +95,12 @@ class HaLoop:
                 continue
             # A replica that connects starts counting only once the sync set names it: wake
             # at once rather than leave synchronous writes waiting for the next round.
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that arrives as the wait completes, and this loop then never ends (a node that
+            # hung on SIGTERM after pauses).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(primary.sessions_changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await primary.sessions_changed.wait()
 
     async def step(self) -> None:
         roles = self.roles

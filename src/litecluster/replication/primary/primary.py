@@ -256,7 +256,8 @@ class Primary:
                 return False
             self._acked.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._acked.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._acked.wait()
         return True
 
     def check_captures(self) -> None:
@@ -286,9 +287,8 @@ class Primary:
         peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", 0))[:2])
         session: Session | None = None
         try:
-            hello = await asyncio.wait_for(
-                read_message(reader, max_frame=MAX_HELLO), self.config.peer_timeout
-            )
+            async with asyncio.timeout(self.config.peer_timeout):
+                hello = await read_message(reader, max_frame=MAX_HELLO)
             session = await self._admit(hello, peer, writer)
             if session is None:
                 return
@@ -362,14 +362,16 @@ class Primary:
             self._start_stream(session, db)
         session.tasks.append(asyncio.create_task(self._heartbeats(session, writer)))
         reading = asyncio.create_task(self._read_acks(session, reader))
-        done, _ = await asyncio.wait(
-            [reading, asyncio.create_task(session.closed.wait())],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
+        closing = asyncio.create_task(session.closed.wait())
+        done, _ = await asyncio.wait([reading, closing], return_when=asyncio.FIRST_COMPLETED)
         reading.cancel()
-        for task in done:
-            if task is reading and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        closing.cancel()
+        # Awaited either way: a read that fails after the session was closed (the replica's
+        # socket reset once a paused primary wakes) must not end as "Task exception was never
+        # retrieved" in the log.
+        read_outcome, _ = await asyncio.gather(reading, closing, return_exceptions=True)
+        if reading in done and isinstance(read_outcome, Exception):
+            raise read_outcome
         for task in session.tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -412,7 +414,8 @@ class Primary:
         # Replicas ack at least every heartbeat interval; one silent for peer_timeout is gone
         # (or hung), and its session's buffers are released.
         while True:
-            msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
+            async with asyncio.timeout(self.config.peer_timeout):
+                msg = await read_message(reader)
             if isinstance(msg, Ack):
                 for name, pos in msg.positions.items():
                     position = pos.position()
@@ -482,7 +485,8 @@ class Primary:
                     continue
                 if not n:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self.config.heartbeat_interval)
+                        async with asyncio.timeout(self.config.heartbeat_interval):
+                            await wake.wait()
                     continue
                 # Noted before sending: an acknowledgement may arrive before drain returns.
                 session.sent[db.name] = nxt + n - 1
