@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -395,5 +396,47 @@ def test_strong_and_linearizable_reads_need_the_lease_before_and_after_they_run(
         r = await client.get("/db/query", params={"q": "SELECT v FROM t", "level": "strong"})
         assert r.status == 503
         assert next(answers, "both used") == "both used"
+
+    _serve(_app(node), body)
+
+
+ERROR_KEYS = {"error", "retryable", "indeterminate", "committed", "hint"}
+
+
+def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    node.primary = FakePrimary(Position(3, 5))
+    node.upstream = None
+    _database(node)
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("a bug nobody foresaw")
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        answers = {
+            "unknown route": await client.get("/nope"),
+            "wrong method": await client.delete("/db/query"),
+            "malformed request": await client.post("/db/execute", data=b"{not json"),
+            "bad level": await client.get("/db/query", params={"q": "SELECT 1", "level": "x"}),
+            "no database": await client.get("/db/query", params={"q": "SELECT 1", "db": "nope"}),
+            "position not reached": await client.get(
+                "/db/query",
+                params={"q": "SELECT v FROM t", "level": "none", "min_position": "3:99"},
+            ),
+            "malformed kv request": await client.post("/kv/exec", data=b"bad"),
+            "too large": await client.post("/db/execute", data=b"x" * (2 << 20)),
+        }
+        node.status = broken  # type: ignore[method-assign]
+        answers["internal error"] = await client.get("/status")
+        for what, r in answers.items():
+            assert r.status >= 400, what
+            assert r.content_type == "application/json", what
+            got = await r.json()
+            assert set(got) >= ERROR_KEYS, (what, got)
+            assert sum((got["retryable"], got["indeterminate"], got["committed"])) <= 1, what
+            assert got["hint"], (what, got)
+            assert "Traceback" not in json.dumps(got), what
+        assert answers["internal error"].status == 503
+        assert answers["position not reached"].status == 504
 
     _serve(_app(node), body)

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from litecluster.errors import KvRequestError
 from litecluster.server.forward import Forwarder
 from litecluster.server.http import sql as sqlapi
+from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
 from litecluster.server.ports import KvExec, StatusSource
 
@@ -48,16 +49,32 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
+_MAY_WRITE = ("/db/execute", "/db/request", "/kv/exec")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error of the port is one JSON body with ``error``, ``retryable``,
+    ``indeterminate``, ``committed`` and ``hint``: aiohttp's own (unknown route, wrong method,
+    body too large) and, never with a traceback, a failure nobody foresaw."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, {"path": request.path},
+                              hint="see docs/http-api.md for the routes and their limits")  # fmt: skip
     except Exception as exc:
         log.exception("http.error path=%s", request.path)
-        return _json({"error": type(exc).__name__, "message": str(exc)}, 500)
+        # Nothing tells whether a write got as far as its commit: its outcome is unknown.
+        write = request.method == "POST" and request.path in _MAY_WRITE
+        return error_response(
+            503, f"internal error ({type(exc).__name__}); see the node's log (event http.error)",
+            {"path": request.path}, indeterminate=write,
+            hint="read to check whether the write took effect before retrying it" if write
+            else "see the node's log; the request may fail the same way again",
+        )  # fmt: skip
 
 
 def make_app(
@@ -86,6 +103,6 @@ async def kv_exec(request: web.Request) -> web.Response:
     try:
         raw = await request.app[KV].serve(body)
     except KvRequestError as exc:
-        return _json({"error": exc.message, "hint": exc.hint}, 400)
+        return error_response(400, exc.message, exc.context, hint=exc.hint)
     # Other errors reach sqlapi.request_errors, which tells retryable from indeterminate.
     return web.Response(body=raw, content_type="application/msgpack")

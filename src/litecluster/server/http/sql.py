@@ -70,15 +70,28 @@ _local = threading.local()
 
 
 def _error(
-    status: int, message: str, context: dict[str, Any] | None = None, **fixed: Any
+    status: int,
+    message: str,
+    context: dict[str, Any] | None = None,
+    *,
+    retryable: bool = False,
+    indeterminate: bool = False,
+    committed: bool = False,
+    hint: str = "",
+    values: dict[str, Any] | None = None,
 ) -> web.Response:
-    """An error response: ``{"error": message, **fixed}`` plus an error's ``context`` (as
-    strings). The fixed keys win: a context value never overrides ``error``, ``retryable``,
-    ``indeterminate``, ``committed`` or ``hint``."""
-    body = {k: str(v) for k, v in (context or {}).items()}
-    body.update(fixed)
-    body["error"] = message
+    """The one error body of the HTTP port: ``error``, ``retryable``, ``indeterminate``,
+    ``committed`` and ``hint`` always, plus an error's ``context`` (as strings) and ``values``
+    (as JSON values). The fixed keys win: neither overrides them."""
+    body: dict[str, Any] = {k: str(v) for k, v in (context or {}).items()}
+    body.update(values or {})
+    body.update(error=message, retryable=retryable, indeterminate=indeterminate,
+                committed=committed, hint=hint)  # fmt: skip
     return web.json_response(body, status=status)
+
+
+error_response = _error
+"""The HTTP port's error body, for the other routes of the app (see :func:`_error`)."""
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -190,10 +203,16 @@ async def query(request: web.Request) -> web.Response:
     want = _min_position(request)
     if want is not None and not await local.wait_applied(db, want):
         return _error(504, "timed out waiting for this node to apply the position",
-                      min_position=want, applied=local.applied_txid(db))  # fmt: skip
+                      values={"min_position": want, "applied": local.applied_txid(db)},
+                      retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
     path = local.db_path(db)
     if not path.exists():
-        return _error(404, "no such database", db=db)
+        return _error(
+            404,
+            "no such database",
+            {"db": db},
+            hint="databases are created by their first write (/db/execute?db=NAME)",
+        )
     strong = level in ("strong", "linearizable")
     if strong:
         # A request that waited while the process was paused finds the lease expired here.
