@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -98,12 +99,38 @@ def state_before(
     before = now.copy()
     txn = before.begin()
     txn.resize(size_before)
-    with open(db_path, "rb") as db:
-        for pgno in sorted(p for p in touched if p <= size_before):
-            data = older.get(pgno)
-            if data is None:
-                data = os.pread(db.fileno(), page_size, (pgno - 1) * page_size)
-                data = data.ljust(page_size, b"\0") if data else zero_page(page_size)
-            txn.set_page(pgno, page_hash(pgno, data))
+    fd = _database_fd(db_path)
+    for pgno in sorted(p for p in touched if p <= size_before):
+        data = older.get(pgno)
+        if data is None:
+            data = os.pread(fd, page_size, (pgno - 1) * page_size)
+            data = data.ljust(page_size, b"\0") if data else zero_page(page_size)
+        txn.set_page(pgno, page_hash(pgno, data))
     txn.commit()
     return before
+
+
+_HELD_FDS: dict[tuple[int, int], int] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def _database_fd(db_path: Path) -> int:
+    """A descriptor of the database file for raw reads, kept open for the process's lifetime.
+
+    Never closed: closing any descriptor of a file drops every POSIX lock this process holds on
+    it, including the shared lock each of capture's connections keeps on a WAL database.
+    Without those locks another process's connection believes it is the last one when it
+    closes: it checkpoints past capture's pin and deletes the WAL under it. (SQLite itself
+    keeps such descriptors open for the same reason; reading through an ``immutable``
+    connection instead would parse the file's schema, which a checkpoint interrupted by a
+    crash leaves half-copied.) One descriptor per database file, so the cost is bounded.
+    """
+    with _HELD_LOCK:
+        st = os.stat(db_path)
+        held = _HELD_FDS.get((st.st_dev, st.st_ino))
+        if held is not None:
+            return held
+        fd = os.open(db_path, os.O_RDONLY)
+        st = os.fstat(fd)  # the file opened, should it have been replaced since the stat
+        _HELD_FDS.setdefault((st.st_dev, st.st_ino), fd)
+        return fd
