@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from litecluster.cli.localcluster import LocalNode
-from support.etcd_server import EtcdServer
+from support.etcd_server import EtcdServer, SecureEtcd
 from support.ha_cluster import TTL
 from support.netns import NsCluster, unavailable
 from support.nodes import Nodes
 
 
-def _cluster(tmp_path: Path, extra: list[str], env: dict[str, str] | None = None
+def _cluster(tmp_path: Path, extra: list[str], env: dict[str, str] | None = None,
+             etcd: EtcdServer | None = None,
              ) -> Iterator[tuple[Nodes, list[LocalNode], EtcdServer]]:  # fmt: skip
-    etcd = EtcdServer(tmp_path)
+    etcd = etcd or EtcdServer(tmp_path)
     n = Nodes(tmp_path)
     try:
         args = ["--etcd", etcd.url, "--lease-ttl", str(TTL), *extra]
@@ -54,6 +55,20 @@ def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
         tmp_path, ["--sync-replicas", "1"], {"LITECLUSTER_SYNC_TIMEOUT": "3"}
     ):
         yield members
+
+
+@pytest.fixture
+def secure_sync_ha(tmp_path: Path) -> Iterator[tuple[list[LocalNode], SecureEtcd]]:
+    """Three nodes in synchronous mode whose etcd serves https only, requires a client
+    certificate and runs with authentication on (short-lived tokens)."""
+    etcd = SecureEtcd(tmp_path, token_ttl=2)
+    secure = ["--etcd-cacert", str(etcd.cacert), "--etcd-cert", str(etcd.client_cert),
+              "--etcd-key", str(etcd.client_key), "--etcd-username", etcd.username,
+              "--etcd-password-file", str(etcd.password_file)]  # fmt: skip
+    for _, members, _ in _cluster(
+        tmp_path, ["--sync-replicas", "1", *secure], {"LITECLUSTER_SYNC_TIMEOUT": "3"}, etcd
+    ):
+        yield members, etcd
 
 
 @pytest.fixture

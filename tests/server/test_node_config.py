@@ -49,6 +49,11 @@ def test_flags_override_environment_override_file_override_defaults(tmp_path: Pa
         ),
         ({"tls_cert": "/x.pem"}, {}, "tls_key", "go together"),
         ({"log_format": "xml"}, {}, "log_format", "kv or json"),
+        ({"etcd": "10.0.0.9:2379"}, {}, "etcd", "http:// or https://"),
+        ({"etcd": "http://10.0.0.9:2379", "etcd_cacert": __file__}, {}, "etcd", "https://"),
+        ({"etcd": "https://e:2379", "etcd_cert": __file__}, {}, "etcd_key", "go together"),
+        ({"etcd": "https://e:2379", "etcd_username": "root"}, {}, "etcd_password_file", "needs"),
+        ({"etcd": "https://e:2379", "etcd_cacert": "/nope.pem"}, {}, "etcd_cacert", "not found"),
         ({}, {"LITECLUSTER_REPLICA_DURABLE": "maybe"}, "replica_durable", "true or false"),
     ],
 )

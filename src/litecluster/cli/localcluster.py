@@ -159,32 +159,42 @@ class LocalEtcd:
     """A real etcd server on 127.0.0.1 (Debian's ``etcd-server``), for the failover demo and
     tests."""
 
-    def __init__(self, directory: Path, *, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
-        """``host``: the address clients reach etcd on (an address of this machine)."""
+    def __init__(
+        self, directory: Path, *, timeout: float = 30.0, host: str = "127.0.0.1",
+        scheme: str = "http",
+    ) -> None:  # fmt: skip
+        """``host``: the address clients reach etcd on (an address of this machine);
+        ``scheme`` https for an etcd whose :meth:`arguments` add its certificates."""
         binary = shutil.which("etcd")
         if binary is None:
             raise NodeError("etcd is not installed", hint="apt-get install etcd-server")
         self.binary, self.directory = binary, directory
         self.client_port, self.peer_port = free_port(), free_port()
-        self.url = f"http://{host}:{self.client_port}"
+        self.url = f"{scheme}://{host}:{self.client_port}"
         self.log_path = directory / "etcd.log"
         self.start(timeout)
 
+    def arguments(self) -> list[str]:
+        """etcd's command line (a test's TLS etcd adds its certificates)."""
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [self.binary, "--name", "lc", "--data-dir", str(self.directory / "etcd"),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"lc={peer}"]  # fmt: skip
+
+    def healthy(self) -> bool:
+        return bool(httpx.get(f"{self.url}/health", timeout=1).json().get("health") == "true")
+
     def start(self, timeout: float = 30.0) -> None:
         """Start (or restart, on the same ports and data) and wait until it is healthy."""
-        peer = f"http://127.0.0.1:{self.peer_port}"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [self.binary, "--name", "lc", "--data-dir", str(self.directory / "etcd"),
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"lc={peer}"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self.arguments(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).json().get("health") == "true":
+                if self.healthy():
                     return
             except (httpx.HTTPError, ValueError):
                 pass

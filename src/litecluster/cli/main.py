@@ -261,6 +261,13 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--epoch", type=int, help="Static epoch; raise it each time the primary changes.")
 @click.option("--log-format", type=click.Choice(["kv", "json"]), help="Log line format [kv].")
 @click.option("--etcd", help="etcd endpoints (http://H:P,...): elect the primary through etcd.")
+@click.option("--etcd-cacert", type=click.Path(dir_okay=False), help="CA of etcd's certificate.")
+@click.option("--etcd-cert", type=click.Path(dir_okay=False), help="Client certificate for etcd.")
+@click.option("--etcd-key", type=click.Path(dir_okay=False), help="Private key of --etcd-cert.")
+@click.option("--etcd-username", help="etcd user (etcd with authentication enabled).")
+@click.option(
+    "--etcd-password-file", type=click.Path(dir_okay=False), help="File holding the etcd password."
+)
 @click.option("--cluster", "cluster_name", help="Cluster name (same as --cluster-id).")
 @click.option("--lease-ttl", type=int, help="Leader lease TTL in seconds [5].")
 @click.option("--priority", type=int, help="Promotion priority among equal candidates [0].")

@@ -6,17 +6,29 @@ come back as strings. Several endpoints may be given: a request that cannot reac
 the next, and any of them failing for every endpoint raises :class:`EtcdUnavailableError`
 (the seam's :class:`~litecluster.ha.leadership.StoreUnavailableError`: it must not be read
 as "lost the race").
+
+A production etcd is reached over TLS (its CA, and a client certificate when it runs with
+``--client-cert-auth``) and with RBAC (a user and password): :class:`EtcdAccess`, the five
+settings Patroni's etcd3 section has. With a user, the client authenticates once
+(``/v3/auth/authenticate``) and sends the token with every request; etcd forgets a token that
+stays unused for ``--auth-token-ttl`` (and on restart), so a request refused for an invalid
+token authenticates again and is sent once more. The password file is read at each
+authentication: rotating a password is writing the file, then changing it in etcd.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from litecluster.errors import ConfigError
 from litecluster.ha.leadership import StoreError, StoreUnavailableError
+from litecluster.replication.tls import client_context
 
 
 class EtcdError(StoreError):
@@ -30,6 +42,56 @@ class EtcdUnavailableError(EtcdError, StoreUnavailableError):
 
     default_hint = "check --etcd endpoints and that etcd is running"
     retryable = True
+
+
+class EtcdAuthError(EtcdError):
+    """etcd refused the user name and password. The HA loop keeps trying at each round (the
+    password file is read again each time), so fixing the file or the user heals the node."""
+
+    default_hint = "check etcd_username and etcd_password_file against the etcd user"
+
+
+@dataclass(frozen=True)
+class EtcdAccess:
+    """How to reach a production etcd: TLS and RBAC credentials (all optional)."""
+
+    cacert: Path | None = None
+    """CA that signed etcd's server certificate (https endpoints; default: system CAs)."""
+    cert: Path | None = None
+    """Client certificate, for an etcd started with ``--client-cert-auth``."""
+    key: Path | None = None
+    """Private key of ``cert``."""
+    username: str | None = None
+    """etcd user (RBAC); its password is read from ``password_file``."""
+    password_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("etcd_cert and etcd_key go together", field="etcd_key")
+        if (self.username is None) != (self.password_file is None):
+            raise ConfigError(
+                "etcd_username and etcd_password_file go together", field="etcd_password_file"
+            )
+
+    def password(self) -> str:
+        assert self.password_file is not None
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the etcd password file: {exc}",
+                field="etcd_password_file",
+                value=str(self.password_file),
+            ) from None
+
+
+_CN_HINT = (
+    "with authentication on, etcd's JSON gateway refuses a client certificate that has a "
+    "CommonName (its fix of CVE-2018-16886): issue etcd_cert without a CN"
+)
+_INVALID_TOKEN = ("invalid auth token", "user name is empty", "auth token is expired")
+"""What etcd says when a request's token is unknown to it (expired, issued before a restart,
+or missing): authenticate again. A wrong password says "authentication failed"."""
 
 
 def _b64(s: str | bytes) -> str:
@@ -68,29 +130,84 @@ def _kv(d: dict[str, Any]) -> KeyValue:
 
 
 class EtcdClient:
-    def __init__(self, endpoints: list[str], *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, endpoints: list[str], *, timeout: float = 2.0, access: EtcdAccess | None = None
+    ) -> None:
         if not endpoints:
             raise EtcdError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.access = access or EtcdAccess()
         self._current = 0
-        self._http = httpx.AsyncClient(timeout=timeout)
+        tls = any(e.startswith("https://") for e in self.endpoints)
+        ctx = client_context(
+            str(self.access.cacert) if self.access.cacert else None,
+            tls=tls,
+            cert=self.access.cert,
+            key=self.access.key,
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, verify=ctx if ctx is not None else True)
+        self._token: str | None = None
+        self._token_lock = asyncio.Lock()
 
     async def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.access.username is None:
+            return await self._send(path, body, None)
+        token = self._token or await self._authenticate(None)
+        try:
+            return await self._send(path, body, token)
+        except EtcdError as exc:
+            if not any(m in exc.message for m in _INVALID_TOKEN):
+                raise
+        return await self._send(path, body, await self._authenticate(token))
+
+    async def _authenticate(self, stale: str | None) -> str:
+        """A token for the configured user; ``stale`` is the one etcd refused (None: none
+        yet). Concurrent callers that saw the same token refused authenticate once."""
+        async with self._token_lock:
+            if self._token is not None and self._token != stale:
+                return self._token
+            name = self.access.username
+            try:
+                data = await self._send(
+                    "auth/authenticate", {"name": name, "password": self.access.password()}, None
+                )
+            except (EtcdUnavailableError, EtcdAuthError):
+                raise
+            except EtcdError as exc:
+                raise EtcdAuthError(
+                    f"etcd refused the credentials of user {name!r}: {exc.message}", user=name
+                ) from None
+            token = data.get("token")
+            if not isinstance(token, str) or not token:
+                raise EtcdAuthError("etcd answered no auth token", user=name)
+            self._token = token
+            return token
+
+    async def _send(self, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
         errors = []
+        headers = {"Authorization": token} if token else None
         for i in range(len(self.endpoints)):
             base = self.endpoints[(self._current + i) % len(self.endpoints)]
             try:
-                resp = await self._http.post(f"{base}/v3/{path}", json=body)
+                resp = await self._http.post(f"{base}/v3/{path}", json=body, headers=headers)
             except httpx.HTTPError as exc:
                 errors.append(f"{base}: {exc!r}")
                 continue
             self._current = (self._current + i) % len(self.endpoints)
-            data: dict[str, Any] = resp.json()
-            if resp.status_code != 200 or "error" in data:
+            try:
+                data: dict[str, Any] = resp.json()
+            except ValueError:
+                if "CommonName" in resp.text:
+                    raise EtcdAuthError(f"etcd {path}: {resp.text[:200]}", hint=_CN_HINT) from None
                 raise EtcdError(
-                    f"etcd {path}: {data.get('error') or data.get('message') or resp.status_code}",
-                    code=data.get("code"),
-                )
+                    f"etcd {path}: not a JSON answer (HTTP {resp.status_code})",
+                    body=resp.text[:200],
+                ) from None
+            if resp.status_code != 200 or "error" in data:
+                said = str(data.get("error") or data.get("message") or resp.status_code)
+                if "CommonName" in said:
+                    raise EtcdAuthError(f"etcd {path}: {said}", hint=_CN_HINT)
+                raise EtcdError(f"etcd {path}: {said}", code=data.get("code"))
             return data
         raise EtcdUnavailableError("no etcd endpoint answered", path=path, errors="; ".join(errors))
 

@@ -27,7 +27,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from litecluster.errors import ConfigError
-from litecluster.ha.etcd import EtcdClient, EtcdError, EtcdUnavailableError, KeyValue
+from litecluster.ha.etcd import (
+    EtcdAccess,
+    EtcdClient,
+    EtcdError,
+    EtcdUnavailableError,
+    KeyValue,
+)
 from litecluster.ha.leadership import Leader, Member
 from litecluster.ha.syncstate import SyncState
 from litecluster.replication.config import Address
@@ -99,9 +105,10 @@ class EtcdLeadership:
         *,
         ttl: int,
         seen: Callable[[], int],
+        access: EtcdAccess | None = None,
     ) -> EtcdLeadership:
         """A participant with its own etcd client; requests time out well within a TTL."""
-        client = EtcdClient(endpoints, timeout=max(0.5, ttl / 4))
+        client = EtcdClient(endpoints, timeout=max(0.5, ttl / 4), access=access)
         return cls(client, cluster, node_id, listen, http, ttl=ttl, seen=seen)
 
     @property

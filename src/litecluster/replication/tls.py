@@ -29,15 +29,23 @@ def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None
 
 
 @overload
-def client_context(ca_file: str | None, *, tls: Literal[True]) -> ssl.SSLContext: ...
+def client_context(
+    ca_file: str | None, *, tls: Literal[True], cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext: ...
 @overload
-def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None: ...
-def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None:
-    """The one client-side TLS context of the package (node to node, forwarding, every
-    client): verifies the peer against ``ca_file`` (or the system CAs), TLS 1.2 minimum.
-    None when neither ``tls`` nor a CA asks for TLS; a CA file that cannot be loaded is a
+def client_context(
+    ca_file: str | None, *, tls: bool, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext | None: ...
+def client_context(
+    ca_file: str | None, *, tls: bool, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext | None:
+    """The one client-side TLS context of the package (node to node, forwarding, etcd, every
+    client): verifies the peer against ``ca_file`` (or the system CAs), TLS 1.2 minimum, and
+    presents ``cert`` (PEM chain, private key ``key``) to a server that asks for a client
+    certificate (etcd with ``--client-cert-auth``). None when neither ``tls``, a CA nor a
+    certificate asks for TLS; a file that cannot be loaded is a
     :class:`~litecluster.errors.ConfigError`."""
-    if not tls and ca_file is None:
+    if not tls and ca_file is None and cert is None:
         return None
     try:
         ctx = ssl.create_default_context(cafile=ca_file)
@@ -46,4 +54,14 @@ def client_context(ca_file: str | None, *, tls: bool) -> ssl.SSLContext | None:
             f"cannot load the CA file: {exc}", field="tls_ca", value=ca_file
         ) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"cannot load the client certificate or key: {exc}",
+                field="cert",
+                value=str(cert),
+                hint="the certificate must be PEM (chain) and the key its PEM private key",
+            ) from None
     return ctx

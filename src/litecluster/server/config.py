@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from litecluster.errors import ConfigError
+from litecluster.ha.etcd import EtcdAccess
 from litecluster.replication.config import DB_NAME, Address, ReplicationConfig
 
 ENV_PREFIX = "LITECLUSTER_"
@@ -53,7 +54,16 @@ class NodeConfig(ReplicationConfig):
     read_wait_timeout: float = 5.0
     """How long a read with min_position (or a forwarded write) waits for this node to apply."""
     etcd: tuple[str, ...] = ()
-    """etcd endpoints (http://HOST:PORT, comma separated): nodes elect their primary."""
+    """etcd endpoints (http://HOST:PORT or https://..., comma separated): nodes elect their
+    primary."""
+    etcd_cacert: Path | None = None
+    """CA of etcd's server certificate (https endpoints; default: the system CAs)."""
+    etcd_cert: Path | None = None
+    """Client certificate for an etcd that requires one (``--client-cert-auth``)."""
+    etcd_key: Path | None = None
+    etcd_username: str | None = None
+    """etcd user when etcd runs with authentication; the password is in ``etcd_password_file``."""
+    etcd_password_file: Path | None = None
     lease_ttl: int = 5
     priority: int = 0
     """Among equally advanced candidates the highest priority is promoted."""
@@ -85,6 +95,13 @@ class NodeConfig(ReplicationConfig):
 
     def source(self, name: str) -> str:
         return self._sources.get(name, "default")
+
+    def etcd_access(self) -> EtcdAccess:
+        """How this node reaches etcd (TLS and credentials), for the etcd client alone."""
+        return EtcdAccess(
+            cacert=self.etcd_cacert, cert=self.etcd_cert, key=self.etcd_key,
+            username=self.etcd_username, password_file=self.etcd_password_file,
+        )  # fmt: skip
 
     def replication(self, **changes: Any) -> ReplicationConfig:
         """The replication settings of this node (``changes`` override some, e.g. the
@@ -223,7 +240,20 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise _bad(config, "tls_key", "tls_cert and tls_key go together")
-    for name in ("tls_cert", "tls_key", "tls_ca", "token_file"):
+    for url in config.etcd:
+        if not url.startswith(("http://", "https://")):
+            raise _bad(config, "etcd", f"endpoint {url!r} must start with http:// or https://")
+    plain = [u for u in config.etcd if u.startswith("http://")]
+    if plain and (config.etcd_cacert or config.etcd_cert):
+        raise _bad(config, "etcd", "etcd_cacert/etcd_cert need https:// endpoints, got "
+                   + ", ".join(plain))  # fmt: skip
+    if (config.etcd_cert is None) != (config.etcd_key is None):
+        raise _bad(config, "etcd_key", "etcd_cert and etcd_key go together")
+    if (config.etcd_username is None) != (config.etcd_password_file is None):
+        raise _bad(config, "etcd_password_file", "etcd_username needs etcd_password_file")
+    files = ("tls_cert", "tls_key", "tls_ca", "token_file", "etcd_cacert", "etcd_cert",
+             "etcd_key", "etcd_password_file")  # fmt: skip
+    for name in files:
         p = getattr(config, name)
         if p is not None and not Path(p).is_file():
             raise _bad(config, name, "file not found")

@@ -82,6 +82,7 @@ class Node:
             self.leadership = EtcdLeadership.connect(
                 list(config.etcd), config.cluster_id, self.node_id, config.listen,
                 str(config.http), ttl=config.lease_ttl, seen=self._persisted_epoch,
+                access=config.etcd_access(),
             )  # fmt: skip
             settings = HaSettings(
                 lease_ttl=config.lease_ttl, sync_replicas=config.sync_replicas,
