@@ -16,16 +16,22 @@ def server_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(ctx, cert, key, "tls_cert")
+    return ctx
+
+
+def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path | None, field: str) -> None:
+    """Load the certificate this side presents; a file that cannot be used is a
+    :class:`~litecluster.errors.ConfigError` naming the setting."""
     try:
         ctx.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"cannot load the TLS certificate or key: {exc}",
-            field="tls_cert",
+            field=field,
             value=str(cert),
-            hint="tls_cert must be a PEM certificate (chain) and tls_key its PEM private key",
+            hint="the certificate must be PEM (chain) and the key its PEM private key",
         ) from None
-    return ctx
 
 
 @overload
@@ -55,13 +61,5 @@ def client_context(
         ) from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert is not None:
-        try:
-            ctx.load_cert_chain(cert, key)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"cannot load the client certificate or key: {exc}",
-                field="cert",
-                value=str(cert),
-                hint="the certificate must be PEM (chain) and the key its PEM private key",
-            ) from None
+        _load_chain(ctx, cert, key, "etcd_cert")
     return ctx
