@@ -50,6 +50,7 @@ def test_flags_override_environment_override_file_override_defaults(tmp_path: Pa
         ({"tls_cert": "/x.pem"}, {}, "tls_key", "go together"),
         ({"log_format": "xml"}, {}, "log_format", "kv or json"),
         ({}, {"LITECLUSTER_REPLICA_DURABLE": "maybe"}, "replica_durable", "true or false"),
+        ({}, {"LITECLUSTER_RESP_READ_LEVEL": "weak"}, "resp_read_level", "none, strong or"),
     ],
 )
 def test_bad_values_name_the_field_the_value_and_the_source(
