@@ -244,7 +244,7 @@ class FakeStore:
         self.writes: list[Request] = []
         self.fail: Exception | None = None
 
-    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str) -> list[Reply]:
         return [b"read:" + args[1] for _, args in commands]
 
     async def write(self, request: Request) -> list[Reply] | None:

@@ -55,6 +55,7 @@ def test_flags_override_environment_override_file_override_defaults(tmp_path: Pa
         ({"etcd": "https://e:2379", "etcd_username": "root"}, {}, "etcd_password_file", "needs"),
         ({"etcd": "https://e:2379", "etcd_cacert": "/nope.pem"}, {}, "etcd_cacert", "not found"),
         ({}, {"LITECLUSTER_REPLICA_DURABLE": "maybe"}, "replica_durable", "true or false"),
+        ({}, {"LITECLUSTER_RESP_READ_LEVEL": "weak"}, "resp_read_level", "none, strong or"),
     ],
 )
 def test_bad_values_name_the_field_the_value_and_the_source(

@@ -15,6 +15,7 @@ write and wait to read its own write).
 from __future__ import annotations
 
 import builtins
+import copy
 import logging
 import queue
 import threading
@@ -66,6 +67,15 @@ class KvHost(Protocol):
     def _embedded(self) -> _LocalReplica | None: ...
 
 
+READ_LEVELS = ("none", "strong", "linearizable")
+
+
+def _level(level: str) -> str:
+    if level not in READ_LEVELS:
+        raise KvError("read_level must be none, strong or linearizable", value=level)
+    return level
+
+
 def _arg(v: Value) -> bytes:
     if isinstance(v, bytes):
         return v
@@ -77,10 +87,15 @@ def _arg(v: Value) -> bytes:
 class KV:
     """Redis-style commands on the cluster's key/value store (see the module docstring)."""
 
-    def __init__(self, client: KvHost, *, db_index: int = 0, decode: bool = True) -> None:
+    def __init__(self, client: KvHost, *, db_index: int = 0, decode: bool = True,
+                 read_level: str = "none") -> None:  # fmt: skip
         self._client = client
         self.db_index = db_index
         self.decode = decode
+        self.read_level = _level(read_level)
+        """``none``: reads from the embedded replica when there is one, else from the node
+        (on the primary under its lease); ``strong`` / ``linearizable``: answered by the
+        primary under its lease (docs/kv.md)."""
         self._reader: LocalReader | None = None
         """Reads the embedded replica's copy of the key/value database (None without one)."""
         embedded = client._embedded
@@ -88,6 +103,13 @@ class KV:
             path = embedded.follower.config.data_dir / "db" / f"{client.kv_db}.db"
             self._reader = LocalReader(path)
         self._watches = _Watches(client)
+
+    def at_level(self, read_level: str) -> KV:
+        """The same store with reads at ``read_level`` (sharing this one's local reader and
+        watches: close this one, not the view)."""
+        view = copy.copy(self)
+        view.read_level = _level(read_level)
+        return view
 
     # ---- the generic path ---------------------------------------------------------------------
 
@@ -101,7 +123,7 @@ class KV:
             if isinstance(kind, Err):
                 raise KvError(kind.text)
         reads = all(kind is Kind.READ for kind in kinds)
-        reader = self._reader
+        reader = self._reader if self.read_level == "none" else None
         if reads and reader is not None:
             now = time.time_ns() // 1_000_000
             replies = reader.read([(self.db_index, c) for c in commands], now)
@@ -111,11 +133,12 @@ class KV:
 
     def _remote(self, commands: list[list[bytes]], *, atomic: bool, write: bool) -> list[Reply]:
         wire = [(self.db_index, c) for c in commands]
-        got = self._post(encode(ExecRequest(wire, [], 0, [], atomic)), write=write)
+        level = "" if write or self.read_level == "none" else self.read_level
+        got = self._post(encode(ExecRequest(wire, [], 0, [], atomic, level)), write=write)
         if got.replies is None:
             raise KvError("the transaction was aborted")
         embedded = self._client._embedded
-        wait = embedded is not None and self._client.read_your_writes
+        wait = write and embedded is not None and self._client.read_your_writes
         if wait and not embedded.wait_for(self._client.kv_db, got.txid, self._client.timeout):  # type: ignore[union-attr]
             raise not_visible_error(KvError, txid=got.txid)
         return [loads(r) for r in got.replies]
@@ -160,7 +183,7 @@ class KV:
 
     def get(self, key: Value) -> Any:
         reader = self._reader
-        if reader is None:
+        if reader is None or self.read_level != "none":
             return self.execute("GET", key)
         return self._convert(reader.get(self.db_index, _arg(key), time.time_ns() // 1_000_000))
 

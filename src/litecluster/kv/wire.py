@@ -19,6 +19,10 @@ class ExecRequest(msgspec.Struct, array_like=True):
     """The txid the watched keys were read at."""
     publish: list[tuple[bytes, bytes]]
     all_or_nothing: bool = False
+    level: str = ""
+    """A read's level: ``none`` or empty (this node's copy; on the primary under its lease),
+    ``strong`` or ``linearizable`` (answered by the primary under its lease; see docs/kv.md).
+    A trailing optional field, as ``ExecReply.warning``."""
 
 
 class ExecReply(msgspec.Struct, array_like=True):

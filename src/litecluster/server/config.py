@@ -81,6 +81,8 @@ class NodeConfig(ReplicationConfig):
     """More Redis users: one ``USER PASSWORD`` per line (``#`` starts a comment)."""
     resp_replica_writes: str = "forward"
     """On a replica: ``forward`` writes to the primary, or ``readonly`` (answer -READONLY)."""
+    resp_read_level: str = "none"
+    """The read level RESP connections start with (``CLIENT READLEVEL`` changes it)."""
     resp_output_limit: int = 32 * 1024 * 1024
     """Unread bytes a pub/sub client may have queued before it is disconnected."""
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -267,6 +269,8 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "kv_db", "bad database name")
     if config.resp_replica_writes not in ("forward", "readonly"):
         raise _bad(config, "resp_replica_writes", "must be forward or readonly")
+    if config.resp_read_level not in ("none", "strong", "linearizable"):
+        raise _bad(config, "resp_read_level", "must be none, strong or linearizable")
     if config.resp_output_limit <= 0:
         raise _bad(config, "resp_output_limit", "must be greater than zero")
     if config.resp_users_file is not None and not Path(config.resp_users_file).is_file():

@@ -45,6 +45,7 @@ from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_r
 from litecluster.kv.wire import encode as _encode
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, refusal, transport_failure
 from litecluster.server.ports import Local
+from litecluster.server.strongread import under_lease
 
 log = logging.getLogger("litecluster.kvstore")
 
@@ -64,6 +65,8 @@ def execute(ctx: Ctx, args: list[bytes]) -> Reply:
 
 Key = tuple[int, bytes]
 """A key in a Redis DB index."""
+READ_LEVELS = ("none", "strong", "linearizable")
+"""Key/value read levels (docs/kv.md); RESP clients pick theirs with ``CLIENT READLEVEL``."""
 PENDING_TXID = 1 << 62
 """The version of a key changed by a procedure whose group has not committed yet."""
 
@@ -197,8 +200,30 @@ class KvStore:
 
     # ---- reads --------------------------------------------------------------------------------
 
-    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
-        """Run read-only commands on the local file in one read transaction."""
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str = "none"
+                   ) -> list[Reply]:  # fmt: skip
+        """Run read-only commands in one read transaction, at ``level`` (docs/kv.md):
+
+        - on the primary, on its file, answered only under its lease (checked after the read
+          ran; ``linearizable`` also confirmed with the coordinator), whatever the level: a
+          primary paused past its lease must not answer from its stale copy, and the check
+          is a clock comparison;
+        - elsewhere, ``none`` on this node's file, ``strong`` and ``linearizable`` forwarded to
+          the primary.
+
+        A refusal raises :class:`~litecluster.errors.NotPrimaryError` (retryable)."""
+        if self.local.primary is not None:
+
+            async def local() -> list[Reply]:
+                return self.read_here(commands)
+
+            return await under_lease(self.local, level if level != "none" else "strong", local)
+        if level == "none":
+            return self.read_here(commands)
+        return await self._forward_read(commands, level)
+
+    def read_here(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+        """Run read-only commands on the local file in one read transaction, unchecked."""
         return self.reader.read(commands, now_ms())
 
     def keyspace(self) -> dict[int, tuple[int, int]]:
@@ -289,6 +314,24 @@ class KvStore:
         replies = None if reply.replies is None else [loads(r) for r in reply.replies]
         return replies, reply.txid, "" if visible else NOT_VISIBLE_WARNING
 
+    async def _forward_read(self, commands: list[tuple[int, list[bytes]]], level: str
+                            ) -> list[Reply]:  # fmt: skip
+        """A strong or linearizable read sent to the primary, which answers it under its
+        lease; a failure is retryable (a read changes nothing)."""
+        body = _encode(ExecRequest(commands, [], 0, [], False, level))
+        got = await self.forwarder.post("/kv/exec", write=False, data=body,
+                                        headers={"Content-Type": "application/msgpack"})  # fmt: skip
+        if got.status != 200:
+            raise refusal(got.status, got.body, request_error=KvRequestError)
+        try:
+            reply = decode_reply(got.body)
+        except msgspec.DecodeError as exc:
+            raise transport_failure(exc, write=False, primary=got.primary) from None
+        if reply.replies is None or len(reply.replies) != len(commands):
+            raise transport_failure(ValueError("reply does not match the request"), write=False,
+                                    primary=got.primary)  # fmt: skip
+        return [loads(r) for r in reply.replies]
+
     async def serve(self, body: bytes) -> bytes:
         """``POST /kv/exec`` (msgpack): read-only requests run on this node's file; writes
         run on the primary (this node, or forwarded by it) and answer once visible here.
@@ -301,6 +344,9 @@ class KvStore:
             raise KvRequestError("a key/value request needs commands")
         if any(not args or not isinstance(db, int) or db < 0 for db, args in wire.commands):
             raise KvRequestError("every command needs a DB index >= 0 and a name")
+        level = wire.level or "none"
+        if level not in READ_LEVELS:
+            raise KvRequestError("level must be none, strong or linearizable", value=level)
         request = Request(wire.commands, [(db, k) for db, k in wire.watch], wire.since,
                           wire.publish, wire.all_or_nothing)  # fmt: skip
         if (
@@ -308,7 +354,7 @@ class KvStore:
             and not request.publish
             and all(classify(args) is Kind.READ for _, args in request.commands)
         ):
-            replies: list[Reply] | None = self.read(request.commands)
+            replies: list[Reply] | None = await self.read(request.commands, level)
             txid, warning = self.applied_txid(), ""
         else:
             replies, txid, warning = await self.write_at(request)

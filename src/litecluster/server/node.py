@@ -159,7 +159,7 @@ class Node:
         return RespSettings(
             address, self.server_ssl, resp_passwords(cfg, self.token),
             readonly_replica=cfg.resp_replica_writes == "readonly",
-            output_limit=cfg.resp_output_limit,
+            output_limit=cfg.resp_output_limit, read_level=cfg.resp_read_level,
         )  # fmt: skip
 
     async def start(self) -> None:

@@ -27,7 +27,6 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
     LiteclusterError,
-    NotPrimaryError,
     RequestError,
     StaleReadError,
 )
@@ -46,6 +45,7 @@ from litecluster.server.ports import (
     Switchover,
     Upstream,
 )
+from litecluster.server.strongread import STRONG_LEVELS, check_level, under_lease
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,7 @@ async def query(request: web.Request) -> web.Response:
     local = door.local
     db, statements = _db(request), await _statements(request)
     level = request.query.get("level", "weak")
-    if level not in LEVELS:
-        raise RequestError("level must be none, weak, linearizable or strong", value=level)
+    check_level(level, LEVELS)
     if local.primary is None and level != "none":
         return await _forward(request, statements, wait=False)
     if local.primary is None and "freshness" in request.query:
@@ -213,26 +212,15 @@ async def query(request: web.Request) -> web.Response:
             {"db": db},
             hint="databases are created by their first write (/db/execute?db=NAME)",
         )
-    strong = level in ("strong", "linearizable")
-    if strong:
-        # A request that waited while the process was paused finds the lease expired here.
-        _refuse_without_lease(local.lease_valid(), level)
-    results = await asyncio.to_thread(_run_reads, str(path), statements, door.statement_timeout)
-    if strong:
-        # Checked again once the reads ran: a pause between the first check and the answer
-        # may have let another node be elected and acknowledge writes these reads lack.
-        held = await local.confirm_leadership() if level == "linearizable" else local.lease_valid()
-        _refuse_without_lease(held, level)
-    return _respond(request, results, started, None)
 
+    async def read() -> list[Result]:
+        return await asyncio.to_thread(_run_reads, str(path), statements, door.statement_timeout)
 
-def _refuse_without_lease(held: bool, level: str) -> None:
-    if not held:
-        raise NotPrimaryError(
-            f"this node's primary lease is not valid: a {level} read cannot be answered here",
-            level=level,
-            hint="retry: once this node steps down it forwards the read to the new primary",
-        )
+    if level not in STRONG_LEVELS:
+        return _respond(request, await read(), started, None)
+    # A request that waited while the process was paused finds the lease expired before the
+    # reads; one paused while they ran finds it expired after (strongread.py).
+    return _respond(request, await under_lease(local, level, read), started, None)
 
 
 def _check_freshness(upstream: Upstream | None, raw: str) -> None:

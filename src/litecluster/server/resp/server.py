@@ -29,7 +29,7 @@ from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
 from litecluster.replication.config import Address
-from litecluster.server.kvstore import Key, Request
+from litecluster.server.kvstore import READ_LEVELS, Key, Request
 from litecluster.server.resp import info as respinfo
 from litecluster.server.resp.pubsub import PubSub, normalize_flags
 
@@ -47,7 +47,8 @@ _IN_MULTI = {b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"}
 class Client:
     """One connection's state."""
 
-    def __init__(self, writer: asyncio.StreamWriter, authed: bool, output_limit: int) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, authed: bool, output_limit: int,
+                 read_level: str = "none") -> None:  # fmt: skip
         self.id = next(_ids)
         self.writer = writer
         self.name = b""
@@ -58,6 +59,8 @@ class Client:
         self.multi_failed = False
         self.watch: list[Key] = []
         self.watch_since = 0
+        self.read_level = read_level
+        """``CLIENT READLEVEL``: the level of this connection's reads (docs/kv.md)."""
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         self.output_limit = output_limit
@@ -82,8 +85,10 @@ class Client:
 class Store(Protocol):
     """The key/value store behind the RESP door (``kvstore.KvStore`` fits)."""
 
-    def read(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
-        """Run read-only commands on this node's file in one read transaction."""
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str) -> list[Reply]:
+        """Run read-only commands in one read transaction at ``level`` (on the primary under
+        its lease; elsewhere locally, or forwarded to the primary for ``strong`` and
+        ``linearizable``). Failures raise errors of the package."""
 
     async def write(self, request: Request) -> list[Reply] | None:
         """Run ``request`` on the primary; None when EXEC was aborted by a watched key.
@@ -110,6 +115,10 @@ class RespSettings:
     """Answer writes on a non-primary ``-READONLY`` instead of forwarding them."""
     output_limit: int = 32 * 1024 * 1024
     """Bytes of unread output after which a subscriber is disconnected."""
+    read_level: str = "none"
+    """The read level each connection starts with (and returns to on RESET): a client that
+    reconnects on its own (redis-py retries a timed-out command on a new connection) keeps
+    it, which a ``CLIENT READLEVEL`` sent once does not survive."""
 
 
 class RespServer:
@@ -148,8 +157,8 @@ class RespServer:
     # ---- connections --------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = Client(writer, authed=not self.passwords,
-                        output_limit=self.settings.output_limit)  # fmt: skip
+        client = Client(writer, authed=not self.passwords, output_limit=self.settings.output_limit,
+                        read_level=self.settings.read_level)  # fmt: skip
         self.clients[client.id] = client
         parser = RequestParser(authenticated=client.authed)
         try:
@@ -211,7 +220,7 @@ class RespServer:
                        and self._plain_kind(client, batch[j]) == kind):  # fmt: skip
                     j += 1
                 commands = [(client.db, args) for args in batch[i:j]]
-                for reply in await self._plain(kind, commands):
+                for reply in await self._plain(kind, commands, client.read_level):
                     encode_into(out, reply, client.proto)
                 i = j
             if len(out) > FLUSH_BYTES:
@@ -232,10 +241,11 @@ class RespServer:
             return None
         return kind
 
-    async def _plain(self, kind: Kind, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
+    async def _plain(self, kind: Kind, commands: list[tuple[int, list[bytes]]],
+                     level: str = "none") -> list[Reply]:  # fmt: skip
         try:
             if kind is Kind.READ:
-                return self.store.read(commands)
+                return await self.store.read(commands, level)
             got = await self.store.write(Request(commands))
             assert got is not None
             return got
@@ -277,7 +287,7 @@ class RespServer:
             if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
             return (await self._plain(Kind.WRITE, [(client.db, args)]))[0]
-        return (await self._plain(Kind.READ, [(client.db, args)]))[0]
+        return (await self._plain(Kind.READ, [(client.db, args)], client.read_level))[0]
 
     def _queue(self, client: Client, args: list[bytes]) -> Reply:
         assert client.multi is not None
@@ -368,6 +378,7 @@ class RespServer:
         client.channels.clear()
         client.patterns.clear()
         client.db, client.proto, client.name = 0, 2, b""
+        client.read_level = self.settings.read_level
         client.multi, client.watch = None, []
         client.authed = not self.passwords
         return Simple("RESET")
@@ -384,6 +395,8 @@ class RespServer:
                            "characters.")  # fmt: skip
             client.name = args[2]
             return OK
+        if sub == b"readlevel" and len(args) in (2, 3):
+            return self._read_level(client, args[2] if len(args) == 3 else None)
         if sub in (b"setinfo", b"no-evict", b"no-touch") and len(args) >= 3:
             return OK
         if sub in (b"info", b"list"):
@@ -392,6 +405,17 @@ class RespServer:
             return "".join(lines).encode()
         return Err(f"ERR unknown subcommand or wrong number of arguments for "
                    f"'{sub.decode('utf-8', 'replace')}'. Try CLIENT HELP.")  # fmt: skip
+
+    @staticmethod
+    def _read_level(client: Client, level: bytes | None) -> Reply:
+        """``CLIENT READLEVEL [none|strong|linearizable]`` (litecluster's own): the level of
+        this connection's reads, answered with the level in force."""
+        if level is not None:
+            name = level.decode("utf-8", "replace").lower()
+            if name not in READ_LEVELS:
+                return Err("ERR CLIENT READLEVEL must be none, strong or linearizable")
+            client.read_level = name
+        return client.read_level.encode()
 
     def _client_line(self, c: Client) -> str:
         peer = c.writer.get_extra_info("peername") or ("?", 0)
@@ -470,7 +494,7 @@ class RespServer:
         all_reads = all(classify(a) is Kind.READ for _, a in queued)
         try:
             if all_reads and not watch:
-                return list(self.store.read(queued))
+                return list(await self.store.read(queued, client.read_level))
             if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
             got = await self.store.write(Request(queued, watch, client.watch_since))
