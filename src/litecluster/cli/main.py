@@ -274,6 +274,14 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--nofailover", is_flag=True, default=None, help="Never promote this node.")
 @click.option("--sync-replicas", type=int, help="Acknowledge writes once K replicas hold them [0].")
 @click.option("--resp", help="Serve the Redis protocol on HOST:PORT (key/value data in db 'kv').")
+@click.option(
+    "--sql-allow-pragma", multiple=True, metavar="NAME",
+    help="Allow requests to run PRAGMA NAME, also to set it (repeatable; docs/http-api.md).",
+)  # fmt: skip
+@click.option(
+    "--http-allow-origin", multiple=True, metavar="ORIGIN",
+    help="Answer CORS requests from ORIGIN (https://app.example, or *; repeatable).",
+)  # fmt: skip
 @_friendly
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run a node: the primary, or (with --primary) a replica of it.
@@ -287,6 +295,8 @@ def serve(config_file: str | None, **flags: Any) -> None:
     if flags.get("cluster_name"):
         flags["cluster_id"] = flags["cluster_name"]
     flags.pop("cluster_name", None)
+    for name in ("sql_allow_pragma", "http_allow_origin"):
+        flags[name] = list(flags[name]) or None  # not given: the file or environment decides
     config = load_config(flags, config_file=config_file)
     if run_node(config):
         raise click.ClickException("the node stopped after an internal failure (see the log)")

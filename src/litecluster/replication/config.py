@@ -63,6 +63,8 @@ class ReplicationConfig:
     max_group: int = 512
     """Write requests committed together in one transaction at most (group commit)."""
     statement_timeout: float = 10.0
+    sql_allow_pragma: tuple[str, ...] = ()
+    """PRAGMAs requests may run besides the read-only ones (docs/http-api.md, "SQL sandbox")."""
     sync_replicas: int = 0
     """Synchronous mode: a write is acknowledged once this many replicas hold it."""
     sync_timeout: float = 10.0

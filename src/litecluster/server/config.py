@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import stat
 import tomllib
 import types
@@ -25,6 +26,8 @@ from litecluster.replication.config import DB_NAME, Address, ReplicationConfig
 ENV_PREFIX = "LITECLUSTER_"
 MIN_TOKEN = 16
 _LISTEN = Address("127.0.0.1", 4001)
+_PRAGMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$")
 _HTTP = Address("127.0.0.1", 4002)
 
 
@@ -85,6 +88,8 @@ class NodeConfig(ReplicationConfig):
     """The read level RESP connections start with (``CLIENT READLEVEL`` changes it)."""
     resp_output_limit: int = 32 * 1024 * 1024
     """Unread bytes a pub/sub client may have queued before it is disconnected."""
+    http_allow_origin: tuple[str, ...] = ()
+    """Origins whose browser requests get CORS headers (``*``: any); empty: no CORS."""
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -275,6 +280,13 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "resp_output_limit", "must be greater than zero")
     if config.resp_users_file is not None and not Path(config.resp_users_file).is_file():
         raise _bad(config, "resp_users_file", "file not found")
+    for pragma in config.sql_allow_pragma:
+        if not _PRAGMA_NAME.match(pragma):
+            raise _bad(config, "sql_allow_pragma", f"not a PRAGMA name: {pragma!r}")
+    for origin in config.http_allow_origin:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise _bad(config, "http_allow_origin", f"not an origin: {origin!r}",
+                       hint="scheme://host[:port] without a path, e.g. https://app.example, or *")  # fmt: skip
     if config.primary is not None and config.primary == config.listen:
         raise _bad(config, "primary", "a node cannot replicate from its own listen address")
 

@@ -152,6 +152,7 @@ class Node:
             local=self, status=self, cluster=self, switchover=self.ha,
             max_request_bytes=cfg.max_request_bytes, max_statements=cfg.max_statements,
             statement_timeout=cfg.statement_timeout,
+            sql_allow_pragma=frozenset(cfg.sql_allow_pragma),
         )  # fmt: skip
 
     def _resp_settings(self, address: Address) -> RespSettings:

@@ -106,7 +106,9 @@ class Primary:
         self.departed: dict[str, Session] = {}
         self.tmp = config.data_dir / "tmp"
         self.writer_config = WriterConfig(
-            max_group=config.max_group, statement_timeout=config.statement_timeout
+            max_group=config.max_group,
+            statement_timeout=config.statement_timeout,
+            allow_pragmas=frozenset(config.sql_allow_pragma),
         )
         self.http = ""
         """This node's HTTP address, told to replicas (set by the node once it is bound)."""

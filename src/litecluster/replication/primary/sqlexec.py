@@ -16,17 +16,21 @@ from typing import Any
 
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
+from litecluster.replication.primary.sandbox import VACUUM_ATTACH, Sandbox
 
 Params = tuple[Any, ...] | dict[str, Any]
 
-# Statements that would end or escape the writer's group transaction. SQLite has no API that
-# says a prepared statement is transaction control before running it, so the first keyword is
-# checked (after comments), and in_transaction is checked again after each statement.
-_CONTROL = re.compile(
-    r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|ATTACH|"
-    r"DETACH|VACUUM)\b",
-    re.IGNORECASE | re.DOTALL,
+# Statements that would end or escape the writer's group transaction (or a read's snapshot).
+# SQLite has no API that says a prepared statement is transaction control before running it,
+# so the first keyword is checked (after comments and empty statements), the sandbox's
+# authorizer refuses transaction control in a request's statements, and in_transaction is
+# checked again after each statement. The keyword check is not redundant: a statement the
+# node itself prepared (``ROLLBACK``, ``SAVEPOINT stmt``) is reused from the statement cache
+# when a request sends the same text, and a cached statement is not authorized again.
+_CONTROL = frozenset(
+    {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "ATTACH", "DETACH", "VACUUM"}
 )
+_WORD = re.compile(r"[A-Za-z_]+")
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,40 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
 
+def first_keyword(sql: str) -> str:
+    """The statement's first word, upper-cased, after whitespace, comments and empty
+    statements (``;``), the way SQLite's tokenizer skips them. One pass: a regular expression
+    with repeated comment groups backtracks exponentially on a run of unclosed comments."""
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c.isspace() or c == ";":
+            i += 1
+        elif sql.startswith("--", i):
+            nl = sql.find("\n", i)
+            i = n if nl < 0 else nl + 1
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            i = n if close < 0 else close + 2
+        else:
+            word = _WORD.match(sql, i)
+            return word.group().upper() if word else ""
+    return ""
+
+
 def is_transaction_control(sql: str) -> bool:
-    return _CONTROL.match(sql) is not None
+    return first_keyword(sql) in _CONTROL
+
+
+def refusal(sql: str) -> Result | None:
+    """The result of a statement refused for its first keyword (see ``_CONTROL``), else None."""
+    word = first_keyword(sql)
+    if word not in _CONTROL:
+        return None
+    if word in ("ATTACH", "DETACH", "VACUUM"):
+        return Result(error=f"not authorized: {VACUUM_ATTACH}")
+    return Result(error="transaction control statements are not allowed; use the request's "
+                        "transaction flag (a query's statements all read one snapshot)")  # fmt: skip
 
 
 def _type_name(value: Any) -> str:
@@ -127,10 +163,14 @@ def _json_value(value: Any) -> Any:
     return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
-def run_statement(conn: Connection, stmt: Statement) -> Result:
-    """Execute one statement on ``conn``; SQL errors are returned in the result."""
+def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = None) -> Result:
+    """Execute one statement on ``conn``; SQL errors are returned in the result (a refusal of
+    ``conn``'s ``sandbox`` says why)."""
     started = time.perf_counter()
     result = Result()
+    if sandbox is not None:
+        sandbox.denied = None
+        sandbox.in_request = True
     try:
         cur = conn.execute(stmt.sql, stmt.params)
         if cur.description is not None:
@@ -146,8 +186,11 @@ def run_statement(conn: Connection, stmt: Statement) -> Result:
             result.rows_affected = max(cur.rowcount, 0)
             result.last_insert_id = cur.lastrowid
     except DatabaseError as exc:
-        result.error = str(exc)
+        result.error = str(exc) if sandbox is None else sandbox.explain(str(exc))
     except (ValueError, TypeError, OverflowError) as exc:  # bad parameter bindings
         result.error = f"bad parameters: {exc}"
+    finally:
+        if sandbox is not None:
+            sandbox.in_request = False
     result.seconds = time.perf_counter() - started
     return result

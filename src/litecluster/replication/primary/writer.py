@@ -36,10 +36,11 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import LiteclusterError, NotPrimaryError
 from litecluster.errors import WriteError as WriteError  # re-exported: defined in the tree
+from litecluster.replication.primary.sandbox import sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
     Statement,
-    is_transaction_control,
+    refusal,
     run_statement,
 )
 
@@ -50,6 +51,8 @@ log = logging.getLogger("litecluster.writer")
 class WriterConfig:
     max_group: int = 512
     statement_timeout: float = 10.0
+    allow_pragmas: frozenset[str] = frozenset()
+    """PRAGMAs an operator allows in requests besides the sandbox's read-only ones."""
 
 
 Procedure = Callable[[Connection], tuple[Any, bytes]]
@@ -100,6 +103,7 @@ class Writer:
         # The txlog is the durability point: a request is answered only after capture made
         # its record durable, so the WAL fsync per commit is not needed (see connect_writer).
         self.conn: Connection = capture.connect_writer("NORMAL")
+        self.sandbox = sandbox(self.conn, read_only=False, allow_pragmas=self.config.allow_pragmas)
         self.group_sizes: Counter[int] = Counter()
         self.disk_full = False
         """Set when a group failed for lack of disk space (the node then steps down)."""
@@ -241,11 +245,11 @@ class Writer:
         results: list[Result] = []
         failed = False
         for stmt in statements:
-            if is_transaction_control(stmt.sql):
-                res = Result(error="transaction control statements are not allowed; "
-                                   "use the request's transaction flag")  # fmt: skip
+            refused = refusal(stmt.sql)
+            if refused is not None:
+                res = refused
             else:
-                res = run_statement(self.conn, stmt)
+                res = run_statement(self.conn, stmt, self.sandbox)
                 if not self.conn.in_transaction:  # defensive: never lose the group
                     raise WriteError("a statement ended the group transaction", sql=stmt.sql)
                 if res.error == "interrupted":

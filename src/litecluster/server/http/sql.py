@@ -31,10 +31,12 @@ from litecluster.errors import (
     StaleReadError,
 )
 from litecluster.replication.config import DB_NAME, Address
+from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
     Statement,
     parse_statements,
+    refusal,
     run_statement,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
@@ -61,6 +63,8 @@ class SqlDoor:
     max_statements: int
     statement_timeout: float
     """Seconds a read request may run."""
+    sql_allow_pragma: frozenset[str] = frozenset()
+    """PRAGMAs a request may run besides the sandbox's read-only ones."""
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
@@ -159,25 +163,33 @@ def _min_position(request: web.Request) -> int | None:
 # ---- reads -------------------------------------------------------------------------------------
 
 
-def _read_conn(path: str) -> Connection:
-    """One read-only connection per thread and file (reads run in the default executor)."""
-    conns: dict[str, Connection] = getattr(_local, "conns", None) or {}
+def _read_conn(path: str, allow_pragmas: frozenset[str]) -> tuple[Connection, Sandbox]:
+    """One read-only connection per thread and file (reads run in the default executor), in
+    the sandbox: it cannot write, attach or change its own state for later requests."""
+    conns: dict[str, tuple[Connection, Sandbox]] = getattr(_local, "conns", None) or {}
     _local.conns = conns
-    conn = conns.get(path)
-    if conn is None:
-        conn = conns[path] = connect(path, readonly=True)
-    return conn
+    got = conns.get(path)
+    if got is None:
+        conn = connect(path, readonly=True)
+        got = conns[path] = conn, sandbox(conn, read_only=True, allow_pragmas=allow_pragmas)
+    return got
 
 
-def _run_reads(path: str, statements: list[Statement], timeout: float) -> list[Result]:
-    conn = _read_conn(path)
+def _run_reads(
+    path: str, statements: list[Statement], timeout: float, allow_pragmas: frozenset[str]
+) -> list[Result]:
+    conn, box = _read_conn(path, allow_pragmas)
     deadline = time.monotonic() + timeout
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
     conn.execute("BEGIN")  # one snapshot for every statement of the request
     try:
         out = []
         for stmt in statements:
-            res = run_statement(conn, stmt)
+            refused = refusal(stmt.sql)
+            if refused is not None:
+                out.append(refused)
+                continue
+            res = run_statement(conn, stmt, box)
             if res.error == "interrupted":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
@@ -185,7 +197,8 @@ def _run_reads(path: str, statements: list[Statement], timeout: float) -> list[R
             out.append(res)
         return out
     finally:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 async def query(request: web.Request) -> web.Response:
@@ -214,7 +227,9 @@ async def query(request: web.Request) -> web.Response:
         )
 
     async def read() -> list[Result]:
-        return await asyncio.to_thread(_run_reads, str(path), statements, door.statement_timeout)
+        return await asyncio.to_thread(
+            _run_reads, str(path), statements, door.statement_timeout, door.sql_allow_pragma
+        )
 
     if level not in STRONG_LEVELS:
         return _respond(request, await read(), started, None)
