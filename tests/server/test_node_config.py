@@ -56,6 +56,9 @@ def test_flags_override_environment_override_file_override_defaults(tmp_path: Pa
         ({"etcd": "https://e:2379", "etcd_cacert": "/nope.pem"}, {}, "etcd_cacert", "not found"),
         ({}, {"LITECLUSTER_REPLICA_DURABLE": "maybe"}, "replica_durable", "true or false"),
         ({}, {"LITECLUSTER_RESP_READ_LEVEL": "weak"}, "resp_read_level", "none, strong or"),
+        ({"sql_allow_pragma": ["user_version", "x; DROP"]}, {}, "sql_allow_pragma", "PRAGMA name"),
+        ({"http_allow_origin": ["https://a.example/path"]}, {}, "http_allow_origin", "origin"),
+        ({}, {"LITECLUSTER_HTTP_ALLOW_ORIGIN": "a.example"}, "http_allow_origin", "origin"),
     ],
 )
 def test_bad_values_name_the_field_the_value_and_the_source(
@@ -176,3 +179,18 @@ def test_the_replication_layer_gets_a_replication_config_with_the_nodes_values(
     assert follow.primary == Address("10.0.0.1", 4001)
     assert follow.peer_timeout == 7.0
     assert cfg.primary is None
+
+
+def test_allowed_pragmas_and_origins_come_from_flags_environment_or_file(tmp_path: Path) -> None:
+    toml = tmp_path / "node.toml"
+    toml.write_text('sql_allow_pragma = ["user_version"]\n')
+    cfg = load_config({"data_dir": str(tmp_path)}, {}, toml)
+    assert cfg.sql_allow_pragma == ("user_version",)
+    assert cfg.replication().sql_allow_pragma == ("user_version",), "the writer reads it"
+    env = {"LITECLUSTER_HTTP_ALLOW_ORIGIN": "https://a.example,http://127.0.0.1:8080"}
+    cfg = load_config({"data_dir": str(tmp_path), "sql_allow_pragma": ["foreign_keys"]}, env)
+    assert cfg.sql_allow_pragma == ("foreign_keys",)
+    assert cfg.http_allow_origin == ("https://a.example", "http://127.0.0.1:8080")
+    assert load_config(
+        {"data_dir": str(tmp_path), "http_allow_origin": ["*"]}, {}
+    ).http_allow_origin == ("*",)

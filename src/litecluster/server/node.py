@@ -164,7 +164,8 @@ class Node:
         )  # fmt: skip
 
     async def start(self) -> None:
-        app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder)
+        app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
+                       allow_origins=self.config.http_allow_origin)  # fmt: skip
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
 from litecluster.server.forward import Forwarder
+from litecluster.server.http import cors
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
@@ -78,11 +79,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def make_app(
-    sql: sqlapi.SqlDoor, kv: KvExec, registry: CollectorRegistry, forward: Forwarder
+    sql: sqlapi.SqlDoor,
+    kv: KvExec,
+    registry: CollectorRegistry,
+    forward: Forwarder,
+    *,
+    allow_origins: tuple[str, ...] = (),
 ) -> web.Application:
     """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
     ``kv``, ``/metrics`` from ``registry``; ``forward`` is what a replica's forward step
-    reads."""
+    reads; browser pages of ``allow_origins`` may call it (CORS)."""
     app = web.Application(
         middlewares=[errors, sqlapi.request_errors], client_max_size=sql.max_request_bytes
     )
@@ -94,6 +100,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
     app.router.add_post("/kv/exec", kv_exec)
+    cors.install(app, allow_origins)
     return app
 
 
