@@ -36,6 +36,11 @@ _CREATE_VTABLE, _DROP_VTABLE, _FUNCTION, _SAVEPOINT, _RECURSIVE = 29, 30, 31, 32
 
 _TEMP = frozenset({_CREATE_TEMP_INDEX, _CREATE_TEMP_TABLE, _CREATE_TEMP_TRIGGER,
                    _CREATE_TEMP_VIEW})  # fmt: skip
+# Creations that name the temp schema (CREATE TABLE temp.t) instead of saying TEMP: SQLite
+# reports them with the plain codes and "temp" as the database, or (a temp trigger on a main
+# table) as an insert into the temp schema's table.
+_CREATES = frozenset({_CREATE_INDEX, _CREATE_TABLE, _CREATE_TRIGGER, _CREATE_VIEW,
+                      _CREATE_VTABLE, _INSERT})  # fmt: skip
 _WRITES = frozenset({
     _CREATE_INDEX, _CREATE_TABLE, _CREATE_TRIGGER, _CREATE_VIEW, _DELETE, _DROP_INDEX,
     _DROP_TABLE, _DROP_TEMP_INDEX, _DROP_TEMP_TABLE, _DROP_TEMP_TRIGGER, _DROP_TEMP_VIEW,
@@ -101,7 +106,7 @@ class Sandbox:
     own BEGIN, SAVEPOINT and COMMIT on the same connection are not)."""
 
     def __call__(
-        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, _src: str | None
     ) -> int:
         if action in (_SELECT, _RECURSIVE):
             return _OK
@@ -115,7 +120,7 @@ class Sandbox:
             return self._pragma((arg1 or "").lower(), arg2)
         if action in (_ATTACH, _DETACH):
             return self._deny(VACUUM_ATTACH)
-        if action in _TEMP:
+        if action in _TEMP or (action in _CREATES and db == "temp"):
             return self._deny("temporary tables, indexes, views and triggers are not allowed: "
                               "they would outlive the request on a shared connection")  # fmt: skip
         if action in (_TRANSACTION, _SAVEPOINT) and self.in_request:

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from litecluster.engine.sqlite import Connection, DatabaseError
+from litecluster.engine.sqlite import Connection
 from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
 from litecluster.replication.primary.sandbox import VACUUM_ATTACH, Sandbox
+from litecluster.replication.primary.sqlsplit import needs_split, positional_refusal, split_sql
 
 Params = tuple[Any, ...] | dict[str, Any]
 
@@ -37,6 +38,9 @@ _WORD = re.compile(r"[A-Za-z_]+")
 class Statement:
     sql: str
     params: Params = ()
+    continues: bool = False
+    """This statement came from the same string as the one before it (see
+    :func:`expand_statements`): a failure of one statement of a string ends that string."""
 
 
 @dataclass
@@ -48,6 +52,8 @@ class Result:
     values: list[list[Any]] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    code: str | None = None
+    """SQLite's error name (``SQLITE_INTERRUPT`` ...) behind ``error``; not sent to clients."""
 
     def as_json(self, *, associative: bool = False, timings: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -110,6 +116,32 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
 
+def expand_statements(statements: list[Statement], *, max_statements: int) -> list[Statement]:
+    """``statements`` with every string of several statements replaced by its statements,
+    in order (rqlite runs such a string statement by statement). Named parameters go to every
+    statement of the string; positional ones cannot be shared out and are refused. Linear in
+    the size of the SQL: run it off the event loop when :func:`needs_expanding` says so."""
+    out: list[Statement] = []
+    for i, stmt in enumerate(statements):
+        pieces = split_sql(stmt.sql, max_statements) if needs_split(stmt.sql) else []
+        if len(pieces) <= 1:
+            out.append(stmt)
+        elif isinstance(stmt.params, tuple) and stmt.params:
+            raise positional_refusal(i)
+        else:
+            out.extend(Statement(p, stmt.params, j > 0) for j, p in enumerate(pieces))
+        if len(out) > max_statements:
+            raise RequestError(
+                "too many statements in one request (counting each statement of a string)",
+                count=len(out), limit=max_statements,
+            )  # fmt: skip
+    return out
+
+
+def needs_expanding(statements: list[Statement]) -> bool:
+    return any(needs_split(s.sql) for s in statements)
+
+
 def first_keyword(sql: str) -> str:
     """The statement's first word, upper-cased, after whitespace, comments and empty
     statements (``;``), the way SQLite's tokenizer skips them. One pass: a regular expression
@@ -141,9 +173,10 @@ def refusal(sql: str) -> Result | None:
     if word not in _CONTROL:
         return None
     if word in ("ATTACH", "DETACH", "VACUUM"):
-        return Result(error=f"not authorized: {VACUUM_ATTACH}")
+        return Result(error=f"not authorized: {VACUUM_ATTACH}", code="SQLITE_AUTH")
     return Result(error="transaction control statements are not allowed; use the request's "
-                        "transaction flag (a query's statements all read one snapshot)")  # fmt: skip
+                        "transaction flag (a query's statements all read one snapshot)",
+                  code="SQLITE_AUTH")  # fmt: skip
 
 
 def _type_name(value: Any) -> str:
@@ -164,33 +197,52 @@ def _json_value(value: Any) -> Any:
 
 
 def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = None) -> Result:
-    """Execute one statement on ``conn``; SQL errors are returned in the result (a refusal of
-    ``conn``'s ``sandbox`` says why)."""
+    """Execute one statement on ``conn``; every error (SQLite's, bindings, several statements
+    in one string) is returned in the result, none raised. With ``conn``'s ``sandbox``, the
+    statement is a request's: refused by its first keyword (:func:`refusal`) or by the
+    sandbox, which then says why."""
     started = time.perf_counter()
-    result = Result()
     if sandbox is not None:
+        refused = refusal(stmt.sql)
+        if refused is not None:
+            return refused
         sandbox.denied = None
         sandbox.in_request = True
+    result = Result()
     try:
-        cur = conn.execute(stmt.sql, stmt.params)
-        if cur.description is not None:
-            rows = cur.fetchall()
-            result.columns = [d[0] for d in cur.description]
-            result.types = [""] * len(result.columns)
-            for row in rows:
-                for j, v in enumerate(row):
-                    if not result.types[j] and v is not None:
-                        result.types[j] = _type_name(v)
-            result.values = [[_json_value(v) for v in row] for row in rows]
-        else:
-            result.rows_affected = max(cur.rowcount, 0)
-            result.last_insert_id = cur.lastrowid
-    except DatabaseError as exc:
-        result.error = str(exc) if sandbox is None else sandbox.explain(str(exc))
-    except (ValueError, TypeError, OverflowError) as exc:  # bad parameter bindings
-        result.error = f"bad parameters: {exc}"
+        _execute(conn, stmt, result)
+    except Exception as exc:  # whatever failed, the statement failed: the caller goes on
+        result.columns = result.types = None
+        result.values = []
+        message = _message(exc)
+        result.error = message if sandbox is None else sandbox.explain(message)
+        result.code = getattr(exc, "sqlite_errorname", None)
     finally:
         if sandbox is not None:
             sandbox.in_request = False
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _execute(conn: Connection, stmt: Statement, result: Result) -> None:
+    cur = conn.execute(stmt.sql, stmt.params)
+    if cur.description is not None:
+        rows = cur.fetchall()
+        result.columns = [d[0] for d in cur.description]
+        result.types = [""] * len(result.columns)
+        for row in rows:
+            for j, v in enumerate(row):
+                if not result.types[j] and v is not None:
+                    result.types[j] = _type_name(v)
+        result.values = [[_json_value(v) for v in row] for row in rows]
+    else:
+        result.rows_affected = max(cur.rowcount, 0)
+        result.last_insert_id = cur.lastrowid
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, (ValueError, TypeError, OverflowError)):  # bindings Python refused
+        return f"bad parameters: {exc}"
+    if type(exc).__module__.startswith("sqlean"):  # SQLite's and the driver's own errors
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,21 @@ others of the group still commit. After COMMIT the writer captures the commit it
 for capture's next poll) and answers every request of the group with the position it committed
 at, once its record is durable.
 
+One request never fails another:
+- client SQL runs in the sandbox (:mod:`.sandbox`: no transaction control, no connection
+  settings, no temporary objects), and every error of a statement is its result's ``error``;
+- a statement may still end the whole transaction: SQLite rolls it back when a writing
+  statement is interrupted (the statement timeout), on ``INSERT OR ROLLBACK`` and on
+  ``RAISE(ROLLBACK)``. The writer then runs the group again from ``BEGIN``, that statement
+  answered with its error instead of run (a request that keeps doing it is refused whole), so
+  the others commit as if it had failed alone. Procedures must therefore be safe to run again
+  before a commit (their effects on the database are rolled back; their return value is
+  replaced);
+- a group stops taking requests once it ran for ``group_seconds``: the rest wait for the next
+  group, so requests that already ran are not held back by slow ones after them.
+Only failures of the database itself (disk full, I/O errors) fail a group, and then nothing of
+it was applied.
+
 Besides SQL, a request may be a *procedure*: a Python function run on the write connection
 inside the request's savepoint (the key/value commands: read-modify-write logic that must see
 and change the database atomically). It returns a value for the caller and annotation bytes
@@ -21,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import math
 import queue
 import threading
 import time
@@ -33,16 +49,11 @@ import msgspec
 
 from litecluster.engine.capture.capture import Capture, committed_not_durable
 from litecluster.engine.position import Position
-from litecluster.engine.sqlite import Connection, DatabaseError
-from litecluster.errors import LiteclusterError, NotPrimaryError
+from litecluster.engine.sqlite import Connection
+from litecluster.errors import IndeterminateWriteError, LiteclusterError, NotPrimaryError
 from litecluster.errors import WriteError as WriteError  # re-exported: defined in the tree
 from litecluster.replication.primary.sandbox import sandbox
-from litecluster.replication.primary.sqlexec import (
-    Result,
-    Statement,
-    refusal,
-    run_statement,
-)
+from litecluster.replication.primary.sqlexec import Result, Statement, run_statement
 
 log = logging.getLogger("litecluster.writer")
 
@@ -51,8 +62,19 @@ log = logging.getLogger("litecluster.writer")
 class WriterConfig:
     max_group: int = 512
     statement_timeout: float = 10.0
+    """Seconds one request may run (all its statements); then it is interrupted and fails."""
+    group_seconds: float = 0.2
+    """A group takes no further request once it ran this long (the rest go to the next)."""
     allow_pragmas: frozenset[str] = frozenset()
     """PRAGMAs an operator allows in requests besides the sandbox's read-only ones."""
+
+
+# A request whose statements ended the group transaction this many times is refused whole.
+MAX_LOSSES = 3
+# Errors after which SQLite rolled the transaction back because of the database, not of the
+# statement: the group fails (nothing of it was applied) instead of being run again.
+_DATABASE_FAILURES = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_NOMEM", "SQLITE_CORRUPT",
+                      "SQLITE_NOTADB", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")  # fmt: skip
 
 
 Procedure = Callable[[Connection], tuple[Any, bytes]]
@@ -90,6 +112,24 @@ class _Request:
     value: Any = None
     annotation: bytes = b""
     error: BaseException | None = None
+    poisoned: dict[int, str] = field(default_factory=dict)
+    """Statements (by index) that ended the group transaction: answered with this error, not
+    run again when the group runs again."""
+    refused: BaseException | None = None
+    """Set when the request (a procedure, or SQL too often) must not run again at all."""
+    losses: int = 0
+
+    def reset(self) -> None:
+        self.results, self.value, self.annotation, self.error = [], None, b"", None
+
+
+class _Lost(Exception):
+    """The group transaction ended inside ``req``'s statement ``index`` (-1: its procedure)."""
+
+    def __init__(self, req: _Request, index: int, error: str | None, code: str | None,
+                 exc: BaseException | None = None) -> None:  # fmt: skip
+        super().__init__(error)
+        self.req, self.index, self.error, self.code, self.exc = req, index, error, code, exc
 
 
 class Writer:
@@ -104,6 +144,8 @@ class Writer:
         # its record durable, so the WAL fsync per commit is not needed (see connect_writer).
         self.conn: Connection = capture.connect_writer("NORMAL")
         self.sandbox = sandbox(self.conn, read_only=False, allow_pragmas=self.config.allow_pragmas)
+        self.replays = 0
+        """Times a group ran again because a statement ended its transaction."""
         self.group_sizes: Counter[int] = Counter()
         self.disk_full = False
         """Set when a group failed for lack of disk space (the node then steps down)."""
@@ -113,7 +155,9 @@ class Writer:
         """Called in the writer thread after each group whose procedures returned annotations
         is durable, before the next group runs (so state derived from them, such as the last
         change of each key, is current when the next procedure looks)."""
-        self._deadline = 0.0
+        self._deadline = math.inf
+        """When the running request's time is up; infinite while the writer runs its own SQL
+        (a COMMIT is never interrupted)."""
         self.conn.set_progress_handler(self._interrupt, 10_000)
         self._thread = threading.Thread(target=self._run, name=f"writer:{name}", daemon=True)
         self._thread.start()
@@ -143,11 +187,14 @@ class Writer:
     # ---- the writer thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        carried: list[_Request] = []
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
+            if not carried:
+                first = self._queue.get()
+                if first is None:
+                    return
+                carried = [first]
+            group, carried = carried, []
             while len(group) < self.config.max_group:
                 try:
                     nxt = self._queue.get_nowait()
@@ -158,7 +205,8 @@ class Writer:
                     break
                 group.append(nxt)
             try:
-                position = self._commit(group)
+                position, carried = self._commit(group)
+                group = group[: len(group) - len(carried)]
             except Exception as exc:
                 full = _disk_full(exc)
                 err = exc if isinstance(exc, LiteclusterError) else WriteError(
@@ -189,18 +237,18 @@ class Writer:
                 outcome = WriteOutcome(req.results, position, len(group), req.value)
                 req.loop.call_soon_threadsafe(_resolve, req.future, outcome)
 
-    def _commit(self, group: list[_Request]) -> Position:
+    def _commit(self, group: list[_Request]) -> tuple[Position, list[_Request]]:
+        """Run and commit the group; the position, and the requests left for the next group
+        (the group's time ran out before them)."""
         with self.capture.writer_lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            ran = self._run_group(group)
             try:
-                for req in group:
-                    req.results = self._run_request(req)
                 if not self.may_commit():
                     raise NotPrimaryError("this node is no longer the primary", db=self.name)
-                notes = [req.annotation for req in group if req.annotation and req.error is None]
+                notes = [r.annotation for r in group[:ran] if r.annotation and r.error is None]
                 if notes:
                     self.capture.commit(self.conn, msgspec.msgpack.encode(notes))
-                    return self.capture.published
+                    return self.capture.published, group[ran:]
                 self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:
@@ -211,19 +259,77 @@ class Writer:
             self.capture.poll()
         except Exception as exc:
             raise committed_not_durable(exc, self.name) from exc
-        return self.capture.published
+        return self.capture.published, group[ran:]
 
-    def _run_request(self, req: _Request) -> list[Result]:
-        self._deadline = time.monotonic() + self.config.statement_timeout
-        if req.procedure is not None:
-            self._run_procedure(req, req.procedure)
-            return []
-        if req.transaction:
-            return self._in_savepoint("req", req.statements, all_or_nothing=True)
-        out: list[Result] = []
-        for stmt in req.statements:
-            out.extend(self._in_savepoint("stmt", [stmt], all_or_nothing=True))
-        return out
+    def _run_group(self, group: list[_Request]) -> int:
+        """BEGIN and run the group's requests; how many ran (the transaction is left open).
+        Runs the group again, without the statement, when one ended the transaction."""
+        started = time.monotonic()
+        while True:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for i, req in enumerate(group):
+                    if i and time.monotonic() - started > self.config.group_seconds:
+                        return i
+                    req.reset()
+                    if req.refused is not None:
+                        req.error = req.refused
+                        continue
+                    self._deadline = time.monotonic() + self.config.statement_timeout
+                    try:
+                        if req.procedure is not None:
+                            self._run_procedure(req, req.procedure)
+                        else:
+                            req.results = self._run_sql(req)
+                    finally:
+                        self._deadline = math.inf
+                return len(group)
+            except _Lost as lost:
+                self._blame(lost)
+                self.replays += 1
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def _blame(self, lost: _Lost) -> None:
+        """Make the request whose statement ended the transaction answer with that statement's
+        error from now on; raise when the group itself must fail."""
+        req = lost.req
+        if lost.error is None:
+            # It succeeded yet the transaction is gone: it committed or rolled back the group
+            # (the sandbox refuses every statement known to). What was applied is unknown.
+            raise IndeterminateWriteError(
+                "a statement ended the group transaction", db=self.name,
+                sql=req.statements[lost.index].sql[:200] if lost.index >= 0 else "procedure",
+            )  # fmt: skip
+        if (lost.code or "").startswith(_DATABASE_FAILURES) or _disk_full_text(lost.error):
+            full = _disk_full_text(lost.error) or (lost.code or "").startswith("SQLITE_FULL")
+            if full:
+                self.disk_full = True
+            raise WriteError(
+                f"the write failed and was not acknowledged: {lost.error}", db=self.name,
+                disk_full=full, hint="free disk space on the primary" if full else "retry",
+            )  # fmt: skip
+        req.losses += 1
+        log.warning("writer.replay db=%s error=%r", self.name, lost.error)
+        if lost.index < 0:
+            req.refused = lost.exc or WriteError(lost.error, db=self.name)
+        elif req.losses >= MAX_LOSSES:
+            message = (f"not run: statements of this request rolled back the node's "
+                       f"transaction {req.losses} times ({lost.error})")  # fmt: skip
+            req.poisoned = dict.fromkeys(range(len(req.statements)), message)
+        else:
+            req.poisoned[lost.index] = self._explain(lost)
+
+    def _explain(self, lost: _Lost) -> str:
+        if lost.code == "SQLITE_INTERRUPT":
+            return self._timeout_message()
+        return (f"{lost.error} (the statement rolled back the node's whole transaction; it was "
+                "not applied, the other requests were)")  # fmt: skip
+
+    def _timeout_message(self) -> str:
+        return f"statement timeout ({self.config.statement_timeout:g} s)"
 
     def _run_procedure(self, req: _Request, procedure: Procedure) -> None:
         self.conn.execute("SAVEPOINT proc")
@@ -232,39 +338,62 @@ class Writer:
         except Exception as exc:
             if _disk_full(exc):
                 raise  # the whole group fails, and the node steps down (see _run)
+            if not self.conn.in_transaction:
+                raise _Lost(req, -1, str(exc), getattr(exc, "sqlite_errorname", None), exc) from exc
             self.conn.execute("ROLLBACK TO proc")
             req.error = exc
-        if not self.conn.in_transaction:  # defensive: never lose the group
-            raise WriteError("a procedure ended the group transaction", db=self.name)
+        if not self.conn.in_transaction:
+            raise _Lost(req, -1, None, None)
         self.conn.execute("RELEASE proc")
 
-    def _in_savepoint(
-        self, name: str, statements: list[Statement], *, all_or_nothing: bool
-    ) -> list[Result]:
-        self.conn.execute(f"SAVEPOINT {name}")
-        results: list[Result] = []
-        failed = False
-        for stmt in statements:
-            refused = refusal(stmt.sql)
-            if refused is not None:
-                res = refused
-            else:
-                res = run_statement(self.conn, stmt, self.sandbox)
-                if not self.conn.in_transaction:  # defensive: never lose the group
-                    raise WriteError("a statement ended the group transaction", sql=stmt.sql)
-                if res.error == "interrupted":
-                    res.error = f"statement timeout ({self.config.statement_timeout:g} s)"
-            results.append(res)
-            if res.error is not None:
-                failed = True
-                break
+    def _run_sql(self, req: _Request) -> list[Result]:
+        """rqlite's semantics: with ``transaction`` the first failing statement ends the
+        request and rolls all of it back; without, each statement is applied or rolled back
+        alone, and a failure ends only the rest of its own string."""
+        out: list[Result] = []
+        if req.transaction:
+            self._savepoint("SAVEPOINT req")
+            for i in range(len(req.statements)):
+                res = self._statement(req, i)
+                out.append(res)
+                if res.error is not None:
+                    self._savepoint("ROLLBACK TO req")
+                    break
+            self._savepoint("RELEASE req")
+            return out
+        string_failed = False
+        for i, stmt in enumerate(req.statements):
+            if stmt.continues and string_failed:
+                continue
+            self._savepoint("SAVEPOINT stmt")
+            res = self._statement(req, i)
+            string_failed = res.error is not None
+            if string_failed:
+                self._savepoint("ROLLBACK TO stmt")
+            self._savepoint("RELEASE stmt")
+            out.append(res)
+        return out
+
+    def _statement(self, req: _Request, index: int) -> Result:
+        poisoned = req.poisoned.get(index)
+        if poisoned is not None:
+            return Result(error=poisoned)
+        res = run_statement(self.conn, req.statements[index], self.sandbox)
+        if not self.conn.in_transaction:
+            raise _Lost(req, index, res.error, res.code)
+        if res.code == "SQLITE_INTERRUPT":
+            res.error = self._timeout_message()
+        return res
+
+    def _savepoint(self, sql: str) -> None:
         try:
-            if failed and all_or_nothing:
-                self.conn.execute(f"ROLLBACK TO {name}")
-            self.conn.execute(f"RELEASE {name}")
-        except DatabaseError as exc:
+            self.conn.execute(sql)
+        except Exception as exc:
             raise WriteError(f"savepoint failed: {exc}", db=self.name) from exc
-        return results
+
+
+def _disk_full_text(text: str) -> bool:
+    return "disk is full" in text or "No space left" in text
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -35,8 +35,9 @@ from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
     Statement,
+    expand_statements,
+    needs_expanding,
     parse_statements,
-    refusal,
     run_statement,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
@@ -145,9 +146,19 @@ async def _statements(request: web.Request) -> list[Statement]:
         raise RequestError("request too large", limit=door.max_request_bytes) from None
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise RequestError(f"malformed JSON: {exc}") from None
     return parse_statements(body, max_statements=door.max_statements)
+
+
+async def _expanded(request: web.Request, statements: list[Statement]) -> list[Statement]:
+    """``statements`` with each string of several statements split into them (on the node
+    that runs them; a replica forwards the request as it came)."""
+    if not needs_expanding(statements):
+        return statements
+    limit = request.app[DOOR].max_statements
+    # Linear in the request's size, up to max_request_bytes: not on the event loop.
+    return await asyncio.to_thread(expand_statements, statements, max_statements=limit)
 
 
 def _min_position(request: web.Request) -> int | None:
@@ -184,19 +195,20 @@ def _run_reads(
     conn.execute("BEGIN")  # one snapshot for every statement of the request
     try:
         out = []
+        string_failed = False
         for stmt in statements:
-            refused = refusal(stmt.sql)
-            if refused is not None:
-                out.append(refused)
-                continue
+            if stmt.continues and string_failed:
+                continue  # a failure ends the rest of its string, as in the writer
             res = run_statement(conn, stmt, box)
-            if res.error == "interrupted":
+            if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
                 res.error = f"{res.error} (a query request cannot write; use /db/execute)"
+            string_failed = res.error is not None
             out.append(res)
         return out
     finally:
+        conn.set_progress_handler(None, 0)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
 
@@ -210,6 +222,7 @@ async def query(request: web.Request) -> web.Response:
     check_level(level, LEVELS)
     if local.primary is None and level != "none":
         return await _forward(request, statements, wait=False)
+    statements = await _expanded(request, statements)
     if local.primary is None and "freshness" in request.query:
         _check_freshness(local.upstream, request.query["freshness"])
     want = _min_position(request)
@@ -260,6 +273,7 @@ async def execute(request: web.Request) -> web.Response:
     db, statements = _db(request), await _statements(request)
     if primary is None:
         return await _forward(request, statements, wait=True)
+    statements = await _expanded(request, statements)
     outcome = await primary.write(db, statements, transaction=_flag(request, "transaction"))
     return _respond(request, outcome.results, started, outcome.position)
 
