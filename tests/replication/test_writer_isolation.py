@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def _good(key: str) -> list[Statement]:
 
 
 async def _in_one_group(
-    writer: Writer, requests: list[tuple[list[Statement], bool] | Procedure]
+    writer: Writer, requests: Sequence[tuple[list[Statement], bool] | Procedure]
 ) -> list[Any]:
     """Submit ``requests`` (SQL with its transaction flag, or procedures) while the writer is
     busy, so they all land in its next group."""
@@ -217,7 +217,9 @@ def test_a_procedure_that_ends_the_transaction_fails_alone(
         conn.execute("INSERT OR ROLLBACK INTO t(k) VALUES('p')")
         return None, b""
 
-    requests = [(_good("a"), False), spoil, (_good("b"), False)]
+    requests: list[tuple[list[Statement], bool] | Procedure] = [
+        (_good("a"), False), spoil, (_good("b"), False),
+    ]  # fmt: skip
     a, failed, b = asyncio.run(_in_one_group(writer, requests))
     assert isinstance(a, WriteOutcome)
     assert isinstance(b, WriteOutcome)
