@@ -270,4 +270,5 @@ def test_good_writes_never_fail_while_a_client_sends_bad_requests(
         assert sorted(keys) == sorted(acked), "every good write on every node exactly once"
     w = primary.status()["writers"]["main"]
     assert w["groups"] < w["requests"], "the good writes shared groups with the bad ones"
+    assert w["replays"] > 0, "statements that rolled back their group's transaction were sent"
     print(json.dumps({"good_writes": len(acked), "bad_requests": bad_sent, "writer": w}))

@@ -60,6 +60,8 @@ def primary_status(
             "requests": sum(k * v for k, v in w.group_sizes.items()),
             "largest_group": max(w.group_sizes, default=0),
             "group_sizes": {str(k): v for k, v in sorted(w.group_sizes.items())},
+            # Groups run again because a statement rolled back their transaction.
+            "replays": w.replays,
         }
         for name, w in writers.items()
     }
