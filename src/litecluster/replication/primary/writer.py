@@ -123,12 +123,14 @@ class _Request:
         self.results, self.value, self.annotation, self.error = [], None, b"", None
 
 
-class _Lost(Exception):
-    """The group transaction ended inside ``req``'s statement ``index`` (-1: its procedure)."""
+class _Lost(LiteclusterError):
+    """The group transaction ended inside ``req``'s statement ``index`` (-1: its procedure).
+    Internal to the writer (it reruns the group and never lets this escape), yet in the one
+    tree like every error of the package."""
 
-    def __init__(self, req: _Request, index: int, error: str | None, code: str | None,
-                 exc: BaseException | None = None) -> None:  # fmt: skip
-        super().__init__(error)
+    def __init__(self, error: str | None, req: _Request | None = None, index: int = -1,
+                 code: str | None = None, exc: BaseException | None = None) -> None:  # fmt: skip
+        super().__init__(error or "the group transaction ended")
         self.req, self.index, self.error, self.code, self.exc = req, index, error, code, exc
 
 
@@ -296,6 +298,7 @@ class Writer:
         """Make the request whose statement ended the transaction answer with that statement's
         error from now on; raise when the group itself must fail."""
         req = lost.req
+        assert req is not None, "the writer raises _Lost with its request"
         if lost.error is None:
             # It succeeded yet the transaction is gone: it committed or rolled back the group
             # (the sandbox refuses every statement known to). What was applied is unknown.
@@ -339,11 +342,11 @@ class Writer:
             if _disk_full(exc):
                 raise  # the whole group fails, and the node steps down (see _run)
             if not self.conn.in_transaction:
-                raise _Lost(req, -1, str(exc), getattr(exc, "sqlite_errorname", None), exc) from exc
+                raise _Lost(str(exc), req, -1, getattr(exc, "sqlite_errorname", None), exc) from exc
             self.conn.execute("ROLLBACK TO proc")
             req.error = exc
         if not self.conn.in_transaction:
-            raise _Lost(req, -1, None, None)
+            raise _Lost(None, req, -1)
         self.conn.execute("RELEASE proc")
 
     def _run_sql(self, req: _Request) -> list[Result]:
@@ -380,7 +383,7 @@ class Writer:
             return Result(error=poisoned)
         res = run_statement(self.conn, req.statements[index], self.sandbox)
         if not self.conn.in_transaction:
-            raise _Lost(req, index, res.error, res.code)
+            raise _Lost(res.error, req, index, res.code)
         if res.code == "SQLITE_INTERRUPT":
             res.error = self._timeout_message()
         return res
