@@ -39,6 +39,7 @@ from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
 from litecluster.replication.config import Address
 from litecluster.replication.primary.primary import Primary
+from litecluster.replication.primary.sqlexec import ResultLimits
 from litecluster.replication.protocol import Refuse, encode_message
 from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower, Upstream
@@ -153,6 +154,7 @@ class Node:
             max_request_bytes=cfg.max_request_bytes, max_statements=cfg.max_statements,
             statement_timeout=cfg.statement_timeout,
             sql_allow_pragma=frozenset(cfg.sql_allow_pragma),
+            limits=ResultLimits(cfg.max_result_rows, cfg.max_result_bytes),
         )  # fmt: skip
 
     def _resp_settings(self, address: Address) -> RespSettings:

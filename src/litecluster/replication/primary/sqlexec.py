@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import re
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from litecluster.engine.sqlite import Connection
+from litecluster.errors import LiteclusterError
 from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
 from litecluster.replication.primary.sandbox import VACUUM_ATTACH, Sandbox
 from litecluster.replication.primary.sqlsplit import needs_split, positional_refusal, split_sql
@@ -32,6 +34,24 @@ _CONTROL = frozenset(
     {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "ATTACH", "DETACH", "VACUUM"}
 )
 _WORD = re.compile(r"[A-Za-z_]+")
+
+
+@dataclass(frozen=True)
+class ResultLimits:
+    """The most one statement's result may hold: rows, and bytes as estimated for its JSON.
+    A result past either is not sent (the statement fails with a message on how to page), so
+    one query cannot hold the node's memory or the loop that serializes the answer."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 32 * 1024 * 1024
+
+
+UNLIMITED = ResultLimits(max_rows=1 << 62, max_bytes=1 << 62)
+_FETCH = 512
+
+
+class _TooLarge(LiteclusterError):
+    """Internal: ends the fetch of a result past its limits (it becomes the result's error)."""
 
 
 @dataclass(frozen=True)
@@ -196,11 +216,16 @@ def _json_value(value: Any) -> Any:
     return base64.b64encode(value).decode() if isinstance(value, bytes) else value
 
 
-def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = None) -> Result:
+def run_statement(
+    conn: Connection,
+    stmt: Statement,
+    sandbox: Sandbox | None = None,
+    limits: ResultLimits = UNLIMITED,
+) -> Result:
     """Execute one statement on ``conn``; every error (SQLite's, bindings, several statements
-    in one string) is returned in the result, none raised. With ``conn``'s ``sandbox``, the
-    statement is a request's: refused by its first keyword (:func:`refusal`) or by the
-    sandbox, which then says why."""
+    in one string, a result past ``limits``) is returned in the result, none raised. With
+    ``conn``'s ``sandbox``, the statement is a request's: refused by its first keyword
+    (:func:`refusal`) or by the sandbox, which then says why."""
     started = time.perf_counter()
     if sandbox is not None:
         refused = refusal(stmt.sql)
@@ -210,7 +235,11 @@ def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = N
         sandbox.in_request = True
     result = Result()
     try:
-        _execute(conn, stmt, result)
+        _execute(conn, stmt, result, limits)
+    except _TooLarge as exc:
+        result.columns = result.types = None
+        result.values = []
+        result.error, result.code = str(exc), "LITECLUSTER_TOO_LARGE"
     except Exception as exc:  # whatever failed, the statement failed: the caller goes on
         result.columns = result.types = None
         result.values = []
@@ -224,20 +253,50 @@ def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = N
     return result
 
 
-def _execute(conn: Connection, stmt: Statement, result: Result) -> None:
+def _execute(conn: Connection, stmt: Statement, result: Result, limits: ResultLimits) -> None:
     cur = conn.execute(stmt.sql, stmt.params)
     if cur.description is not None:
-        rows = cur.fetchall()
         result.columns = [d[0] for d in cur.description]
-        result.types = [""] * len(result.columns)
-        for row in rows:
-            for j, v in enumerate(row):
-                if not result.types[j] and v is not None:
-                    result.types[j] = _type_name(v)
-        result.values = [[_json_value(v) for v in row] for row in rows]
+        types = result.types = [""] * len(result.columns)
+        values: list[list[Any]] = []
+        # In batches, so that a result past the limits fails having held one batch past them.
+        # The statement is reset when it ends early: a savepoint cannot roll back under it.
+        with closing(cur):
+            _fetch(cur, types, values, limits)
+        result.values = values
     else:
         result.rows_affected = max(cur.rowcount, 0)
         result.last_insert_id = cur.lastrowid
+
+
+def _fetch(cur: Any, types: list[str], values: list[list[Any]], limits: ResultLimits) -> None:
+    size = 0
+    while batch := cur.fetchmany(_FETCH):
+        for row in batch:
+            for j, v in enumerate(row):
+                if not types[j] and v is not None:
+                    types[j] = _type_name(v)
+            out = [_json_value(v) for v in row]
+            size += sum(map(_json_size, out)) + len(out) + 2
+            values.append(out)
+        if len(values) > limits.max_rows:
+            raise _TooLarge(_too_large(f"more than {limits.max_rows} rows", "max_result_rows"))
+        if size > limits.max_bytes:
+            raise _TooLarge(_too_large(
+                    f"more than {limits.max_bytes} bytes", "max_result_bytes"))  # fmt: skip
+
+
+def _json_size(v: Any) -> int:
+    """About the bytes ``v`` takes in the JSON answer (strings at their length: the estimate
+    bounds memory, it need not count escapes)."""
+    if isinstance(v, str):
+        return len(v) + 2
+    return 8
+
+
+def _too_large(what: str, setting: str) -> str:
+    return (f"result too large: {what} (the node's {setting}); page through it with "
+            "LIMIT and OFFSET, or better WHERE key > last_key ORDER BY key LIMIT n")  # fmt: skip
 
 
 def _message(exc: Exception) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from litecluster.replication.config import DB_NAME, Address
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
+    ResultLimits,
     Statement,
     expand_statements,
     needs_expanding,
@@ -66,6 +67,8 @@ class SqlDoor:
     """Seconds a read request may run."""
     sql_allow_pragma: frozenset[str] = frozenset()
     """PRAGMAs a request may run besides the sandbox's read-only ones."""
+    limits: ResultLimits = field(default_factory=ResultLimits)
+    """The most one statement's result may hold."""
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
@@ -187,8 +190,9 @@ def _read_conn(path: str, allow_pragmas: frozenset[str]) -> tuple[Connection, Sa
 
 
 def _run_reads(
-    path: str, statements: list[Statement], timeout: float, allow_pragmas: frozenset[str]
-) -> list[Result]:
+    path: str, statements: list[Statement], timeout: float, allow_pragmas: frozenset[str],
+    limits: ResultLimits,
+) -> list[Result]:  # fmt: skip
     conn, box = _read_conn(path, allow_pragmas)
     deadline = time.monotonic() + timeout
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
@@ -199,7 +203,7 @@ def _run_reads(
         for stmt in statements:
             if stmt.continues and string_failed:
                 continue  # a failure ends the rest of its string, as in the writer
-            res = run_statement(conn, stmt, box)
+            res = run_statement(conn, stmt, box, limits)
             if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
@@ -241,8 +245,9 @@ async def query(request: web.Request) -> web.Response:
 
     async def read() -> list[Result]:
         return await asyncio.to_thread(
-            _run_reads, str(path), statements, door.statement_timeout, door.sql_allow_pragma
-        )
+            _run_reads, str(path), statements, door.statement_timeout, door.sql_allow_pragma,
+            door.limits,
+        )  # fmt: skip
 
     if level not in STRONG_LEVELS:
         return _respond(request, await read(), started, None)
