@@ -28,7 +28,6 @@ from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
     LiteclusterError,
     RequestError,
-    StaleReadError,
 )
 from litecluster.replication.config import DB_NAME, Address
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
@@ -42,12 +41,12 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
+from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.ports import (
     ClusterOps,
     Local,
     StatusSource,
     Switchover,
-    Upstream,
 )
 from litecluster.server.strongread import STRONG_LEVELS, check_level, under_lease
 
@@ -73,7 +72,7 @@ class SqlDoor:
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
 FORWARD: web.AppKey[Forwarder] = web.AppKey("sql-forward")
-LEVELS = ("none", "weak", "linearizable", "strong")
+LEVELS = ("none", "weak", "linearizable", "strong", "auto")
 _local = threading.local()
 
 
@@ -224,11 +223,15 @@ async def query(request: web.Request) -> web.Response:
     db, statements = _db(request), await _statements(request)
     level = request.query.get("level", "weak")
     check_level(level, LEVELS)
+    if level == "auto":  # rqlite: a local read on a read-only node, weak on the others
+        level = "none" if local.primary is None else "weak"
+    fresh = freshness_limit(request.query)  # checked on every node: a typo is a 400
     if local.primary is None and level != "none":
         return await _forward(request, statements, wait=False)
     statements = await _expanded(request, statements)
-    if local.primary is None and "freshness" in request.query:
-        _check_freshness(local.upstream, request.query["freshness"])
+    if local.primary is None and fresh is not None:
+        check_freshness(local.upstream, fresh, strict=_flag(request, "freshness_strict"), db=db,
+                        applied=local.applied_txid(db), raw=request.query["freshness"])  # fmt: skip
     want = _min_position(request)
     if want is not None and not await local.wait_applied(db, want):
         return _error(504, "timed out waiting for this node to apply the position",
@@ -254,19 +257,6 @@ async def query(request: web.Request) -> web.Response:
     # A request that waited while the process was paused finds the lease expired before the
     # reads; one paused while they ran finds it expired after (strongread.py).
     return _respond(request, await under_lease(local, level, read), started, None)
-
-
-def _check_freshness(upstream: Upstream | None, raw: str) -> None:
-    try:
-        limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
-    except ValueError:
-        raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw) from None
-    if upstream is None:  # between roles: following no one
-        raise StaleReadError("this node follows no primary right now", freshness=raw)
-    age = time.time() - upstream.last_message_at
-    if age > limit:
-        raise StaleReadError("this replica has not heard from the primary recently enough",
-                             seconds=round(age, 3), freshness=raw)  # fmt: skip
 
 
 # ---- writes ------------------------------------------------------------------------------------
