@@ -39,6 +39,7 @@ from litecluster.replication.primary.sqlexec import (
     needs_expanding,
     parse_statements,
     run_statement,
+    statement_json,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.http.freshness import check_freshness, freshness_limit
@@ -115,8 +116,11 @@ def _dumps(request: web.Request) -> Any:
 def _respond(request: web.Request, results: list[Result], started: float,
              position: Position | None) -> web.Response:  # fmt: skip
     timings, assoc = _flag(request, "timings"), _flag(request, "associative")
+    blob_array = _flag(request, "blob_array")
     body: dict[str, Any] = {
-        "results": [r.as_json(associative=assoc, timings=timings) for r in results]
+        "results": [
+            r.as_json(associative=assoc, timings=timings, blob_array=blob_array) for r in results
+        ]
     }
     if position is not None:
         # The acknowledging node is named so that clients and the fault suite's checker can
@@ -287,9 +291,7 @@ async def _forward(
     ``warning`` when the wait ended first. Failures raise the forwarder's errors, which
     :func:`request_errors` turns into a 503 with their flags."""
     forwarder = request.app[FORWARD]
-    body = [
-        [s.sql, s.params] if isinstance(s.params, dict) else [s.sql, *s.params] for s in statements
-    ]
+    body = [statement_json(s) for s in statements]
     got = await forwarder.post(request.path, write=wait, json=body, params=request.query)
     try:
         data = json.loads(got.body)
