@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from aiohttp import web
 
 from litecluster import __version__
 from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection
 from litecluster.engine.txlog import fsync_dir
-from litecluster.errors import LiteclusterError, NodeError
+from litecluster.errors import LiteclusterError, NodeError, UnavailableError
 from litecluster.ha.etcd_leadership import EtcdLeadership
 from litecluster.ha.leadership import Leadership
 from litecluster.ha.loop import HaLoop
@@ -167,7 +169,7 @@ class Node:
 
     async def start(self) -> None:
         app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
-                       allow_origins=self.config.http_allow_origin)  # fmt: skip
+                       backups=self, allow_origins=self.config.http_allow_origin)  # fmt: skip
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(
@@ -540,6 +542,17 @@ class Node:
             return 0  # between roles
         rep = self.follower.replicas.get(db)
         return rep.position.txid if rep else 0
+
+    def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of ``db`` at a known position, for backups (see engine/backup.py)."""
+        if self.primary is not None:
+            pdb = self.primary.dbs.get(db)
+            return None if pdb is None else pdb.capture.frozen()
+        rep = self.follower.replicas.get(db) if self.follower is not None else None
+        if self.follower is not None:
+            return None if rep is None else rep.frozen()
+        raise UnavailableError("this node is between roles and serves no database right now",
+                               hint="retry in a moment, or ask another node")  # fmt: skip
 
     async def wait_applied(self, db: str, txid: int) -> bool:
         """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""

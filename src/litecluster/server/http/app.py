@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import cors
+from litecluster.server.http import backup, cors
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
@@ -84,6 +84,7 @@ def make_app(
     registry: CollectorRegistry,
     forward: Forwarder,
     *,
+    backups: backup.Backups | None = None,
     allow_origins: tuple[str, ...] = (),
 ) -> web.Application:
     """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
@@ -99,6 +100,8 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
+    if backups is not None:
+        backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     cors.install(app, allow_origins)
     return app
