@@ -13,6 +13,7 @@ import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from litecluster.server.credentials import Identity
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.metrics import registry_for
@@ -23,7 +24,7 @@ PAGE = "https://app.example"
 
 
 class _NoKv:
-    async def serve(self, body: bytes) -> bytes:
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
         return b"\x90"
 
 

@@ -36,6 +36,14 @@ def wait_until(cond: Callable[[], bool], timeout: float, interval: float = 0.05)
     return cond()
 
 
+def first_token(path: Path) -> str:
+    """The token a token file makes its holder present (its first token line)."""
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise NodeError("the token file holds no token", file=str(path))
+
+
 @dataclass
 class LocalNode:
     data_dir: Path
@@ -111,8 +119,14 @@ class LocalNode:
         scheme = a["scheme"] if a else "http"
         return f"{scheme}://{self.http}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header with the cluster token this node presents (the first
+        line of its token file)."""
+        return {"Authorization": f"Bearer {first_token(self.token_file)}"}
+
     def status(self, timeout: float = 5.0, **kwargs: Any) -> dict[str, Any]:
-        resp = httpx.get(self.url + "/status", timeout=timeout, **kwargs)
+        resp = httpx.get(self.url + "/status", timeout=timeout, headers=self.headers, **kwargs)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
