@@ -31,11 +31,13 @@ import aiohttp
 import msgspec
 
 from litecluster.errors import (
+    AuthError,
     CommittedNotVisibleError,
     IndeterminateWriteError,
     LiteclusterError,
     NodeError,
     NotPrimaryError,
+    PermissionDeniedError,
     RequestError,
     UnavailableError,
 )
@@ -87,7 +89,8 @@ def refusal(
 ) -> LiteclusterError:
     """The error for a primary's non-200 answer, its own flags kept: ``indeterminate`` wins
     (outcome unknown), then ``committed`` (applied there: never send it again), then
-    ``retryable``; a 400 is ``request_error`` (it fails again as is); anything else a plain
+    ``retryable``; a 400 is ``request_error`` (it fails again as is), a 401 or 403 the
+    primary's refusal of the caller's credentials; anything else a plain
     :class:`~litecluster.errors.NodeError`. The primary's ``hint`` is kept."""
     try:
         data = msgspec.json.decode(body)
@@ -106,6 +109,9 @@ def refusal(
         return UnavailableError(text, hint=hint, status=status)
     if status == 400:
         return request_error(text, hint=hint, status=status)
+    if status in (401, 403):  # the primary checked the caller's credentials again
+        cls = PermissionDeniedError if status == 403 else AuthError
+        return cls(text, hint=hint, status=status)
     return NodeError(text, hint=hint, status=status)
 
 

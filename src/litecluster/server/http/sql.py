@@ -138,7 +138,7 @@ def _db(request: web.Request) -> str:
 
 async def _statements(request: web.Request) -> list[Statement]:
     door = request.app[DOOR]
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: the GET route's, answered without a body
         q = request.query.getall("q", [])
         if not q:
             raise RequestError("missing q parameter")

@@ -22,7 +22,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
-from litecluster.errors import LiteclusterError
+from litecluster.errors import LiteclusterError, PermissionDeniedError
 from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
@@ -629,6 +629,8 @@ def _failure(exc: LiteclusterError) -> Err:
     (a client that retried it on TRYAGAIN could apply it twice), ``COMMITTED`` when it was applied
     but is not visible here yet, else ``ERR``."""
     text = exc.message.replace("\r", " ").replace("\n", " ")
+    if isinstance(exc, PermissionDeniedError):  # the primary refused a forwarded command
+        return Err(f"NOPERM {text}")
     if exc.indeterminate:
         return Err(f"INDETERMINATE the outcome is unknown, the write may or may not have been "
                    f"applied: {text}")  # fmt: skip
