@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import httpx
 
+from litecluster.client.sync import read_token
 from litecluster.errors import NodeError
 
 
@@ -34,14 +35,6 @@ def wait_until(cond: Callable[[], bool], timeout: float, interval: float = 0.05)
             return True
         time.sleep(interval)
     return cond()
-
-
-def first_token(path: Path) -> str:
-    """The token a token file makes its holder present (its first token line)."""
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.strip().startswith("#"):
-            return line.strip()
-    raise NodeError("the token file holds no token", file=str(path))
 
 
 @dataclass
@@ -123,7 +116,7 @@ class LocalNode:
     def headers(self) -> dict[str, str]:
         """The ``Authorization`` header with the cluster token this node presents (the first
         line of its token file)."""
-        return {"Authorization": f"Bearer {first_token(self.token_file)}"}
+        return {"Authorization": f"Bearer {read_token(self.token_file)}"}
 
     def status(self, timeout: float = 5.0, **kwargs: Any) -> dict[str, Any]:
         resp = httpx.get(self.url + "/status", timeout=timeout, headers=self.headers, **kwargs)
