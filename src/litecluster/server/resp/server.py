@@ -15,7 +15,6 @@ client awaited) every 64 KiB, and a subscriber whose unread output passes
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import ssl
@@ -26,13 +25,14 @@ from litecluster.errors import LiteclusterError, PermissionDeniedError
 from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
-from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
+from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
 from litecluster.replication.config import Address
-from litecluster.server.credentials import ANYONE, TOKEN_HOLDER, Credentials, Identity
+from litecluster.server.credentials import ANYONE, Credentials, Identity
 from litecluster.server.kvstore import READ_LEVELS, Key, Request
+from litecluster.server.resp import acl
 from litecluster.server.resp import info as respinfo
-from litecluster.server.resp.pubsub import PubSub, normalize_flags
+from litecluster.server.resp.pubsub import PubSub
 
 log = logging.getLogger("litecluster.resp")
 
@@ -249,7 +249,7 @@ class RespServer:
             return None
         if kind is Kind.WRITE and self.readonly_replica and self._replica():
             return None
-        if not client.who.may(_PERMISSION[kind]):
+        if acl.noperm(client.who, kind, "") is not None:
             return None
         return kind
 
@@ -295,8 +295,7 @@ class RespServer:
             return reply
         assert not isinstance(found, Err)
         kind = found.kind
-        denied = _noperm(client, kind, found.name)
-        if denied is not None:
+        if (denied := acl.noperm(client.who, kind, found.name)) is not None:
             return denied
         if kind is Kind.WRITE:
             if self.readonly_replica and self._replica():
@@ -314,7 +313,7 @@ class RespServer:
         if found.info.group == "pubsub" or found.name == "select":
             client.multi_failed = True
             return Err(f"ERR Command not allowed inside a transaction: '{found.name}'")
-        denied = _noperm(client, found.kind, found.name)
+        denied = acl.noperm(client.who, found.kind, found.name)
         if denied is not None:  # as redis-server: refused when queued, the transaction fails
             client.multi_failed = True
             return denied
@@ -348,20 +347,8 @@ class RespServer:
             "WRONGPASS invalid username-password pair or user is disabled.")  # fmt: skip
 
     async def _check(self, client: Client, user: bytes, password: bytes) -> bool:
-        """AUTH: ``default`` with a cluster token, a ``resp_users_file`` user, or a users
-        file user; a success makes the connection that user's."""
-        name = user.decode("utf-8", "replace")
-        who: Identity | None = None
-        legacy = self.passwords.get(name)
-        if legacy is not None:
-            if hmac.compare_digest(legacy.encode(), password):
-                who = Identity(name, TOKEN_HOLDER.perms)
-        elif self.credentials is not None:
-            text = password.decode("utf-8", "replace")
-            if name == "default":
-                who = self.credentials.bearer(text)
-            else:
-                who = await self.credentials.user(name, text)
+        """AUTH: a success makes the connection that user's (see :func:`acl.check`)."""
+        who = await acl.check(self.passwords, self.credentials, user, password)
         if who is None:
             return False
         client.authed, client.who = True, who
@@ -468,28 +455,7 @@ class RespServer:
         return respinfo.command(args)
 
     async def _cmd_config(self, client: Client, args: list[bytes]) -> Reply:
-        sub = args[1].lower() if len(args) > 1 else b""
-        values = {**respinfo.CONFIG_DEFAULTS,
-                  "notify-keyspace-events": self.pubsub.keyspace_events}  # fmt: skip
-        if sub == b"get" and len(args) >= 3:
-            from fnmatch import fnmatchcase
-
-            pats = [a.decode("utf-8", "replace").lower() for a in args[2:]]
-            return Map([(k.encode(), v.encode()) for k, v in values.items()
-                        if any(fnmatchcase(k, p) for p in pats)])  # fmt: skip
-        if sub == b"set" and len(args) == 4 and args[2].lower() == b"notify-keyspace-events":
-            flags = normalize_flags(args[3].decode("utf-8", "replace"))
-            if flags is None:
-                return Err("ERR CONFIG SET failed (possibly related to argument "
-                           "'notify-keyspace-events') - Invalid event class character. "
-                           "Use 'Ag$lshzxeKEtmd'.")  # fmt: skip
-            self.pubsub.keyspace_events = flags
-            return OK
-        if sub in (b"resetstat", b"rewrite"):
-            return OK
-        name = args[2].decode("utf-8", "replace") if len(args) > 2 else ""
-        return Err(f"ERR Unknown option or number of arguments for CONFIG {sub.decode().upper()}"
-                   f" - '{name}'")  # fmt: skip
+        return respinfo.config(self.pubsub, args)
 
     # ---- transactions -------------------------------------------------------------------------
 
@@ -542,8 +508,7 @@ class RespServer:
     # ---- pub/sub ------------------------------------------------------------------------------
 
     async def _cmd_publish(self, client: Client, args: list[bytes]) -> Reply:
-        denied = _noperm(client, Kind.WRITE, "publish")
-        if denied is not None:
+        if (denied := acl.noperm(client.who, Kind.WRITE, "publish")) is not None:
             return denied
         if self.readonly_replica and self._replica():
             return Err("READONLY You can't write against a read only replica.")
@@ -556,8 +521,7 @@ class RespServer:
 
     async def _subscribe(self, client: Client, args: list[bytes], pattern: bool) -> Reply | _Pushes:
         kind = b"psubscribe" if pattern else b"subscribe"
-        denied = _noperm(client, Kind.READ, kind.decode())
-        if denied is not None:
+        if (denied := acl.noperm(client.who, Kind.READ, kind.decode())) is not None:
             return denied
         mine = client.patterns if pattern else client.channels
         confirmations: list[list[Reply]] = []
@@ -609,18 +573,6 @@ class _Pushes:
     """The replies of (un)subscribe: one confirmation per channel, each its own push."""
 
     items: list[list[Reply]]
-
-
-_PERMISSION = {Kind.READ: "query", Kind.WRITE: "execute"}
-"""What a users file user needs to run a command of each kind (SPECIAL ones: nothing)."""
-
-
-def _noperm(client: Client, kind: Kind, name: str) -> Err | None:
-    """Redis's -NOPERM for a command ``client``'s user may not run, else None."""
-    perm = _PERMISSION.get(kind)
-    if perm is None or client.who.may(perm):
-        return None
-    return Err(f"NOPERM User {client.who.name} has no permissions to run the '{name}' command")
 
 
 def _failure(exc: LiteclusterError) -> Err:
