@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bcrypt
 import httpx
+import pytest
 
 import litecluster
 from litecluster.cli.localcluster import LocalNode
@@ -157,5 +158,34 @@ def test_users_are_reloaded_on_sighup_and_a_broken_file_changes_nothing(tmp_path
         assert "bcrypt hash" in node.log_text
         assert status_as("bob", "pw-bob") == 200
         assert node.running
+    finally:
+        n.close()
+
+
+def test_resp_serves_the_users_file_read_only_users_get_noperm(tmp_path: Path) -> None:
+    import redis
+
+    n = Nodes(tmp_path)
+    users = tmp_path / "users.json"
+    _users(users, {"ro": ("pw-ro", ["query"]), "rw": ("pw-rw", ["query", "execute"])})
+    try:
+        node = n.node("p", env={"LITECLUSTER_USERS_FILE": str(users)},
+                      args=["--resp", "127.0.0.1:0"])  # fmt: skip
+        port = int(str(node.addr()["resp"]).rsplit(":", 1)[1])  # type: ignore[index]
+        with redis.Redis(port=port, username="rw", password="pw-rw") as rw:
+            assert rw.set("k", "v")
+        with redis.Redis(port=port, username="ro", password="pw-ro") as ro:
+            assert ro.get("k") == b"v"
+            with pytest.raises(redis.exceptions.NoPermissionError, match="no permissions"):
+                ro.set("k", "w")
+            pipe = ro.pipeline(transaction=True)
+            pipe.set("k", "w")
+            with pytest.raises(redis.exceptions.ResponseError):
+                pipe.execute()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port, username="ro", password="wrong").ping()
+        token = node.headers["Authorization"].split()[1]
+        with redis.Redis(port=port, password=token) as default:
+            assert default.get("k") == b"v", "a read-only user's writes changed nothing"
     finally:
         n.close()
