@@ -251,6 +251,10 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--http", help="HTTP address HOST:PORT for status, metrics, SQL [127.0.0.1:4002].")
 @click.option("--primary", help="Primary's replication address; without it this node is primary.")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="Cluster token file.")
+@click.option(
+    "--users-file", type=click.Path(dir_okay=False),
+    help="Users for HTTP Basic and RESP AUTH (JSON, bcrypt hashes; docs/security.md).",
+)  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--cluster-id", help="Cluster name; nodes of other clusters are refused.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS).")
