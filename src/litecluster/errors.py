@@ -191,6 +191,23 @@ class RequestError(NodeError):
     default_hint = "see the rqlite-compatible API in docs/http-api.md"
 
 
+class AuthError(NodeError):
+    """A request without valid credentials (HTTP 401, RESP -NOAUTH/-WRONGPASS): nothing of
+    it ran."""
+
+    default_hint = (
+        "send Authorization: Bearer <cluster token>, or HTTP Basic with a user of the node's "
+        "users_file (see docs/security.md)"
+    )
+
+
+class PermissionDeniedError(AuthError):
+    """Valid credentials whose user lacks the permission the request needs (HTTP 403, RESP
+    -NOPERM): nothing of it ran."""
+
+    default_hint = "grant the permission in the users_file on every node, then SIGHUP them"
+
+
 class KvRequestError(RequestError):
     """A malformed key/value request, or one that cannot apply (answered 400)."""
 

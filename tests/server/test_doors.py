@@ -24,6 +24,7 @@ from litecluster.kv.reply import Reply, loads
 from litecluster.kv.wire import ExecRequest, decode_reply
 from litecluster.kv.wire import encode as kv_encode
 from litecluster.replication.config import Address
+from litecluster.server.credentials import Identity
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.kvstore import KvStore, Request
@@ -39,7 +40,7 @@ class FakeKv:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    async def serve(self, body: bytes) -> bytes:
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
         self.bodies.append(body)
         if body == b"bad":
             raise KvRequestError("malformed key/value request", hint="send msgpack")
@@ -69,7 +70,8 @@ def _no_forward(node: FakeNode) -> Forwarder:
 
 
 def _app(node: FakeNode, kv: FakeKv | None = None, switchover: Any = None) -> web.Application:
-    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), _no_forward(node))
+    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), _no_forward(node),
+                    backups=node)  # fmt: skip
 
 
 def _database(node: FakeNode) -> None:
@@ -279,7 +281,8 @@ class FakeStore:
         self.writes: list[Request] = []
         self.fail: Exception | None = None
 
-    async def read(self, commands: list[tuple[int, list[bytes]]], level: str) -> list[Reply]:
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str,
+                   caller: str | None = None) -> list[Reply]:  # fmt: skip
         return [b"read:" + args[1] for _, args in commands]
 
     async def write(self, request: Request) -> list[Reply] | None:

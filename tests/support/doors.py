@@ -5,6 +5,8 @@ plain attributes a test sets, and records the cluster operations it is asked for
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection, connect
 from litecluster.replication.config import Address
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
@@ -83,6 +86,23 @@ class FakeNode:
 
     def db_path(self, db: str) -> Path:
         return self.data_dir / "db" / f"{db}.db"
+
+    def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of the file at txid ``applied`` (no checksum: the fake keeps none)."""
+        path = self.db_path(db)
+        if not path.exists():
+            return None
+
+        @contextmanager
+        def view() -> Iterator[tuple[Position, Connection]]:
+            conn = connect(path, readonly=True)
+            try:
+                conn.execute("BEGIN")
+                yield Position(1, self.applied_txid(db)), conn
+            finally:
+                conn.close()
+
+        return view()
 
     def applied_txid(self, db: str) -> int:
         return self.applied.get(db, 0)

@@ -21,6 +21,7 @@ from litecluster.replication.config import Address, ReplicationConfig
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
+from litecluster.replication.tokens import Tokens
 
 POLL = 0.01
 """How often :meth:`EmbeddedReplica.wait_streaming` looks at the follower's state (the
@@ -46,7 +47,7 @@ class EmbeddedReplica:
         self.state = NodeState(directory)
         self.state.adopt("", config.cluster_id, 0)
         self.follower = Follower(
-            config, token, self.state, "embedded-" + secrets.token_hex(3), Stats(),
+            config, Tokens([token]), self.state, "embedded-" + secrets.token_hex(3), Stats(),
             kind="embedded",
         )  # fmt: skip
         self.follower.open_databases()

@@ -13,6 +13,7 @@ SQLite libraries in one process break each other's locks.
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,37 @@ def query_result(data: dict[str, Any]) -> QueryResult:
     return QueryResult(r.get("columns", []), [tuple(v) for v in r.get("values", [])])
 
 
+def auth_headers(
+    token: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> dict[str, str]:
+    """The ``Authorization`` header a client sends: ``Bearer`` with the cluster ``token``
+    (or the first token of ``token_file``), or HTTP Basic with ``auth`` = (user, password)
+    of the nodes' users file; none when neither is given (a node with ``http_auth`` off)."""
+    if auth is not None:
+        raw = f"{auth[0]}:{auth[1]}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+    if token is None and token_file is not None:
+        token = read_token(token_file)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def read_token(token_file: str | os.PathLike[str]) -> str:
+    """The token a token file makes its holder present: its first token line."""
+    for line in Path(token_file).read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise NodeError("the token file holds no token", file=str(token_file))
+
+
 class Client:
-    """A connection to a litecluster cluster (see :func:`connect`)."""
+    """A connection to a litecluster cluster (see :func:`connect`).
+
+    Credentials: ``token`` / ``token_file`` (the cluster token, ``Authorization: Bearer``) or
+    ``auth=(user, password)`` (HTTP Basic, a user of the nodes' users file); an embedded
+    replica needs the token for the replication stream.
+    """
 
     def __init__(
         self,
@@ -95,6 +125,7 @@ class Client:
         primary: str | None = None,
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
+        auth: tuple[str, str] | None = None,
         ca: str | None = None,
         read_your_writes: bool = True,
         timeout: float = 10.0,
@@ -105,14 +136,15 @@ class Client:
         self.read_your_writes = read_your_writes
         self.timeout = timeout
         verify = client_context(ca, tls=True)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
+        if token is None and token_file is not None:
+            token = read_token(token_file)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
+                                  headers=auth_headers(token, auth=auth))  # fmt: skip
         self.kv_db = kv_db
         self._embedded: EmbeddedReplica | None = None
         if replica is not None:
             if primary is None:
                 raise NodeError("embedded mode needs primary= (the replication address)")
-            if token is None and token_file is not None:
-                token = Path(token_file).read_text().strip()
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
             embedded = EmbeddedReplica(Path(replica), primary, token, ca)

@@ -11,6 +11,9 @@ client once it has applied the result too, so the client reads its own write on 
   is retryable; a request the primary may have received leaves a write's outcome unknown
   (:class:`~litecluster.errors.IndeterminateWriteError`) and a read retryable; a primary's
   error answer keeps its own flags.
+- Identity: a forwarded request carries its caller's credentials (``authorization``), so the
+  primary authenticates the caller and checks its permission again; a caller that held a
+  cluster token (or a node with authentication off) is forwarded with this node's token.
 - Read-your-writes (:meth:`Forwarder.settle`): wait, bounded, until this node has applied the
   primary's txid. When the wait ends first the write is committed on the primary but not
   visible here yet: it is counted and logged, and each front door tells its client
@@ -28,11 +31,13 @@ import aiohttp
 import msgspec
 
 from litecluster.errors import (
+    AuthError,
     CommittedNotVisibleError,
     IndeterminateWriteError,
     LiteclusterError,
     NodeError,
     NotPrimaryError,
+    PermissionDeniedError,
     RequestError,
     UnavailableError,
 )
@@ -84,7 +89,8 @@ def refusal(
 ) -> LiteclusterError:
     """The error for a primary's non-200 answer, its own flags kept: ``indeterminate`` wins
     (outcome unknown), then ``committed`` (applied there: never send it again), then
-    ``retryable``; a 400 is ``request_error`` (it fails again as is); anything else a plain
+    ``retryable``; a 400 is ``request_error`` (it fails again as is), a 401 or 403 the
+    primary's refusal of the caller's credentials; anything else a plain
     :class:`~litecluster.errors.NodeError`. The primary's ``hint`` is kept."""
     try:
         data = msgspec.json.decode(body)
@@ -103,6 +109,9 @@ def refusal(
         return UnavailableError(text, hint=hint, status=status)
     if status == 400:
         return request_error(text, hint=hint, status=status)
+    if status in (401, 403):  # the primary checked the caller's credentials again
+        cls = PermissionDeniedError if status == 403 else AuthError
+        return cls(text, hint=hint, status=status)
     return NodeError(text, hint=hint, status=status)
 
 
@@ -123,12 +132,14 @@ class Forwarder:
         tls: ssl.SSLContext | None,
         timeout: float,
         wait_applied: Callable[[str, int], Awaitable[bool]],
+        token: Callable[[], str] = lambda: "",
     ) -> None:
         self._upstream = upstream
         self._session = session
         self._tls = tls
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._wait_applied = wait_applied
+        self._token = token
         self.scheme = "https" if tls is not None else "http"
         self.not_visible = 0
         """Forwarded writes answered before this node had applied them."""
@@ -153,16 +164,20 @@ class Forwarder:
         data: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        authorization: str | None = None,
     ) -> Answer:
         """POST to the primary's ``path``; its answer, whatever the status (the
         caller decides what an error answer means for its client). Raises
         :func:`transport_failure`'s error when there is no answer; ``write`` says whether
-        the request may change data."""
+        the request may change data; ``authorization`` is the caller's own ``Authorization``
+        (None: this node's token)."""
         primary = self.target()
         url = f"{self.scheme}://{primary}{path}"
+        sent = dict(headers or {})
+        sent["Authorization"] = authorization or f"Bearer {self._token()}"
         try:
             async with self._session().post(
-                url, json=json, data=data, params=params, headers=headers,
+                url, json=json, data=data, params=params, headers=sent,
                 ssl=self._tls or False, timeout=self._timeout,
             ) as resp:  # fmt: skip
                 return Answer(resp.status, await resp.read(), primary)

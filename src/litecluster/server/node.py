@@ -48,7 +48,8 @@ from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context, server_context
-from litecluster.server.config import NodeConfig, read_token, resp_passwords
+from litecluster.server.config import NodeConfig, read_tokens, resp_passwords
+from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.http.sql import SqlDoor
@@ -72,7 +73,8 @@ class Node:
             self.state.adopt(
                 config.node_id, config.cluster_id, config.epoch if config.is_primary else 0
             )
-            self.token = read_token(config)
+            self.tokens = read_tokens(config)
+            self.credentials = Credentials(self.tokens, config.users_file)
             self.server_ssl = server_context(config.tls_cert, config.tls_key)
             forward_ssl = client_context(str(config.tls_ca) if config.tls_ca else None, tls=False)
         except BaseException:
@@ -117,6 +119,7 @@ class Node:
             upstream=lambda: self.follower.upstream if self.follower is not None else None,
             session=self.http_client, tls=forward_ssl,
             timeout=config.statement_timeout + 5, wait_applied=self.wait_applied,
+            token=lambda: self.tokens.current,
         )  # fmt: skip
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
@@ -162,14 +165,18 @@ class Node:
     def _resp_settings(self, address: Address) -> RespSettings:
         cfg = self.config
         return RespSettings(
-            address, self.server_ssl, resp_passwords(cfg, self.token),
+            address, self.server_ssl, resp_passwords(cfg),
+            credentials=self.credentials if cfg.resp_auth else None,
             readonly_replica=cfg.resp_replica_writes == "readonly",
             output_limit=cfg.resp_output_limit, read_level=cfg.resp_read_level,
         )  # fmt: skip
 
     async def start(self) -> None:
+        cfg = self.config
         app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
-                       backups=self, allow_origins=self.config.http_allow_origin)  # fmt: skip
+                       backups=self, allow_origins=cfg.http_allow_origin,
+                       open_probes=cfg.http_open_probes,
+                       credentials=self.credentials if cfg.http_auth else None)  # fmt: skip
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(
@@ -242,7 +249,7 @@ class Node:
         self.state.see_epoch(epoch)
         self.primary = Primary(
             self.config.replication(),
-            self.token,
+            self.tokens,
             epoch,
             self.node_id,
             self.stats,
@@ -265,7 +272,7 @@ class Node:
     async def become_replica(self, primary: Address) -> None:
         await self.end_role()
         config = self.config.replication(primary=primary)
-        self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
+        self.follower = Follower(config, self.tokens, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
         self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
         try:
@@ -488,6 +495,18 @@ class Node:
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 log.error("node.upkeep_failed error=%r", str(exc))
+
+    def reload_credentials(self) -> bool:
+        """SIGHUP: read the token file and the users file again (rotation without downtime,
+        docs/security.md). A file that does not load is logged and changes nothing; False."""
+        try:
+            self.credentials.reload()
+        except LiteclusterError as exc:
+            log.error("node.reload_failed error=%r", str(exc))
+            return False
+        log.info("node.credentials_reloaded tokens=%d users=%d", len(self.tokens.all),
+                 len(self.credentials.users))  # fmt: skip
+        return True
 
     async def stop(self) -> None:
         log.info("node.stopping node_id=%s", self.node_id)

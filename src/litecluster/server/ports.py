@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from litecluster.replication.config import Address
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
+from litecluster.server.credentials import Identity
 
 
 class Upstream(Protocol):
@@ -139,6 +140,7 @@ class Switchover(Protocol):
 class KvExec(Protocol):
     """``POST /kv/exec`` behind the HTTP door (``kvstore.KvStore`` fits)."""
 
-    async def serve(self, body: bytes) -> bytes:
-        """Answer a msgpack key/value request with a msgpack reply; a malformed request
-        raises ``KvRequestError``."""
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
+        """Answer a msgpack key/value request of ``caller`` with a msgpack reply; a malformed
+        request raises ``KvRequestError``, one the caller may not run
+        ``PermissionDeniedError``."""

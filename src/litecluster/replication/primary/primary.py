@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import secrets
@@ -54,6 +53,7 @@ from litecluster.replication.protocol import (
     read_message,
 )
 from litecluster.replication.stats import Stats
+from litecluster.replication.tokens import Tokens
 
 log = logging.getLogger("litecluster.primary")
 
@@ -68,7 +68,7 @@ class Primary:
     def __init__(
         self,
         config: ReplicationConfig,
-        token: str,
+        tokens: Tokens,
         epoch: int,
         node_id: str,
         stats: Stats,
@@ -76,7 +76,8 @@ class Primary:
         start_txids: dict[str, int] | None = None,
     ):
         self.config = config
-        self.token = token.encode()
+        self.tokens = tokens
+        """The cluster tokens a replica may present (reloaded on SIGHUP by the node)."""
         self.epoch = epoch
         self.node_id = node_id
         self.stats = stats
@@ -324,7 +325,7 @@ class Primary:
     ) -> Session | None:
         if not isinstance(hello, Hello):
             raise ProtocolError("expected HELLO as the first message", got=type(hello).__name__)
-        if not hmac.compare_digest(hello.token.encode(), self.token):
+        if not self.tokens.accepts(hello.token):
             self.stats.errors["auth"] += 1
             log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
             await self._refuse(writer, "auth", "wrong or missing cluster token")

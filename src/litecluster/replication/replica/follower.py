@@ -62,6 +62,7 @@ from litecluster.replication.replica.diskpos import open_replica
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context
+from litecluster.replication.tokens import Tokens
 
 log = logging.getLogger("litecluster.follower")
 
@@ -118,7 +119,7 @@ class Follower:
     def __init__(
         self,
         config: ReplicationConfig,
-        token: str,
+        tokens: Tokens,
         state: NodeState,
         node_id: str,
         stats: Stats,
@@ -130,7 +131,9 @@ class Follower:
         assert config.primary is not None
         self.kind = kind
         self.config = config
-        self.token = token
+        self.tokens = tokens
+        """Its current token is presented at each connection (so a reload takes effect on the
+        next one)."""
         self.state = state
         self.node_id = node_id
         self.stats = stats
@@ -279,7 +282,7 @@ class Follower:
             _stop_if_cancelled()
             positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
             hello = Hello(
-                PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.token, positions,
+                PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.tokens.current, positions,
                 self.http, kind=self.kind, durable=self.config.replica_durable,
                 nofailover=self.config.nofailover,
             )  # fmt: skip

@@ -26,7 +26,9 @@ from aiohttp import web
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
+    AuthError,
     LiteclusterError,
+    PermissionDeniedError,
     RequestError,
 )
 from litecluster.replication.config import DB_NAME, Address
@@ -43,6 +45,7 @@ from litecluster.replication.primary.sqlexec import (
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.http.freshness import check_freshness, freshness_limit
+from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
     ClusterOps,
     Local,
@@ -141,7 +144,7 @@ def _db(request: web.Request) -> str:
 
 async def _statements(request: web.Request) -> list[Statement]:
     door = request.app[DOOR]
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: the GET route's, answered without a body
         q = request.query.getall("q", [])
         if not q:
             raise RequestError("missing q parameter")
@@ -220,6 +223,7 @@ def _run_reads(
             conn.execute("ROLLBACK")
 
 
+@needs("query")
 async def query(request: web.Request) -> web.Response:
     started = time.perf_counter()
     door = request.app[DOOR]
@@ -266,6 +270,7 @@ async def query(request: web.Request) -> web.Response:
 # ---- writes ------------------------------------------------------------------------------------
 
 
+@needs("execute")
 async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
     primary = request.app[DOOR].local.primary
@@ -277,6 +282,7 @@ async def execute(request: web.Request) -> web.Response:
     return _respond(request, outcome.results, started, outcome.position)
 
 
+@needs("execute", "query")
 async def unified(request: web.Request) -> web.Response:
     """``/db/request``: on the primary every statement runs in the writer (reads included, so
     they see every acknowledged write); a replica forwards."""
@@ -292,7 +298,13 @@ async def _forward(
     :func:`request_errors` turns into a 503 with their flags."""
     forwarder = request.app[FORWARD]
     body = [statement_json(s) for s in statements]
-    got = await forwarder.post(request.path, write=wait, json=body, params=request.query)
+    got = await forwarder.post(
+        request.path,
+        write=wait,
+        json=body,
+        params=request.query,
+        authorization=identity(request).forward,
+    )
     try:
         data = json.loads(got.body)
     except ValueError as exc:  # the primary got the request: a write may have been applied
@@ -308,6 +320,7 @@ async def _forward(
 # ---- cluster ------------------------------------------------------------------------------------
 
 
+@needs("ready", probe=True)
 async def readyz(request: web.Request) -> web.Response:
     door = request.app[DOOR]
     upstream = door.local.upstream
@@ -318,6 +331,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="[+]node ok\n[-]leader not contacted\n")
 
 
+@needs("status")
 async def nodes(request: web.Request) -> web.Response:
     st = request.app[DOOR].status.status()
     out: dict[str, Any] = {}
@@ -339,6 +353,12 @@ async def nodes(request: web.Request) -> web.Response:
     return web.json_response({"nodes": out}, dumps=_dumps(request))
 
 
+_STATUS: dict[type[LiteclusterError], int] = {
+    PermissionDeniedError: 403, AuthError: 401, RequestError: 400,
+}  # fmt: skip
+"""The HTTP status of an error class (the first that matches, in this order); others 503."""
+
+
 @web.middleware
 async def request_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -351,12 +371,15 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         if exc.retryable or exc.indeterminate:
             # Where to retry, or where to read back whether the write took effect.
             context["primary"] = request.app[DOOR].local.known_primary() or "unknown"
-        status = 400 if isinstance(exc, RequestError) else 503
+        status = _STATUS.get(type(exc)) or next(
+            (code for cls, code in _STATUS.items() if isinstance(exc, cls)), 503
+        )
         return _error(status, exc.message, context, retryable=exc.retryable,
                       indeterminate=exc.indeterminate, committed=exc.committed,
                       hint=exc.hint)  # fmt: skip
 
 
+@needs("admin")
 async def switchover(request: web.Request) -> web.Response:
     """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
     ha = request.app[DOOR].switchover
@@ -370,6 +393,7 @@ async def switchover(request: web.Request) -> web.Response:
     return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
 
 
+@needs("admin")
 async def promote(request: web.Request) -> web.Response:
     """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
     cluster = request.app[DOOR].cluster
@@ -384,6 +408,7 @@ async def promote(request: web.Request) -> web.Response:
     )
 
 
+@needs("admin")
 async def follow(request: web.Request) -> web.Response:
     """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
     cluster = request.app[DOOR].cluster
