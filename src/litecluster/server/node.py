@@ -40,6 +40,7 @@ from litecluster.ha.loop import HaLoop
 from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.primary.sqlexec import ResultLimits
 from litecluster.replication.protocol import Refuse, encode_message
@@ -253,13 +254,14 @@ class Node:
         self.primary.promoted_at = dict(start)
         self.primary.may_write = self.may_write
         self.primary.on_disk_full = self._disk_full
-        self.primary.on_durable.append(self.waiters.notify)
+        self.primary.on_durable.append(lambda db, txid: self.waiters.notify(db))
         # On the loop, not in a thread: discovering a database starts streams for connected
         # replicas (tasks), and no replica may be admitted before the databases are open.
         self.primary.open_databases(asyncio.get_running_loop())
         self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
         self._watch(self._role_task, cancel_ok=True)
         self.kv.attach(asyncio.get_running_loop(), primary=self.primary)
+        self.waiters.notify_all()  # a position waited for may be reached, or excluded, now
         log.info("node.role role=primary epoch=%d", epoch)
 
     async def become_replica(self, primary: Address) -> None:
@@ -267,7 +269,7 @@ class Node:
         config = self.config.replication(primary=primary)
         self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
-        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
+        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db))
         try:
             await asyncio.to_thread(self.follower.open_databases)
         except (OSError, LiteclusterError) as exc:
@@ -281,6 +283,7 @@ class Node:
         self.kv.attach(asyncio.get_running_loop(), replica=self.follower)
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)
+        self.waiters.notify_all()
         log.info("node.role role=replica primary=%s", primary)
 
     async def promote(self, epoch: int, sync_members: set[str] | None = None) -> None:
@@ -554,10 +557,24 @@ class Node:
         raise UnavailableError("this node is between roles and serves no database right now",
                                hint="retry in a moment, or ask another node")  # fmt: skip
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""
+    def reach(self, db: str, position: Position) -> Reach:
+        """Where ``position`` stands against what ``db`` here holds, judged by its epoch
+        history (between roles: not yet)."""
+        if self.primary is not None:
+            pdb = self.primary.dbs.get(db)
+            if pdb is not None:
+                return pdb.history.reach(position, pdb.capture.published.txid)
+        elif self.follower is not None:
+            rep, history = self.follower.replicas.get(db), self.follower.histories.get(db)
+            if rep is not None and history is not None:
+                return history.reach(position, rep.position.txid)
+        return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
+
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``position``, or this
+        node's history excludes it."""
         return await self.waiters.wait(
-            db, txid, lambda: self.applied_txid(db), self.config.read_wait_timeout
+            db, lambda: self.reach(db, position), self.config.read_wait_timeout
         )
 
     def http_client(self) -> aiohttp.ClientSession:
