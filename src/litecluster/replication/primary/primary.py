@@ -31,7 +31,7 @@ from litecluster.errors import (
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
-from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
+from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.session import Session
 from litecluster.replication.primary.sqlexec import RequestError, ResultLimits, Statement
 from litecluster.replication.primary.status import primary_status
@@ -212,7 +212,7 @@ class Primary:
             if writer.disk_full:
                 self.on_disk_full()
             raise
-        if self.config.sync_replicas and not await self._replicated(name, outcome.position.txid):
+        if self.config.sync_replicas and not await self._replicated(name, outcome.position):
             raise SyncTimeoutError(
                 f"the write is durable here but fewer than {self.config.sync_replicas} replicas "
                 f"acknowledged it within {self.config.sync_timeout:g} s; its outcome is "
@@ -233,9 +233,16 @@ class Primary:
         for writer in list(self.writers.values()):
             await writer.submit([], transaction=True)
 
-    def acked_by(self, name: str, txid: int) -> int:
-        """How many counted replicas have applied ``txid`` of database ``name``."""
-        return sum(1 for s in self.counted_sessions() if s.acked.get(name, _ZERO).txid >= txid)
+    def acked_by(self, name: str, position: Position) -> int:
+        """How many counted replicas have applied the write at ``position`` (epoch, txid) of
+        database ``name``."""
+        db = self.dbs.get(name)
+        if db is None:
+            return 0
+        return sum(
+            1 for s in self.counted_sessions()
+            if ack_covers(db, s.acked.get(name, _ZERO), position)
+        )  # fmt: skip
 
     def counted_sessions(self) -> list[Session]:
         """The connected replicas whose acknowledgements count in synchronous mode: durable
@@ -249,11 +256,11 @@ class Primary:
             if s.promotable and (members is None or s.node_id in members)
         ]
 
-    async def _replicated(self, name: str, txid: int) -> bool:
-        """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
-        they run with replica_durable, the default)."""
+    async def _replicated(self, name: str, position: Position) -> bool:
+        """Synchronous mode: wait until ``sync_replicas`` replicas hold ``position`` (durably
+        when they run with replica_durable, the default)."""
         deadline = time.monotonic() + self.config.sync_timeout
-        while self.acked_by(name, txid) < self.config.sync_replicas:
+        while self.acked_by(name, position) < self.config.sync_replicas:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
