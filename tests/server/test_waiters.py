@@ -14,7 +14,8 @@ from litecluster.server.waiters import Waiters
 
 
 class Copy:
-    """A replica's copy of one database: its epoch history and its last applied txid."""
+    """A replica's copy of database ``main`` (the node's role): its epoch history and its last
+    applied txid."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.history = EpochHistory.load(tmp_path / "h.json")
@@ -26,7 +27,8 @@ class Copy:
         )
         self.head = last
 
-    def reach(self, pos: Position) -> Reach:
+    def reach(self, db: str, pos: Position) -> Reach:
+        assert db == "main"
         return self.history.reach(pos, self.head)
 
 
@@ -37,12 +39,12 @@ def test_a_wait_ends_when_the_position_is_applied_or_when_a_newer_epoch_excludes
     copy.apply(1, 1, 50)
 
     async def run() -> None:
-        w = Waiters()
-        mine = asyncio.create_task(w.wait("main", lambda: copy.reach(Position(1, 52)), 30))
-        lost = asyncio.create_task(w.wait("main", lambda: copy.reach(Position(1, 55)), 30))
+        w = Waiters(lambda: copy, 30)
+        mine = asyncio.create_task(w.wait("main", Position(1, 52)))
+        lost = asyncio.create_task(w.wait("main", Position(1, 55)))
         await asyncio.sleep(0)
         copy.apply(1, 51, 52)  # the old primary's 51 and 52 arrive, then it is deposed
-        w.notify("main")
+        w.notify("main", Position(1, 52))
         assert await mine is Reach.REACHED
         assert not lost.done()
         copy.apply(2, 53, 60)  # the new primary's own txids 53..60
@@ -58,10 +60,12 @@ def test_a_wait_times_out_not_yet_and_leaves_nothing_behind(tmp_path: Path) -> N
     copy.apply(1, 1, 5)
 
     async def run() -> None:
-        w = Waiters()
-        assert await w.wait("main", lambda: copy.reach(Position(1, 9)), 0.05) is Reach.NOT_YET
+        w = Waiters(lambda: copy, 0.05)
+        assert await w.wait("main", Position(1, 9)) is Reach.NOT_YET
         assert w._waiting["main"] == []
-        assert await w.wait("main", lambda: copy.reach(Position(1, 5)), 0.05) is Reach.REACHED
+        assert await w.wait("main", Position(1, 5)) is Reach.REACHED
+        between_roles = Waiters(lambda: None, 0.05)
+        assert await between_roles.wait("main", Position(1, 5)) is Reach.NOT_YET
 
     asyncio.run(run())
 
@@ -73,8 +77,8 @@ def test_a_change_no_notify_announced_is_seen_by_the_recheck(tmp_path: Path) -> 
     try:
 
         async def run() -> None:
-            w = Waiters()
-            task = asyncio.create_task(w.wait("main", lambda: copy.reach(Position(1, 7)), 30))
+            w = Waiters(lambda: copy, 30)
+            task = asyncio.create_task(w.wait("main", Position(1, 7)))
             await asyncio.sleep(0)
             copy.apply(1, 6, 7)  # applied, but nobody called notify (a role change, say)
             assert await asyncio.wait_for(task, 5) is Reach.REACHED

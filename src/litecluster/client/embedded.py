@@ -90,21 +90,13 @@ class EmbeddedReplica:
         rep = self.follower.replicas.get(db)
         return rep.position.txid if rep else 0
 
-    def reach(self, db: str, position: Position) -> Reach:
-        """Where ``position`` (epoch, txid) stands against the local ``db``, judged by its
-        epoch history (a txid of another history never counts)."""
-        rep, history = self.follower.replicas.get(db), self.follower.histories.get(db)
-        if rep is None or history is None:
-            return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
-        return history.reach(position, rep.position.txid)
-
     def wait_for(self, db: str, position: Position, timeout: float) -> Reach:
         """Wait until the local ``db`` holds ``position`` or its history excludes it; NOT_YET
         when ``timeout`` passed first."""
         got: list[Reach] = []
 
         def settled() -> bool:
-            got.append(self.reach(db, position))
+            got.append(self.follower.reach(db, position))
             return got[-1] is not Reach.NOT_YET
 
         with self._cond:

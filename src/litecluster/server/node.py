@@ -112,7 +112,7 @@ class Node:
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.waiters = Waiters()
+        self.waiters = Waiters(lambda: self.primary or self.follower, config.read_wait_timeout)
         self._client: aiohttp.ClientSession | None = None
         self.forwarder = Forwarder(
             upstream=lambda: self.follower.upstream if self.follower is not None else None,
@@ -254,7 +254,7 @@ class Node:
         self.primary.promoted_at = dict(start)
         self.primary.may_write = self.may_write
         self.primary.on_disk_full = self._disk_full
-        self.primary.on_durable.append(lambda db, txid: self.waiters.notify(db))
+        self.primary.on_durable.append(self.waiters.notify)
         # On the loop, not in a thread: discovering a database starts streams for connected
         # replicas (tasks), and no replica may be admitted before the databases are open.
         self.primary.open_databases(asyncio.get_running_loop())
@@ -269,7 +269,7 @@ class Node:
         config = self.config.replication(primary=primary)
         self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
-        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db))
+        self.follower.on_apply.append(self.waiters.notify)
         try:
             await asyncio.to_thread(self.follower.open_databases)
         except (OSError, LiteclusterError) as exc:
@@ -557,25 +557,10 @@ class Node:
         raise UnavailableError("this node is between roles and serves no database right now",
                                hint="retry in a moment, or ask another node")  # fmt: skip
 
-    def reach(self, db: str, position: Position) -> Reach:
-        """Where ``position`` stands against what ``db`` here holds, judged by its epoch
-        history (between roles: not yet)."""
-        if self.primary is not None:
-            pdb = self.primary.dbs.get(db)
-            if pdb is not None:
-                return pdb.history.reach(position, pdb.capture.published.txid)
-        elif self.follower is not None:
-            rep, history = self.follower.replicas.get(db), self.follower.histories.get(db)
-            if rep is not None and history is not None:
-                return history.reach(position, rep.position.txid)
-        return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
-
     async def wait_applied(self, db: str, position: Position) -> Reach:
         """Wait (bounded by read_wait_timeout) until ``db`` here holds ``position``, or this
         node's history excludes it."""
-        return await self.waiters.wait(
-            db, lambda: self.reach(db, position), self.config.read_wait_timeout
-        )
+        return await self.waiters.wait(db, position)
 
     def http_client(self) -> aiohttp.ClientSession:
         """One pooled client session for forwarding to the primary."""

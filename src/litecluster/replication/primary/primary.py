@@ -30,6 +30,7 @@ from litecluster.errors import (
     TxidNotFoundError,
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.session import Session
@@ -232,6 +233,14 @@ class Primary:
         """Wait until every write already queued has committed (its record is durable)."""
         for writer in list(self.writers.values()):
             await writer.submit([], transaction=True)
+
+    def reach(self, name: str, position: Position) -> Reach:
+        """Where ``position`` (epoch, txid) stands against this primary's ``name``, judged by
+        its epoch history (history.py): reached once captured, or excluded."""
+        db = self.dbs.get(name)
+        if db is None:
+            return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
+        return db.history.reach(position, db.capture.published.txid)
 
     def acked_by(self, name: str, position: Position) -> int:
         """How many counted replicas have applied the write at ``position`` (epoch, txid) of

@@ -38,7 +38,7 @@ from litecluster.errors import (
     StaleEpochError,
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
-from litecluster.replication.history import Entry, EpochHistory, history_path
+from litecluster.replication.history import Entry, EpochHistory, Reach, history_path
 from litecluster.replication.primary.writer import decode_annotations
 from litecluster.replication.protocol import (
     PROTOCOL_VERSION,
@@ -542,6 +542,14 @@ class Follower:
         )  # fmt: skip
         for listener in self.on_apply:
             listener(db, pos)
+
+    def reach(self, db: str, position: Position) -> Reach:
+        """Where ``position`` (epoch, txid) stands against this replica's copy of ``db``,
+        judged by its epoch history (history.py)."""
+        rep, history = self.replicas.get(db), self.histories.get(db)
+        if rep is None or history is None:
+            return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
+        return history.reach(position, rep.position.txid)
 
     # ---- status ---------------------------------------------------------------------------------
 
