@@ -283,6 +283,22 @@ class CommittedNotVisibleError(NodeError):
     committed = True
 
 
+EXCLUDED_HINT = (
+    "the write was lost in a failover (a newer primary's history does not hold it): write it "
+    "again if it is still wanted, after reading the current state"
+)
+
+
+class ExcludedByNewerHistoryError(NodeError):
+    """A position (a write's, or a read-your-writes token's (epoch, txid)) that this node's
+    epoch history excludes: a newer epoch began at or below its txid, so the write it names is
+    not in this history and no record to come can bring it (asynchronous mode: the old
+    primary's tail that reached no replica). Neither retryable (waiting again waits for
+    nothing) nor indeterminate: the write is known lost here. Answered HTTP 409."""
+
+    default_hint = EXCLUDED_HINT
+
+
 def is_indeterminate(exc: BaseException) -> bool:
     """Whether ``exc`` leaves a write's outcome unknown (so it must not be retried blindly)."""
     if not isinstance(exc, LiteclusterError):

@@ -16,6 +16,7 @@ import aiohttp
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
@@ -71,6 +72,8 @@ class FakeNode:
         """Whether the fake primary's leadership holds (a lapsed lease refuses strong reads)."""
         self.upstream: FakeUpstream | None = FakeUpstream()
         self.applied: dict[str, int] = {}
+        self.excluded_epochs: set[int] = set()
+        """Epochs whose positions this node's (fake) history excludes."""
         self.ready = True
         self.started_at = time.time() - 5
         self.listen = Address("127.0.0.1", 4001)
@@ -107,8 +110,10 @@ class FakeNode:
     def applied_txid(self, db: str) -> int:
         return self.applied.get(db, 0)
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        return self.applied_txid(db) >= txid
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        if position.epoch in self.excluded_epochs:
+            return Reach.EXCLUDED
+        return Reach.REACHED if self.applied_txid(db) >= position.txid else Reach.NOT_YET
 
     def lease_valid(self) -> bool:
         return self.primary is not None and self.lease

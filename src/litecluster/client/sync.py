@@ -24,7 +24,7 @@ import httpx
 
 from litecluster.client.embedded import EmbeddedReplica
 from litecluster.client.errors import ClientError as ClientError  # re-exported (public)
-from litecluster.client.errors import not_visible_error, response_error, transport_error
+from litecluster.client.errors import response_error, settle_error, transport_error
 from litecluster.client.kv import KV
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import DatabaseError
@@ -172,9 +172,12 @@ class Client:
     ) -> tuple[list[dict[str, Any]], Position | None]:
         data = self._post("/db/execute", body, {"transaction": "true"} if transaction else {})
         results, position = write_results(data)
-        wait = position is not None and self._embedded is not None and self.read_your_writes
-        if wait and not self._embedded.wait_for(self.db, position.txid, self.timeout):  # type: ignore[union-attr]
-            raise not_visible_error(position=str(position))
+        if position is not None and self._embedded is not None and self.read_your_writes:
+            # The token is (epoch, txid): another history's txid never satisfies it.
+            got = self._embedded.wait_for(self.db, position, self.timeout)
+            error = settle_error(got, position=f"{position.epoch}:{position.txid}")
+            if error is not None:
+                raise error
         return results, position
 
     def execute(self, sql: str, params: Params | None = None) -> ExecuteResult:
@@ -197,13 +200,23 @@ class Client:
     # ---- reads -----------------------------------------------------------------------------------
 
     def query(
-        self, sql: str, params: Params | None = None, *, level: str | None = None
-    ) -> QueryResult:
+        self, sql: str, params: Params | None = None, *, level: str | None = None,
+        min_position: Position | None = None,
+    ) -> QueryResult:  # fmt: skip
         """Embedded mode reads the local replica (unless ``level`` asks for the primary);
-        remote mode asks the node (``level`` as in rqlite, default ``weak``)."""
+        remote mode asks the node (``level`` as in rqlite, default ``weak``).
+        ``min_position``: a write's position (epoch, txid) the read must see (the node, or
+        the embedded replica, waits for it; a lost write raises with status 409)."""
         if self._embedded is not None and level in (None, "none"):
+            if min_position is not None:
+                got = self._embedded.wait_for(self.db, min_position, self.timeout)
+                error = settle_error(got, position=f"{min_position.epoch}:{min_position.txid}")
+                if error is not None:
+                    raise error
             return self._local_query(sql, params)
         params_q = {"level": level or "weak"}
+        if min_position is not None:
+            params_q["min_position"] = f"{min_position.epoch}:{min_position.txid}"
         return query_result(self._post("/db/query", [statement(sql, params)], params_q))
 
     def _local_query(self, sql: str, params: Params | None) -> QueryResult:

@@ -15,9 +15,13 @@ client once it has applied the result too, so the client reads its own write on 
   primary authenticates the caller and checks its permission again; a caller that held a
   cluster token (or a node with authentication off) is forwarded with this node's token.
 - Read-your-writes (:meth:`Forwarder.settle`): wait, bounded, until this node has applied the
-  primary's txid. When the wait ends first the write is committed on the primary but not
-  visible here yet: it is counted and logged, and each front door tells its client
-  (:data:`NOT_VISIBLE_WARNING`; see docs/http-api.md and docs/kv.md).
+  primary's position (epoch, txid, judged by this node's epoch history). When the wait ends
+  first the write is committed on the primary but not visible here yet: it is counted and
+  logged, and each front door tells its client (:data:`NOT_VISIBLE_WARNING`; see
+  docs/http-api.md and docs/kv.md). When this node's history excludes the position (a newer
+  primary took over below its txid: the old primary's unreplicated tail, asynchronous mode),
+  the write is lost and the client is told so
+  (:class:`~litecluster.errors.ExcludedByNewerHistoryError`), never 200.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from typing import Any, NamedTuple, Protocol
 import aiohttp
 import msgspec
 
+from litecluster.engine.position import Position
 from litecluster.errors import (
     AuthError,
     CommittedNotVisibleError,
+    ExcludedByNewerHistoryError,
     IndeterminateWriteError,
     LiteclusterError,
     NodeError,
@@ -41,6 +47,7 @@ from litecluster.errors import (
     RequestError,
     UnavailableError,
 )
+from litecluster.replication.history import Reach
 
 log = logging.getLogger("litecluster.forward")
 
@@ -120,8 +127,9 @@ class Forwarder:
 
     ``upstream`` returns the current view of the primary (None while this node follows no
     one); ``session`` the pooled aiohttp session; ``tls`` the client context (None: plain
-    HTTP); ``timeout`` bounds one forwarded request in seconds; ``wait_applied(db, txid)``
-    waits, bounded, until this node holds ``txid`` of ``db`` and says whether it does.
+    HTTP); ``timeout`` bounds one forwarded request in seconds; ``wait_applied(db, position)``
+    waits, bounded, until this node holds ``position`` of ``db`` or its history excludes it,
+    and says which.
     """
 
     def __init__(
@@ -131,7 +139,7 @@ class Forwarder:
         session: Callable[[], aiohttp.ClientSession],
         tls: ssl.SSLContext | None,
         timeout: float,
-        wait_applied: Callable[[str, int], Awaitable[bool]],
+        wait_applied: Callable[[str, Position], Awaitable[Reach]],
         token: Callable[[], str] = lambda: "",
     ) -> None:
         self._upstream = upstream
@@ -143,6 +151,8 @@ class Forwarder:
         self.scheme = "https" if tls is not None else "http"
         self.not_visible = 0
         """Forwarded writes answered before this node had applied them."""
+        self.excluded = 0
+        """Forwarded writes this node's newer history excludes (lost in a failover)."""
 
     def target(self) -> str:
         """The primary's HTTP address; :class:`~litecluster.errors.NotPrimaryError`
@@ -184,13 +194,27 @@ class Forwarder:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_failure(exc, write=write, primary=primary) from None
 
-    async def settle(self, db: str, txid: int) -> bool:
-        """Wait until this node has applied ``txid`` of ``db`` (bounded by ``wait_applied``).
-        False: the write is committed on the primary but not visible here yet; counted and
-        logged, and the caller tells its client so (never as a failure: it must not be sent
-        again)."""
-        if await self._wait_applied(db, txid):
+    async def settle(self, db: str, position: Position) -> bool:
+        """Wait until this node has applied the primary's ``position`` of ``db`` (bounded by
+        ``wait_applied``). False: the write is committed on the primary but not visible here
+        yet; counted and logged, and the caller tells its client so (never as a failure: it
+        must not be sent again). Raises :class:`ExcludedByNewerHistoryError` when this node's
+        history excludes the position: the primary that acknowledged it was deposed before
+        the write reached this lineage."""
+        got = await self._wait_applied(db, position)
+        if got is Reach.REACHED:
             return True
+        if got is Reach.EXCLUDED:
+            self.excluded += 1
+            log.warning("forward.excluded db=%s position=%d:%d count=%d", db, position.epoch,
+                        position.txid, self.excluded)  # fmt: skip
+            raise ExcludedByNewerHistoryError(
+                "the primary that acknowledged this write was deposed before the write reached "
+                "this node's history: a newer primary took over below its txid, so the write "
+                "is lost",
+                db=db, position=f"{position.epoch}:{position.txid}",
+            )  # fmt: skip
         self.not_visible += 1
-        log.warning("forward.not_visible db=%s txid=%d count=%d", db, txid, self.not_visible)
+        log.warning("forward.not_visible db=%s position=%d:%d count=%d", db, position.epoch,
+                    position.txid, self.not_visible)  # fmt: skip
         return False

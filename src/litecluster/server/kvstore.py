@@ -258,12 +258,13 @@ class KvStore:
         the client's only copy of what the write did."""
         return (await self.write_at(request))[0]
 
-    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int, str]:
-        """Like :meth:`write`, with the txid at which the write is visible on this node and
-        the forwarder's warning (empty, or the write is not visible here yet)."""
+    async def write_at(self, request: Request) -> tuple[list[Reply] | None, Position, str]:
+        """Like :meth:`write`, with the position (epoch, txid) at which the write is visible
+        on this node and the forwarder's warning (empty, or the write is not visible here
+        yet)."""
         if self.local.primary is not None:
             replies, position = await self.run_on_primary(request)
-            return replies, position.txid, ""
+            return replies, position, ""
         return await self._forward(request)
 
     async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
@@ -309,9 +310,11 @@ class KvStore:
 
         return run
 
-    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int, str]:
-        """Run ``request`` on the primary through the node's forwarder; the replies, the txid,
-        and a warning when this node had not applied the write when the wait for it ended."""
+    async def _forward(self, request: Request) -> tuple[list[Reply] | None, Position, str]:
+        """Run ``request`` on the primary through the node's forwarder; the replies, the
+        primary's position of the write, and a warning when this node had not applied the
+        write when the wait for it ended (raises ExcludedByNewerHistoryError when this node's
+        history excludes it)."""
         forwarder = self.forwarder
         body = _encode(ExecRequest(request.commands, request.watch, request.since, request.publish,
                              request.all_or_nothing))  # fmt: skip
@@ -324,9 +327,10 @@ class KvStore:
         except msgspec.DecodeError as exc:  # the primary answered: the write may have applied
             raise transport_failure(exc, write=True, primary=got.primary) from None
         # Answer once this node has the write too: its client then reads what it wrote here.
-        visible = await forwarder.settle(self.db_name, reply.txid)
+        position = Position(reply.epoch, reply.txid)
+        visible = await forwarder.settle(self.db_name, position)
         replies = None if reply.replies is None else [loads(r) for r in reply.replies]
-        return replies, reply.txid, "" if visible else NOT_VISIBLE_WARNING
+        return replies, position, "" if visible else NOT_VISIBLE_WARNING
 
     async def _forward_read(self, commands: list[tuple[int, list[bytes]]], level: str,
                             caller: str | None) -> list[Reply]:  # fmt: skip
@@ -371,13 +375,14 @@ class KvStore:
         ):
             _require(caller, "query")
             replies: list[Reply] | None = await self.read(request.commands, level, caller.forward)
-            txid, warning = self.applied_txid(), ""
+            position, warning = Position(self.local.epoch, self.applied_txid()), ""
         else:
             _require(caller, "execute")
             request.caller = caller.forward
-            replies, txid, warning = await self.write_at(request)
+            # The write's own epoch: the client's embedded replica judges the txid by it.
+            replies, position, warning = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(ExecReply(encoded, txid, self.local.epoch, warning))
+        return _encode(ExecReply(encoded, position.txid, position.epoch, warning))
 
     # ---- expiry -------------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from litecluster.engine.position import Position
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.server.credentials import Identity
@@ -80,8 +82,9 @@ class Local(Protocol):
     def applied_txid(self, db: str) -> int:
         """The txid visible in this node's file of ``db`` (0: none, or between roles)."""
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        """True once ``db`` here holds ``txid``; False after the node's read wait timeout."""
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        """Once ``db`` here holds ``position`` (epoch, txid): REACHED; EXCLUDED as soon as this
+        node's epoch history excludes it; NOT_YET after the node's read wait timeout."""
 
     def lease_valid(self) -> bool:
         """True while this node is primary and its leadership holds on its own monotonic

@@ -27,11 +27,13 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
     AuthError,
+    ExcludedByNewerHistoryError,
     LiteclusterError,
     PermissionDeniedError,
     RequestError,
 )
 from litecluster.replication.config import DB_NAME, Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
@@ -170,14 +172,19 @@ async def _expanded(request: web.Request, statements: list[Statement]) -> list[S
     return await asyncio.to_thread(expand_statements, statements, max_statements=limit)
 
 
-def _min_position(request: web.Request) -> int | None:
+def _min_position(request: web.Request) -> Position | None:
+    """The read-your-writes token: ``EPOCH:TXID`` (a write's position), judged against this
+    node's epoch history; a bare ``TXID`` (or epoch 0) names no epoch and is compared by
+    txid alone (docs/http-api.md)."""
     raw = request.query.get("min_position") or request.headers.get("X-Litecluster-Position")
     if not raw:
         return None
-    epoch, _, txid = raw.partition(":")
+    epoch, sep, txid = raw.partition(":")
+    if not sep:
+        epoch, txid = "0", epoch
     if not (epoch.isdigit() and txid.isdigit()):
         raise RequestError("min_position must be EPOCH:TXID", value=raw)
-    return int(txid)
+    return Position(int(epoch), int(txid))
 
 
 # ---- reads -------------------------------------------------------------------------------------
@@ -241,9 +248,18 @@ async def query(request: web.Request) -> web.Response:
         check_freshness(local.upstream, fresh, strict=_flag(request, "freshness_strict"), db=db,
                         applied=local.applied_txid(db), raw=request.query["freshness"])  # fmt: skip
     want = _min_position(request)
-    if want is not None and not await local.wait_applied(db, want):
+    reach = Reach.REACHED if want is None else await local.wait_applied(db, want)
+    if reach is Reach.EXCLUDED:
+        assert want is not None
+        raise ExcludedByNewerHistoryError(
+            "this node's history excludes the position: a newer primary took over below its "
+            "txid, so the write it names is lost", min_position=f"{want.epoch}:{want.txid}",
+        )  # fmt: skip
+    if reach is Reach.NOT_YET:
+        assert want is not None
         return _error(504, "timed out waiting for this node to apply the position",
-                      values={"min_position": want, "applied": local.applied_txid(db)},
+                      values={"min_position": f"{want.epoch}:{want.txid}",
+                              "applied": local.applied_txid(db)},
                       retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
     path = local.db_path(db)
     if not path.exists():
@@ -311,7 +327,10 @@ async def _forward(
         raise transport_failure(exc, write=wait, primary=got.primary) from None
     if wait and got.status == 200 and isinstance(data, dict) and "position" in data:
         # Answer once this node has the write too: the client reads its write here.
-        visible = await forwarder.settle(_db(request), int(data["position"]["txid"]))
+        pos = data["position"]
+        visible = await forwarder.settle(
+            _db(request), Position(int(pos["epoch"]), int(pos["txid"]))
+        )
         if not visible:
             data["warning"] = NOT_VISIBLE_WARNING
     return web.json_response(data, status=got.status, dumps=_dumps(request))
@@ -355,6 +374,7 @@ async def nodes(request: web.Request) -> web.Response:
 
 _STATUS: dict[type[LiteclusterError], int] = {
     PermissionDeniedError: 403, AuthError: 401, RequestError: 400,
+    ExcludedByNewerHistoryError: 409,  # known lost: neither a bad request nor a node that cannot serve
 }  # fmt: skip
 """The HTTP status of an error class (the first that matches, in this order); others 503."""
 
