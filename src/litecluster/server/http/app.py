@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from litecluster.errors import KvRequestError
 from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import auth, backup, cors
+from litecluster.server.http import auth, backup, cluster, cors
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.http.sql import error_response
@@ -108,6 +108,7 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
+    cluster.add_routes(app)
     backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     auth.install(app, credentials, open_probes=open_probes)
