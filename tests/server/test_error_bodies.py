@@ -299,7 +299,12 @@ def test_lapsed_leases_positions_not_reached_and_the_unforeseen_answer_with_ever
             ),
             "no such database": await client.get(q, params={"q": "SELECT 1", "db": "other"}),
         }
-        node.lease = False
+        node.replicated = False  # synchronous mode: commits the replicas do not hold yet
+        for level in ("strong", "linearizable"):
+            answers[f"{level} not yet replicated"] = await client.get(
+                q, params={"q": "SELECT 1", "level": level}
+            )
+        node.replicated, node.lease = True, False
         for level in ("strong", "linearizable"):
             answers[f"{level} without the lease"] = await client.get(
                 q, params={"q": "SELECT 1", "level": level}

@@ -217,7 +217,8 @@ class KvStore:
             async def local() -> list[Reply]:
                 return self.read_here(commands)
 
-            return await under_lease(self.local, level if level != "none" else "strong", local)
+            strong = level if level != "none" else "strong"
+            return await under_lease(self.local, strong, self.db_name, local)
         if level == "none":
             return self.read_here(commands)
         return await self._forward_read(commands, level)

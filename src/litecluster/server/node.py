@@ -400,6 +400,15 @@ class Node:
         # The answer may have taken long enough for the lease to run out meanwhile.
         return self.lease_valid()
 
+    async def confirm_replicated(self, db: str) -> bool:
+        primary = self.primary
+        if primary is None:
+            return False
+        try:
+            return await primary.confirm_replicated(db)
+        except LiteclusterError:
+            return False  # the term ended under the read (its capture closed): not answered
+
     async def end_role(self) -> None:
         """Stop being primary or replica: the node is between roles afterwards."""
         if self._role_task is not None:

@@ -86,6 +86,11 @@ class Local(Protocol):
         """A round to the coordinator (etcd: a linearizable read of the leader key): True when
         it still names this node as the holder of its epoch and the lease is still valid."""
 
+    async def confirm_replicated(self, db: str) -> bool:
+        """Synchronous mode: True once every commit of ``db`` on this primary is held by its
+        synchronous replicas (bounded by ``sync_timeout``); True in asynchronous mode, False
+        when this node is not the primary."""
+
 
 class StatusSource(Protocol):
     """The node's state as ``/status``, ``/health`` and ``/nodes`` report it."""

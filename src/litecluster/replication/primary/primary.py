@@ -84,6 +84,9 @@ class Primary:
         self.writers: dict[str, Writer] = {}
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
+        self._synced: dict[str, int] = {}
+        """Per database, the highest txid ``sync_replicas`` replicas were seen to hold in this
+        term: what :meth:`confirm_replicated` no longer waits for."""
         self.paused = False
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
@@ -252,7 +255,10 @@ class Primary:
         """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
         they run with replica_durable, the default)."""
         deadline = time.monotonic() + self.config.sync_timeout
-        while self.acked_by(name, txid) < self.config.sync_replicas:
+        while txid > self._synced.get(name, 0):
+            if self.acked_by(name, txid) >= self.config.sync_replicas:
+                self._synced[name] = txid
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -261,6 +267,19 @@ class Primary:
                 async with asyncio.timeout(left):
                     await self._acked.wait()
         return True
+
+    async def confirm_replicated(self, name: str) -> bool:
+        """Whether every commit database ``name`` holds now is held by ``sync_replicas``
+        replicas, waiting for their acknowledgements up to ``sync_timeout``; always True in
+        asynchronous mode. A strong read asks it after it ran: the file it read may hold writes
+        that still wait for their acknowledgements, which a failover could lose."""
+        db = self.dbs.get(name)
+        if not self.config.sync_replicas or db is None:
+            return True
+        # A commit is visible before the writer captured it: capture it now (a no-op when the
+        # writer got there first), so that the head covers everything the read could see.
+        await asyncio.to_thread(db.capture.poll)
+        return await self._replicated(name, db.head)
 
     def check_captures(self) -> None:
         for name, db in list(self.dbs.items()):

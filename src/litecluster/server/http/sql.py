@@ -271,7 +271,7 @@ async def query(request: web.Request) -> web.Response:
         return _respond(request, await read(), started, None)
     # A request that waited while the process was paused finds the lease expired before the
     # reads; one paused while they ran finds it expired after (strongread.py).
-    return _respond(request, await under_lease(local, level, read), started, None)
+    return _respond(request, await under_lease(local, level, db, read), started, None)
 
 
 def _check_freshness(upstream: Upstream | None, raw: str) -> None:
