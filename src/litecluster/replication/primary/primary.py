@@ -85,8 +85,8 @@ class Primary:
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
         self._synced: dict[str, int] = {}
-        """Per database, the highest txid ``sync_replicas`` replicas were seen to hold in this
-        term: what :meth:`confirm_replicated` no longer waits for."""
+        """Per database, the highest txid :meth:`confirm_replicated` saw ``sync_replicas``
+        replicas hold in this term: it does not wait for that again."""
         self.paused = False
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
@@ -255,10 +255,7 @@ class Primary:
         """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
         they run with replica_durable, the default)."""
         deadline = time.monotonic() + self.config.sync_timeout
-        while txid > self._synced.get(name, 0):
-            if self.acked_by(name, txid) >= self.config.sync_replicas:
-                self._synced[name] = txid
-                break
+        while self.acked_by(name, txid) < self.config.sync_replicas:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -279,7 +276,13 @@ class Primary:
         # A commit is visible before the writer captured it: capture it now (a no-op when the
         # writer got there first), so that the head covers everything the read could see.
         await asyncio.to_thread(db.capture.poll)
-        return await self._replicated(name, db.head)
+        head = db.head
+        if head <= self._synced.get(name, 0):
+            return True  # seen held before (the replicas may have gone since: still held)
+        if not await self._replicated(name, head):
+            return False
+        self._synced[name] = max(head, self._synced.get(name, 0))
+        return True
 
     def check_captures(self) -> None:
         for name, db in list(self.dbs.items()):
