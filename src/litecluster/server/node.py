@@ -30,6 +30,7 @@ from aiohttp import web
 
 from litecluster import __version__
 from litecluster.engine.position import Position
+from litecluster.engine.sqlite import DatabaseError
 from litecluster.engine.txlog import fsync_dir
 from litecluster.errors import LiteclusterError, NodeError
 from litecluster.ha.etcd_leadership import EtcdLeadership
@@ -406,8 +407,11 @@ class Node:
             return False
         try:
             return await primary.confirm_replicated(db)
-        except LiteclusterError:
-            return False  # the term ended under the read (its capture closed): not answered
+        except (LiteclusterError, DatabaseError, OSError) as exc:
+            # The term ended under the read (its capture closed), or capture failed: the read
+            # is refused (retryable), and capture's own error is reported where it polls.
+            log.warning("node.strong_read_unconfirmed db=%s error=%r", db, str(exc))
+            return False
 
     async def end_role(self) -> None:
         """Stop being primary or replica: the node is between roles afterwards."""
