@@ -390,6 +390,11 @@ class Node:
     async def confirm_leadership(self) -> bool:
         if not self.lease_valid():
             return False
+        if isinstance(self.leadership, StaticLeadership):
+            # No coordinator: the synchronous replicas vouch that they still follow this
+            # node at its epoch (asynchronous mode: nothing to ask; see docs/node.md).
+            primary = self.primary
+            return primary is not None and await primary.reads.round() and self.lease_valid()
         try:
             leader = await self.leadership.observe()
         except LiteclusterError:
@@ -406,7 +411,7 @@ class Node:
         if primary is None:
             return False
         try:
-            return await primary.confirm_replicated(db)
+            return await primary.reads.replicated(db)
         except (LiteclusterError, DatabaseError, OSError) as exc:
             # The term ended under the read (its capture closed), or capture failed: the read
             # is refused (retryable), and capture's own error is reported where it polls.

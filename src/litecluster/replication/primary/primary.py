@@ -32,6 +32,7 @@ from litecluster.errors import (
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
+from litecluster.replication.primary.readconfirm import ReadConfirm
 from litecluster.replication.primary.session import Session
 from litecluster.replication.primary.sqlexec import RequestError, Statement
 from litecluster.replication.primary.status import primary_status
@@ -84,9 +85,8 @@ class Primary:
         self.writers: dict[str, Writer] = {}
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
-        self._synced: dict[str, int] = {}
-        """Per database, the highest txid :meth:`confirm_replicated` saw ``sync_replicas``
-        replicas hold in this term: it does not wait for that again."""
+        self.reads = ReadConfirm(self)
+        """What strong and linearizable reads on this primary wait for after they ran."""
         self.paused = False
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
@@ -265,23 +265,18 @@ class Primary:
                     await self._acked.wait()
         return True
 
-    async def confirm_replicated(self, name: str) -> bool:
-        """Whether every commit database ``name`` holds now is held by ``sync_replicas``
-        replicas, waiting for their acknowledgements up to ``sync_timeout``; always True in
-        asynchronous mode. A strong read asks it after it ran: the file it read may hold writes
-        that still wait for their acknowledgements, which a failover could lose."""
-        db = self.dbs.get(name)
-        if not self.config.sync_replicas or db is None:
-            return True
-        # A commit is visible before the writer captured it: capture it now (a no-op when the
-        # writer got there first), so that the head covers everything the read could see.
-        await asyncio.to_thread(db.capture.poll)
-        head = db.head
-        if head <= self._synced.get(name, 0):
-            return True  # seen held before (the replicas may have gone since: still held)
-        if not await self._replicated(name, head):
-            return False
-        self._synced[name] = max(head, self._synced.get(name, 0))
+    async def wait_acks(self, done: Callable[[], bool]) -> bool:
+        """Wait until ``done()`` holds, looked at after each acknowledgement, for at most
+        ``sync_timeout``; whether it held."""
+        deadline = time.monotonic() + self.config.sync_timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._acked.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._acked.wait()
         return True
 
     def check_captures(self) -> None:
@@ -449,6 +444,7 @@ class Primary:
                         continue  # what this session did not send: another history's txid
                     session.verified.add(name)
                     session.acked[name] = position
+                session.round = max(session.round, msg.round)
                 session.acked_at = time.time()
                 self._acked.set()
             elif isinstance(msg, NeedSnapshot):

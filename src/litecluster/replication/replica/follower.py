@@ -148,6 +148,8 @@ class Follower:
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
+        self._round = 0
+        """The newest round (Heartbeat.round) the primary sent on this connection."""
         self._ssl = client_context(
             str(config.tls_ca) if config.tls_ca else None, tls=config.tls_ca is not None
         )
@@ -305,6 +307,7 @@ class Follower:
             queues: dict[str, asyncio.Queue[object]] = {}
             for name in msg.databases:
                 self._replica(name)
+            self._round = 0  # rounds are numbered per connection (per primary term)
             tasks.append(asyncio.create_task(self._keepalive(writer)))
             await self._receive(reader, writer, queues, tasks)
         finally:
@@ -352,7 +355,7 @@ class Follower:
                 msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
                 _stop_if_cancelled()
                 self.upstream.last_message_at = time.time()
-                await self._dispatch(msg, queue, incoming)
+                await self._dispatch(msg, queue, incoming, writer)
         finally:
             for inc in incoming.values():
                 inc.file.close()
@@ -363,6 +366,7 @@ class Follower:
         msg: Message,
         queue: Callable[[str], asyncio.Queue[object]],
         incoming: dict[str, _Incoming],
+        writer: asyncio.StreamWriter,
     ) -> None:
         if isinstance(msg, Records):
             await queue(msg.db).put(msg)
@@ -371,6 +375,10 @@ class Follower:
                 self.state.see_epoch(msg.epoch)
                 self.upstream.epoch = msg.epoch
             self.upstream.heads = dict(msg.heads)
+            if msg.round > self._round:
+                # Answered at once: the primary's linearizable read waits for it.
+                self._round = msg.round
+                await self._ack(writer, list(self.replicas))
         elif isinstance(msg, SnapshotStart):
             queue(msg.db)
             if msg.db in incoming or msg.size < 0:
@@ -415,7 +423,7 @@ class Follower:
 
     async def _ack(self, writer: asyncio.StreamWriter, dbs: list[str]) -> None:
         positions = {db: Pos.of(self.replicas[db].position) for db in dbs}
-        writer.write(encode_message(Ack(positions)))
+        writer.write(encode_message(Ack(positions, self._round)))
         await writer.drain()
 
     # ---- applying -------------------------------------------------------------------------------
