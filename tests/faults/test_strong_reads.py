@@ -1,8 +1,8 @@
 """Strong and linearizable reads while the primary is paused past its lease (SIGSTOP, then
 SIGCONT), ten times: while it is stopped another node is elected and acknowledges writes, so
 the old copy is stale. Writers (the set and bank workloads over SQL, a register over
-``/kv/exec``) and readers at both levels (SQL and key/value, sent to every node in turn, and a
-burst queued on the stopped node) run throughout; every operation is recorded with its invoke
+``/kv/exec``) and readers at both levels (SQL, ``/kv/exec`` and RESP, sent to every node in
+turn, and a burst queued on the stopped node) run throughout; every operation is recorded with its invoke
 and complete times, and the history is judged twice:
 
 - the simple rule: an answered read holds every write acknowledged before the read began;
@@ -37,6 +37,7 @@ from support.strong_reads import (
 
 PAUSES = 10
 LEVELS = ("strong", "linearizable")
+APIS = ("sql", "kv", "resp")
 
 
 def _pause_past_the_lease(members: list[LocalNode], load: Load, readers: Readers) -> None:
@@ -53,7 +54,7 @@ def _pause_past_the_lease(members: list[LocalNode], load: Load, readers: Readers
         wait_for(lambda: time.monotonic() > stopped + 1.2 * TTL, 3 * TTL, "past the TTL")
         # Their first requests wait in the stopped process's socket backlog.
         until = time.monotonic() + 1.5
-        for api in ("sql", "kv"):
+        for api in APIS:
             for level in LEVELS:
                 readers.start(api, level, lambda: [old], until)
     finally:
@@ -62,14 +63,14 @@ def _pause_past_the_lease(members: list[LocalNode], load: Load, readers: Readers
 
 
 def test_strong_and_linearizable_reads_stay_linearizable_across_ten_pauses_of_the_primary(
-    sync_ha: list[LocalNode], fault_report: Callable[[str, object], None]
+    sync_ha_resp: list[LocalNode], fault_report: Callable[[str, object], None]
 ) -> None:
-    members = sync_ha
+    members = sync_ha_resp
     first_primary(members)
     readers = Readers()
     started = time.monotonic()
     with Load(members, set_threads=1, bank_threads=1) as load, Register(load.router) as reg:
-        for api in ("sql", "kv"):
+        for api in APIS:
             for level in LEVELS:
                 readers.start(api, level, lambda: members)
         for _ in range(PAUSES):
@@ -85,7 +86,7 @@ def test_strong_and_linearizable_reads_stay_linearizable_across_ten_pauses_of_th
     fault_report("reads by status", dict(Counter((r.api, r.status) for r in reads)))
 
     answered = [r for r in reads if r.answered]
-    for api in ("sql", "kv"):
+    for api in APIS:
         for level in LEVELS:
             assert any(r.api == api and r.level == level for r in answered), (api, level)
     assert {r.status for r in reads} <= {0, 200, 503}, Counter(r.status for r in reads)

@@ -3,8 +3,9 @@ checker (support/linearizable.py) while history.py's workloads write.
 
 - :class:`Readers`: threads that read, one request after another, at ``strong`` or
   ``linearizable``, either the SQL workloads' state (the keys of ``t``, the balances and the
-  ledger ids, in one request: one snapshot) or the register (``GET reg`` on ``/kv/exec``), each
-  from the members in turn (replicas forward such reads to their primary) or from one node.
+  ledger ids, in one request: one snapshot) or the register (``GET reg`` on ``/kv/exec``, or
+  on the RESP port after ``CLIENT READLEVEL``), each from the members in turn (replicas forward
+  such reads to their primary) or from one node.
 - :class:`Register`: one thread writing unique values to the key ``reg`` through the primary.
 
 Every request keeps its invoke and complete times on the clock history.py uses
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from litecluster.cli.localcluster import LocalNode
 from litecluster.kv.reply import loads
@@ -37,7 +41,8 @@ REGISTER = b"reg"
 @dataclass(frozen=True)
 class Read:
     api: str
-    """``sql`` (the state of the set and bank workloads) or ``kv`` (the register)."""
+    """``sql`` (the state of the set and bank workloads), ``kv`` or ``resp`` (the
+    register)."""
     level: str
     node: str
     invoke: float
@@ -105,6 +110,60 @@ def read_register(client: httpx.Client, node: LocalNode, level: str) -> Read:
     return Read("kv", level, node.node_id, invoke, complete, 200, value=value)
 
 
+class RespReads:
+    """One reader thread's RESP connections, one per node, each at the reader's level. A
+    connection that failed is dropped, never retried by redis-py (which would send the read
+    again on a new connection, at the node's default level)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._conns: dict[str, redis.Redis] = {}
+
+    def __call__(self, node: LocalNode, level: str) -> Read:
+        invoke = time.monotonic()
+        try:
+            conn = self._conn(node, level)
+            reply = conn.get(REGISTER)
+        except redis.ResponseError:  # TRYAGAIN: refused, retryable
+            return Read("resp", level, node.node_id, invoke, time.monotonic(), 503)
+        except (redis.RedisError, OSError):
+            self._drop(node)
+            return Read("resp", level, node.node_id, invoke, time.monotonic(), 0)
+        complete = time.monotonic()
+        assert reply is None or isinstance(reply, bytes), reply
+        value = reply.decode() if isinstance(reply, bytes) else None
+        return Read("resp", level, node.node_id, invoke, complete, 200, value=value)
+
+    def _conn(self, node: LocalNode, level: str) -> redis.Redis:
+        conn = self._conns.get(node.node_id)
+        if conn is None:
+            addr = node.addr()
+            assert addr is not None, node.node_id
+            assert addr.get("resp"), "the node serves no RESP port"
+            host, _, port = str(addr["resp"]).rpartition(":")
+            conn = redis.Redis(host=host, port=int(port), password=node.token_file.read_text(),
+                               socket_timeout=self.timeout, socket_connect_timeout=1,
+                               retry=Retry(NoBackoff(), 0), single_connection_client=True)  # fmt: skip
+            self._conns[node.node_id] = conn
+            try:
+                set_level = conn.execute_command("CLIENT", "READLEVEL", level)  # type: ignore[no-untyped-call]
+                assert set_level == level.encode(), set_level
+            except BaseException:
+                self._drop(node)
+                raise
+        return conn
+
+    def _drop(self, node: LocalNode) -> None:
+        conn = self._conns.pop(node.node_id, None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+
 class Readers:
     """Reader threads until :meth:`finish`; ``reads`` holds every request, in no order."""
 
@@ -128,7 +187,13 @@ class Readers:
 
     def _run(self, api: str, level: str, targets: Callable[[], list[LocalNode]],
              until: float | None) -> None:  # fmt: skip
-        read = read_sql if api == "sql" else read_register
+        resp = RespReads(self.timeout.read or 2.0)
+
+        def read(client: httpx.Client, node: LocalNode, level: str) -> Read:
+            if api == "resp":
+                return resp(node, level)
+            return (read_sql if api == "sql" else read_register)(client, node, level)
+
         try:
             with httpx.Client(timeout=self.timeout) as client:
                 for i in _count():
@@ -146,6 +211,8 @@ class Readers:
                     self._halt.wait(0.02 if got.answered else 0.05)
         except BaseException as exc:  # reported by finish()
             self.errors.append(exc)
+        finally:
+            resp.close()
 
     def finish(self) -> list[Read]:
         self._halt.set()
@@ -284,8 +351,8 @@ def register_history(writes: list[Write], reads: list[Read]) -> list[Operation]:
     ops = [Operation(("write", w.value), None, w.invoke,
                      _write_interval(w.outcome, w.invoke, w.complete))
            for w in writes if w.outcome in (OK, INDETERMINATE)]  # fmt: skip
-    ops += [Operation(("read",), r.value, r.invoke, r.complete, label=f"{r.level}@{r.node}")
-            for r in reads if r.api == "kv" and r.answered]  # fmt: skip
+    ops += [Operation(("read",), r.value, r.invoke, r.complete, label=f"{r.api}:{r.level}@{r.node}")
+            for r in reads if r.api in ("kv", "resp") and r.answered]  # fmt: skip
     return ops
 
 
