@@ -61,15 +61,21 @@ def check_level(level: str, allowed: tuple[str, ...]) -> None:
 
 
 async def under_lease(
-    node: LeaseHolder, level: str, db: str, read: Callable[[], Awaitable[T]]
+    node: LeaseHolder,
+    level: str,
+    db: str,
+    read: Callable[[], Awaitable[T]],
+    *,
+    replicated: bool = True,
 ) -> T:
     """Run ``read`` of database ``db`` and return its result only if the lease held before
     and after it ran (and, for ``linearizable``, the coordinator confirmed the leadership after
-    it ran) and the synchronous replicas hold what it read; otherwise raise a retryable
-    :class:`~litecluster.errors.UnavailableError` (nothing was answered)."""
+    it ran) and, unless ``replicated`` is False (a ``none`` read, which never promised more
+    than this node's copy), the synchronous replicas hold what it read; otherwise raise a
+    retryable :class:`~litecluster.errors.UnavailableError` (nothing was answered)."""
     refuse_without_lease(node.lease_valid(), level)
     result = await read()
-    if not await node.confirm_replicated(db):
+    if replicated and not await node.confirm_replicated(db):
         raise UnavailableError(
             f"a {level} read cannot be answered here yet: the synchronous replicas have not "
             "acknowledged every write this node's copy holds",
