@@ -44,6 +44,7 @@ class MsgType(enum.IntEnum):
     HEARTBEAT = 8
     ACK = 9
     NEED_SNAPSHOT = 10
+    BYE = 11
 
 
 class Pos(msgspec.Struct, array_like=True, frozen=True):
@@ -147,6 +148,11 @@ class NeedSnapshot(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Bye(msgspec.Struct, frozen=True):
+    """The replica closes for good (an embedded replica's clean close): the primary forgets
+    it at once instead of listing it as disconnected."""
+
+
 Message: TypeAlias = (
     Hello
     | Welcome
@@ -158,6 +164,7 @@ Message: TypeAlias = (
     | Heartbeat
     | Ack
     | NeedSnapshot
+    | Bye
 )
 
 _TYPES: dict[MsgType, type[Any]] = {
@@ -171,6 +178,7 @@ _TYPES: dict[MsgType, type[Any]] = {
     MsgType.HEARTBEAT: Heartbeat,
     MsgType.ACK: Ack,
     MsgType.NEED_SNAPSHOT: NeedSnapshot,
+    MsgType.BYE: Bye,
 }
 _CODES: dict[type[Any], MsgType] = {cls: t for t, cls in _TYPES.items()}
 _DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in _TYPES.items()}

@@ -33,6 +33,7 @@ from litecluster.errors import (
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
 from litecluster.replication.primary.database import PrimaryDb
+from litecluster.replication.primary.departed import Departed
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.readconfirm import ReadConfirm
 from litecluster.replication.primary.session import Session
@@ -43,6 +44,7 @@ from litecluster.replication.protocol import (
     MAX_HELLO,
     PROTOCOL_VERSION,
     Ack,
+    Bye,
     Heartbeat,
     Hello,
     Message,
@@ -62,7 +64,6 @@ from litecluster.replication.tokens import Tokens
 log = logging.getLogger("litecluster.primary")
 
 SNAPSHOT_CHUNK = 1 << 20
-MAX_DEPARTED = 256
 _ZERO = Position()
 
 
@@ -110,7 +111,7 @@ class Primary:
         self.on_durable: list[Callable[[str, int], None]] = []
         """Called on the event loop with (database, durable txid) as records become durable."""
         self.sessions: dict[str, Session] = {}
-        self.departed: dict[str, Session] = {}
+        self.departed = Departed(config.replica_retention, stats)
         self.tmp = config.data_dir / "tmp"
         self.writer_config = WriterConfig(
             max_group=config.max_group,
@@ -387,7 +388,7 @@ class Primary:
                           promotable=hello.promotable, kind=hello.kind)  # fmt: skip
         self.sessions[hello.node_id] = session
         self.sessions_changed.set()
-        self.departed.pop(hello.node_id, None)
+        self.departed.pop(hello.node_id)
         writer.write(encode_message(Welcome(self.node_id, self.epoch, sorted(self.dbs), self.http)))
         await writer.drain()
         log.info(
@@ -433,10 +434,7 @@ class Primary:
         if self.sessions.get(session.node_id) is session:
             del self.sessions[session.node_id]
             self.sessions_changed.set()
-            session.state = "disconnected"
-            self.departed[session.node_id] = session
-            while len(self.departed) > MAX_DEPARTED:  # status remembers the most recent ones
-                del self.departed[next(iter(self.departed))]
+            self.departed.add(session)
 
     def _start_stream(self, session: Session, db: PrimaryDb) -> None:
         if session.writer is None:
@@ -480,6 +478,9 @@ class Primary:
                 )  # fmt: skip
                 session.snapshot_wanted.add(msg.db)
                 db.wake()
+            elif isinstance(msg, Bye):
+                session.left = True
+                return
             else:
                 raise ProtocolError("unexpected message from a replica", got=type(msg).__name__)
 
@@ -592,5 +593,5 @@ class Primary:
 
     def status(self) -> dict[str, object]:
         return primary_status(
-            self.epoch, self.dbs, [*self.sessions.values(), *self.departed.values()], self.writers
+            self.epoch, self.dbs, [*self.sessions.values(), *self.departed.current()], self.writers
         )

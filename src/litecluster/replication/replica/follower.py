@@ -45,6 +45,7 @@ from litecluster.replication.primary.writer import decode_annotations
 from litecluster.replication.protocol import (
     PROTOCOL_VERSION,
     Ack,
+    Bye,
     Heartbeat,
     Hello,
     Message,
@@ -154,6 +155,8 @@ class Follower:
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
+        self.leaving = False
+        """Set before a clean close: the session's end says goodbye (see protocol.Bye)."""
         self._round = 0
         """The newest round (Heartbeat.round) the primary sent on this connection."""
         self._ssl = client_context(
@@ -322,6 +325,8 @@ class Follower:
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
+            if self.leaving:
+                writer.write(encode_message(Bye()))
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
