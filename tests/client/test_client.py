@@ -351,3 +351,19 @@ def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets
             assert replica.applied("main") == 0
         finally:
             replica.close()
+
+
+def test_a_remote_client_given_several_nodes_moves_on_from_one_it_cannot_reach() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "down.invalid":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"results": [{"columns": ["1"], "values": [[1]]}]})
+
+    client = litecluster.connect(["http://down.invalid:4002", "http://up.invalid:4002"])
+    client._http = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(litecluster.ClientError) as down:
+        client.query("SELECT 1")
+    assert down.value.retryable, "the failed request is not retried behind the caller's back"
+    assert client.query("SELECT 1").rows == [(1,)]
+    assert client.url == "http://up.invalid:4002"
+    client.close()

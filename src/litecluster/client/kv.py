@@ -72,6 +72,9 @@ class KvHost(Protocol):
     def _base(self, *, write: bool, cls: type[ClientError]) -> str:
         """The base URL a request goes to (embedded mode: the current primary)."""
 
+    def _unreachable(self, base: str, exc: httpx.HTTPError) -> None:
+        """A request could not connect to ``base`` (the client may move to another node)."""
+
     def _note(self, db: str, position: Position | None) -> None:
         """Remember a write's position: the next local read of ``db`` waits for it."""
 
@@ -161,6 +164,7 @@ class KV:
                 base + "/kv/exec", content=body, headers={"Content-Type": "application/msgpack"}
             )
         except httpx.HTTPError as exc:
+            self._client._unreachable(base, exc)
             raise transport_error(base, exc, write=write, cls=KvError) from None
         if resp.status_code != 200:
             try:

@@ -122,7 +122,8 @@ def read_token(token_file: str | os.PathLike[str]) -> str:
 class Client:
     """A connection to a litecluster cluster (see :func:`connect`).
 
-    ``url``: a node's HTTP address, or a list of them (seeds: nodes of any role). Credentials:
+    ``url``: a node's HTTP address, or a list of them (seeds: nodes of any role; remote mode
+    moves to the next one after a failure to connect). Credentials:
     ``token`` / ``token_file`` (the cluster token, ``Authorization: Bearer``) or
     ``auth=(user, password)`` (HTTP Basic, a user of the nodes' users file); an embedded
     replica needs the token for the replication stream.
@@ -157,7 +158,8 @@ class Client:
     ) -> None:
         seeds = [url] if isinstance(url, str) else list(url)
         scheme = "https" if ca else "http"
-        self.url = base_url(seeds[0], scheme) if seeds else ""
+        self._seeds = [base_url(seed, scheme) for seed in seeds]
+        self.url = self._seeds[0] if self._seeds else ""
         self.db = db
         self.read_your_writes = read_your_writes
         self.timeout = timeout
@@ -251,6 +253,15 @@ class Client:
             pending = self._session.pending = {}
         return pending
 
+    def _unreachable(self, base: str, exc: httpx.HTTPError) -> None:
+        """A request could not connect to ``base``: remote mode moves on to the next node
+        given for the next request (the error is raised all the same: the client never
+        retries by itself)."""
+        connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        if connect and self._embedded is None and base == self.url and len(self._seeds) > 1:
+            i = self._seeds.index(base) if base in self._seeds else -1
+            self.url = self._seeds[(i + 1) % len(self._seeds)]
+
     def _note(self, db: str, position: Position | None) -> None:
         if position is not None and self._embedded is not None and self.read_your_writes:
             self._pending[db] = position
@@ -277,6 +288,7 @@ class Client:
         try:
             resp = self._http.post(base + path, json=body, params={"db": self.db, **params})
         except httpx.HTTPError as exc:
+            self._unreachable(base, exc)
             raise transport_error(base, exc, write=write) from None
         return parse_response(resp)
 
