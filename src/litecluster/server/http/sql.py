@@ -241,7 +241,7 @@ def _run_reads(
         for stmt in statements:
             if stmt.continues and string_failed:
                 continue  # a failure ends the rest of its string, as in the writer
-            res = run_statement(conn, stmt, box, limits)
+            res = run_statement(conn, stmt, box, limits, types_from=path)
             if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
