@@ -47,7 +47,7 @@ from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context, server_context
 from litecluster.server.config import NodeConfig, read_token, resp_passwords
 from litecluster.server.forward import Forwarder
-from litecluster.server.http.app import make_app
+from litecluster.server.http.app import make_app, make_runner
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
 from litecluster.server.metrics import registry_for
@@ -166,7 +166,7 @@ class Node:
     async def start(self) -> None:
         app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
                        allow_origins=self.config.http_allow_origin)  # fmt: skip
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = make_runner(app)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.config.http.host, self.config.http.port, ssl_context=self.server_ssl

@@ -7,16 +7,15 @@ message.
 
 from __future__ import annotations
 
-import json
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import cors
+from litecluster.server.http import body, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
@@ -31,7 +30,7 @@ REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(data, indent=1), status=status, content_type="application/json"
+        text=strictjson.dumps(data, indent=1), status=status, content_type="application/json"
     )
 
 
@@ -78,6 +77,21 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )  # fmt: skip
 
 
+async def json_refusals(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp's own refusals that never pass the middlewares (an unknown ``Expect`` is
+    checked before them) get the port's one JSON error body too."""
+    if isinstance(response, web.HTTPException) and response.status >= 400:
+        detail = response.text if response.text and response.text != response.reason else ""
+        error = error_response(response.status, response.reason, {"path": request.path},
+                               values={"detail": detail} if detail else None,
+                               hint="see docs/http-api.md for the routes and their limits")  # fmt: skip
+        assert isinstance(error.body, bytes)
+        response.body = error.body
+        response.content_type = "application/json"
+        # Set from the old body before this hook runs (aiohttp's Response._start).
+        response.headers[hdrs.CONTENT_LENGTH] = str(len(error.body))
+
+
 def make_app(
     sql: sqlapi.SqlDoor,
     kv: KvExec,
@@ -90,7 +104,8 @@ def make_app(
     ``kv``, ``/metrics`` from ``registry``; ``forward`` is what a replica's forward step
     reads; browser pages of ``allow_origins`` may call it (CORS)."""
     app = web.Application(
-        middlewares=[errors, sqlapi.request_errors], client_max_size=sql.max_request_bytes
+        middlewares=[errors, body.limits, sqlapi.request_errors],
+        client_max_size=sql.max_request_bytes,
     )
     app[STATUS] = sql.status
     app[KV] = kv
@@ -100,8 +115,17 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
     app.router.add_post("/kv/exec", kv_exec)
+    app.on_response_prepare.append(json_refusals)
     cors.install(app, allow_origins)
     return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner that serves ``app``: no access log (the node logs events), request bodies
+    never decompressed (:mod:`.body`), aiohttp's refusals of bad HTTP logged as one line
+    (:mod:`.protocol`)."""
+    return web.AppRunner(app, access_log=None, handle_signals=False, logger=protocol.log,
+                         auto_decompress=body.AUTO_DECOMPRESS)  # fmt: skip
 
 
 async def kv_exec(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
+from litecluster.server.http import strictjson
 from litecluster.server.ports import (
     ClusterOps,
     Local,
@@ -105,9 +107,8 @@ def _flag(request: web.Request, name: str) -> bool:
 
 
 def _dumps(request: web.Request) -> Any:
-    if _flag(request, "pretty"):
-        return lambda obj: json.dumps(obj, indent=4)
-    return json.dumps
+    indent = 4 if _flag(request, "pretty") else None
+    return lambda obj: strictjson.dumps(obj, indent=indent)
 
 
 def _respond(request: web.Request, results: list[Result], started: float,
@@ -140,15 +141,8 @@ async def _statements(request: web.Request) -> list[Statement]:
         if not q:
             raise RequestError("missing q parameter")
         return [Statement(sql) for sql in q]
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestError("request too large", limit=door.max_request_bytes) from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise RequestError(f"malformed JSON: {exc}") from None
-    return parse_statements(body, max_statements=door.max_statements)
+    raw = await request.read()  # over max_request_bytes: 413 (body.py)
+    return parse_statements(strictjson.loads(raw), max_statements=door.max_statements)
 
 
 async def _expanded(request: web.Request, statements: list[Statement]) -> list[Statement]:
@@ -227,7 +221,9 @@ async def query(request: web.Request) -> web.Response:
         _check_freshness(local.upstream, request.query["freshness"])
     want = _min_position(request)
     if want is not None and not await local.wait_applied(db, want):
-        return _error(504, "timed out waiting for this node to apply the position",
+        # 503, not 504: the port's one status for "not now, retry" (and a client that only
+        # knows rqlite treats every other 5xx as a failure of the node).
+        return _error(503, "timed out waiting for this node to apply the position",
                       values={"min_position": want, "applied": local.applied_txid(db)},
                       retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
     path = local.db_path(db)
@@ -255,7 +251,10 @@ def _check_freshness(upstream: Upstream | None, raw: str) -> None:
     try:
         limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
     except ValueError:
-        raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw) from None
+        limit = math.nan
+    # NaN would compare false with every age and switch the guard off.
+    if not (math.isfinite(limit) and limit >= 0):
+        raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw)
     if upstream is None:  # between roles: following no one
         raise StaleReadError("this node follows no primary right now", freshness=raw)
     age = time.time() - upstream.last_message_at
