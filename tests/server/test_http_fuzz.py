@@ -5,7 +5,8 @@ with ``error`` (when the request was well-formed HTTP, so that it reached the ap
 node's log never gets a traceback. Afterwards both nodes still serve writes and reads.
 
 The examples are derandomized (no example database), so every run sends the same requests;
-``LITECLUSTER_FUZZ_EXAMPLES`` sends more of them, for a longer local hunt, and
+``LITECLUSTER_FUZZ_EXAMPLES`` sends more of them and ``LITECLUSTER_FUZZ_SEED=N`` other ones,
+for a longer local hunt, and
 ``LITECLUSTER_FUZZ_DEBUG=1`` (with ``pytest -s``) prints each request's answer.
 """
 
@@ -28,7 +29,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 from litecluster.cli.localcluster import LocalNode
@@ -39,7 +40,9 @@ from support.rawhttp import Answer, build, exchange
 MAX_REQUEST_BYTES = 64 * 1024
 BOMB = gzip.compress(b"[" + b"0," * 2_000_000 + b"0]")
 """4 MB of JSON in 4 KB of gzip."""
-EXAMPLES = int(os.environ.get("LITECLUSTER_FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("LITECLUSTER_FUZZ_EXAMPLES", "1000"))
+SEED = os.environ.get("LITECLUSTER_FUZZ_SEED")
+"""Set: a random run from that seed instead of the derandomized one (to hunt further)."""
 
 
 class Fuzzed:
@@ -467,20 +470,25 @@ FOUND = [
                                               (b"Access-Control-Request-Method", b"POST")]),
     plain(b"POST", b"/db/execute", b'["SELECT 1"]', [(b"Authorization", b"Bearer \x80\xff")]),
     plain(b"GET", b"/db/query?q=SELECT%201&freshness=nan&level=none", replica=True),
+    plain(b"GET", b"/status", headers=[(b"Authorization", b"Bearer " + b"x" * 9000)],
+          well_formed=False),
+    plain(b"GET", b"/db/query?q=" + b"1" * 9000, well_formed=False),
+    plain(b"POST", b"/db/execute", b'["SELECT 1"]', [(b"Content-Length", b"5")], length=False,
+          well_formed=False),
 ]  # fmt: skip
 
 
 def _with_examples(test: Any) -> Any:
     for req in FOUND:
         test = example(req=req)(test)
-    return test
+    return test if SEED is None else seed(int(SEED))(test)
 
 
 @_with_examples
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    derandomize=SEED is None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.function_scoped_fixture],
