@@ -263,12 +263,13 @@ class Request:
     aiohttp's own plain-text refusal is fine)."""
     waits: bool = False
     """The declared length is more than is sent: nobody answers until the client gives up."""
+    version: bytes = b"HTTP/1.1"
 
     def __repr__(self) -> str:
         return f"Request({'replica' if self.to_replica else 'primary'}, {self.raw()!r:.2000})"
 
     def raw(self) -> bytes:
-        return build(self.method, self.target, self.headers, self.body)
+        return build(self.method, self.target, self.headers, self.body, self.version)
 
 
 def _encode_query(pairs: list[tuple[str, str]], raw: bool) -> str:
@@ -327,7 +328,9 @@ def requests(draw: st.DrawFn) -> Request:
                                          st.sampled_from(JUNK_VALUES) | sql_text), max_size=6))  # fmt: skip
     query = _encode_query(draw(st.permutations(pairs)), raw=odd(8) and draw(st.booleans()))
     target = (path + ("?" + query if query else "")).encode("utf-8", "surrogatepass")
-    if any(c <= 0x20 or c >= 0x7F for c in target) or (path == "*" and method != b"OPTIONS"):
+    if any(c <= 0x20 or c >= 0x7F for c in target) or (
+        path == "*" and (method != b"OPTIONS" or query)
+    ):
         well_formed = False
     if odd(30) and draw(st.sampled_from(range(10))) == 9:  # bytes no request target may hold
         target += draw(st.sampled_from([b" ", b"\x00", b"\xff", b"\r\n", b"\t"]))
@@ -339,7 +342,14 @@ def requests(draw: st.DrawFn) -> Request:
                                                               max_size=4)))  # fmt: skip
         if path == "/kv/exec" and not odd(3):
             body = msgspec.msgpack.encode(_plain(draw(json_values)))
-    headers: list[tuple[bytes, bytes]] = [(b"Host", b"127.0.0.1"), (b"Connection", b"close")]
+    headers: list[tuple[bytes, bytes]] = [(b"Connection", b"close")]
+    host: bytes | None = b"127.0.0.1"
+    if odd(10):
+        host = draw(st.sampled_from([b"", b"[::1", b"a:b:c", b"%%", b"x" * 300, b"h:99999",
+                                     b"\xff", b"app.example:-1", b"@", None]))  # fmt: skip
+    if host is not None:
+        headers.insert(0, (b"Host", host))
+    well_formed = well_formed and host is not None  # HTTP/1.1 requires it
     if not odd(4):
         headers.append((b"Content-Type", b"application/json"))
     elif draw(st.booleans()):
@@ -399,7 +409,12 @@ def requests(draw: st.DrawFn) -> Request:
         headers += [(b"Content-Length", str(len(body)).encode()),
                     (b"Transfer-Encoding", b"chunked")]  # fmt: skip
         well_formed = False
-    return Request(to_replica, method, target, headers, body, well_formed, waits)
+    version = b"HTTP/1.1"
+    if odd(10):
+        version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/9.9",
+                                        b"HTTP/1", b"http/1.1", b"FOO"]))  # fmt: skip
+        well_formed = well_formed and version in (b"HTTP/1.1", b"HTTP/1.0")
+    return Request(to_replica, method, target, headers, body, well_formed, waits, version)
 
 
 # ---- the property ---------------------------------------------------------------------------------

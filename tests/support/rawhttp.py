@@ -23,9 +23,15 @@ class Answer:
     body: bytes = b""
 
 
-def build(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+def build(
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    version: bytes = b"HTTP/1.1",
+) -> bytes:
     """The request's bytes exactly as given: no header is added, none is checked."""
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines = [method + b" " + target + b" " + version]
     lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -62,7 +68,9 @@ def _parse(data: bytes, *, head_only: bool, eof: bool = False) -> Answer | None:
     head, sep, rest = data.partition(b"\r\n\r\n")
     if not sep:
         return None
-    if head.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue): the real one follows
+    if head.startswith(
+        (b"HTTP/1.1 1", b"HTTP/1.0 1")
+    ):  # an interim answer (100 Continue): the real one follows
         return _parse(rest, head_only=head_only, eof=eof)
     status_line, *header_lines = head.split(b"\r\n")
     parts = status_line.split(b" ", 2)
