@@ -268,3 +268,21 @@ def test_reads_before_the_local_copy_has_key_value_tables_see_an_empty_store(
         if c is not None:
             c.close()
         nodes.close()
+
+
+def test_a_first_atomic_block_that_fails_leaves_the_store_usable(tmp_path: Path) -> None:
+    """The key/value tables are created inside the first write's transaction; when that write
+    is rolled back the tables go with it, and the next write must create them again."""
+    n = Nodes(tmp_path)
+    try:
+        p = n.node("p")
+        c = litecluster.connect(p.http, token_file=n.token_file)
+        try:
+            with pytest.raises(KvError, match="nothing was applied"), c.kv.atomic() as tx:
+                tx.incr("n").execute("LPUSH", "n", "oops")
+            assert c.kv.set("after", "ok")
+            assert c.kv.get("after") == "ok"
+        finally:
+            c.close()
+    finally:
+        n.close()

@@ -121,6 +121,41 @@ def test_freshness_is_judged_by_the_upstreams_last_message(tmp_path: Path) -> No
     _serve(_app(node), body)
 
 
+def test_freshness_takes_go_durations_and_rqlites_zero_and_strict(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    _database(node)
+    q = {"q": "SELECT v FROM t", "level": "none"}
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        async def status(**params: str) -> tuple[int, dict[str, Any]]:
+            got = await client.get("/db/query", params={**q, **params})
+            return got.status, await got.json()
+
+        assert node.upstream is not None
+        node.upstream.last_message_at = time.time() - 75
+        assert (await status(freshness="1m30s"))[0] == 200
+        assert (await status(freshness="1h"))[0] == 200
+        assert (await status(freshness="1m"))[0] == 503
+        assert (await status(freshness="500ms"))[0] == 503
+        assert (await status(freshness="0"))[0] == 200, "0 means no bound, as in rqlite"
+        assert (await status(level="auto", freshness="1m"))[0] == 503, "auto reads locally here"
+        for bad in ("bogus", "nan", "inf", "-1s", "5", "1e999s", "1 s", ""):
+            code, err = await status(freshness=bad)
+            assert code == 400, bad
+            assert "duration" in err["error"]
+        node.upstream.last_message_at = time.time()
+        node.applied["main"] = 5
+        node.upstream.heads = {"main": 9}
+        assert (await status(freshness="1s"))[0] == 200
+        code, err = await status(freshness="1s", freshness_strict="true")
+        assert code == 503
+        assert err["primary_head"] == "9"
+        node.applied["main"] = 9
+        assert (await status(freshness="1s", freshness_strict="true"))[0] == 200
+
+    _serve(_app(node), body)
+
+
 def test_a_write_runs_on_the_primary_role_and_names_the_acknowledging_node(
     tmp_path: Path,
 ) -> None:

@@ -27,6 +27,7 @@ class FakeUpstream:
     http: str = "127.0.0.1:4002"
     state: str = "streaming"
     last_message_at: float = field(default_factory=time.time)
+    heads: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -20,10 +20,11 @@ and confirmed by a rescan (another process's checkpoint also bumps it, harmlessl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +226,22 @@ class Replica:
         replaced only after its transaction committed, and a caller on an event loop must not
         wait out a snapshot install (seconds) or a large batch that holds the lock."""
         return self._position
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[tuple[Position, Connection]]:
+        """A read transaction on this file at a known position (for backups): applying waits
+        only while the view opens, not while the caller reads it."""
+        conn = connect(self.db_path, readonly=True, busy_timeout_ms=self.config.busy_timeout_ms)
+        try:
+            with self._lock:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+                pos = self._position
+            yield pos, conn
+        finally:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            conn.close()
 
     # ---- apply -----------------------------------------------------------------------------
 

@@ -63,6 +63,15 @@ class ReplicationConfig:
     max_group: int = 512
     """Write requests committed together in one transaction at most (group commit)."""
     statement_timeout: float = 10.0
+    """Seconds a read request may run (all its statements) before it is interrupted."""
+    write_timeout: float = 1.0
+    """Seconds a write request may run on the writer. Much shorter than reads: the writer is
+    one thread, so a runaway write delays every other client's writes by up to this."""
+    max_result_rows: int = 100_000
+    """Rows one statement's result may hold (reads and RETURNING); past it the statement
+    fails with a hint to page."""
+    max_result_bytes: int = 32 * 1024 * 1024
+    """Bytes (as estimated for the JSON answer) one statement's result may hold."""
     sql_allow_pragma: tuple[str, ...] = ()
     """PRAGMAs requests may run besides the read-only ones (docs/http-api.md, "SQL sandbox")."""
     sync_replicas: int = 0

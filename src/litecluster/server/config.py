@@ -222,8 +222,9 @@ def _bad(config: NodeConfig, name: str, why: str, hint: str | None = None) -> Co
 def validate(config: NodeConfig) -> None:
     positive = ("heartbeat_interval", "peer_timeout", "reconnect_min", "reconnect_max")
     for name in (*positive, "checkpoint_frames", "segment_bytes", "scan_interval",
-                 "retention_interval", "max_group", "statement_timeout", "max_request_bytes",
-                 "max_statements", "read_wait_timeout"):  # fmt: skip
+                 "retention_interval", "max_group", "statement_timeout", "write_timeout",
+                 "max_request_bytes", "max_statements", "read_wait_timeout", "max_result_rows",
+                 "max_result_bytes"):  # fmt: skip
         if getattr(config, name) <= 0:
             raise _bad(config, name, "must be greater than zero")
     if config.retention_bytes < 0 or config.retention_seconds < 0:

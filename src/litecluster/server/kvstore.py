@@ -180,6 +180,9 @@ class KvStore:
         """Writer thread: track versions at once, deliver on the loop."""
         if db != self.db_name:
             return
+        # Notes come only from procedures that succeeded, each of which ran on the tables
+        # (creating them if needed) in the transaction now committed.
+        self._schema_ready = True
         decoded = [c for c in map(decode_changes, notes) if c is not None]
         for changes in decoded:
             self.versions.record(position.txid, changes)
@@ -264,8 +267,9 @@ class KvStore:
     def _procedure(self, request: Request) -> Callable[[Connection], tuple[Any, bytes]]:
         def run(conn: Connection) -> tuple[Any, bytes]:
             if not self._schema_ready:
+                # Ready only once a commit carried it (see _committed): this request's savepoint
+                # or the whole group may still roll the new tables back.
                 ensure_schema(conn)
-                self._schema_ready = True
             if request.watch and self.versions.changed_since(request.watch, request.since):
                 return None, b""
             now = now_ms()

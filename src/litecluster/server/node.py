@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from aiohttp import web
 
 from litecluster import __version__
 from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection
 from litecluster.engine.txlog import fsync_dir
-from litecluster.errors import LiteclusterError, NodeError
+from litecluster.errors import LiteclusterError, NodeError, UnavailableError
 from litecluster.ha.etcd_leadership import EtcdLeadership
 from litecluster.ha.leadership import Leadership
 from litecluster.ha.loop import HaLoop
@@ -39,6 +41,7 @@ from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
 from litecluster.replication.config import Address
 from litecluster.replication.primary.primary import Primary
+from litecluster.replication.primary.sqlexec import ResultLimits
 from litecluster.replication.protocol import Refuse, encode_message
 from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower, Upstream
@@ -153,6 +156,7 @@ class Node:
             max_request_bytes=cfg.max_request_bytes, max_statements=cfg.max_statements,
             statement_timeout=cfg.statement_timeout,
             sql_allow_pragma=frozenset(cfg.sql_allow_pragma),
+            limits=ResultLimits(cfg.max_result_rows, cfg.max_result_bytes),
         )  # fmt: skip
 
     def _resp_settings(self, address: Address) -> RespSettings:
@@ -165,7 +169,7 @@ class Node:
 
     async def start(self) -> None:
         app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
-                       allow_origins=self.config.http_allow_origin)  # fmt: skip
+                       backups=self, allow_origins=self.config.http_allow_origin)  # fmt: skip
         self._runner = make_runner(app)
         await self._runner.setup()
         site = web.TCPSite(
@@ -538,6 +542,17 @@ class Node:
             return 0  # between roles
         rep = self.follower.replicas.get(db)
         return rep.position.txid if rep else 0
+
+    def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of ``db`` at a known position, for backups (see engine/backup.py)."""
+        if self.primary is not None:
+            pdb = self.primary.dbs.get(db)
+            return None if pdb is None else pdb.capture.frozen()
+        rep = self.follower.replicas.get(db) if self.follower is not None else None
+        if self.follower is not None:
+            return None if rep is None else rep.frozen()
+        raise UnavailableError("this node is between roles and serves no database right now",
+                               hint="retry in a moment, or ask another node")  # fmt: skip
 
     async def wait_applied(self, db: str, txid: int) -> bool:
         """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""

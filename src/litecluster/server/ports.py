@@ -35,6 +35,10 @@ class Upstream(Protocol):
     def last_message_at(self) -> float:
         """Wall-clock time of the last message from the primary (0: none yet)."""
 
+    @property
+    def heads(self) -> dict[str, int]:
+        """The primary's newest durable txid per database, as of its last heartbeat."""
+
 
 class WritingPrimary(Protocol):
     """The primary role as the doors write through it (``primary.Primary`` fits)."""

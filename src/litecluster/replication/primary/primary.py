@@ -33,7 +33,7 @@ from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
 from litecluster.replication.primary.session import Session
-from litecluster.replication.primary.sqlexec import RequestError, Statement
+from litecluster.replication.primary.sqlexec import RequestError, ResultLimits, Statement
 from litecluster.replication.primary.status import primary_status
 from litecluster.replication.primary.writer import Procedure, WriteOutcome, Writer, WriterConfig
 from litecluster.replication.protocol import (
@@ -107,8 +107,9 @@ class Primary:
         self.tmp = config.data_dir / "tmp"
         self.writer_config = WriterConfig(
             max_group=config.max_group,
-            statement_timeout=config.statement_timeout,
+            statement_timeout=config.write_timeout,
             allow_pragmas=frozenset(config.sql_allow_pragma),
+            limits=ResultLimits(config.max_result_rows, config.max_result_bytes),
         )
         self.http = ""
         """This node's HTTP address, told to replicas (set by the node once it is bound)."""

@@ -9,12 +9,15 @@ that are not well formed.
 from __future__ import annotations
 
 import base64
+import math
 import re
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from litecluster.engine.sqlite import Connection
+from litecluster.errors import LiteclusterError
 from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
 from litecluster.replication.primary.sandbox import VACUUM_ATTACH, Sandbox
 from litecluster.replication.primary.sqlsplit import needs_split, positional_refusal, split_sql
@@ -35,6 +38,24 @@ _WORD = re.compile(r"[A-Za-z_]+")
 
 
 @dataclass(frozen=True)
+class ResultLimits:
+    """The most one statement's result may hold: rows, and bytes as estimated for its JSON.
+    A result past either is not sent (the statement fails with a message on how to page), so
+    one query cannot hold the node's memory or the loop that serializes the answer."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 32 * 1024 * 1024
+
+
+UNLIMITED = ResultLimits(max_rows=1 << 62, max_bytes=1 << 62)
+_FETCH = 512
+
+
+class _TooLarge(LiteclusterError):
+    """Internal: ends the fetch of a result past its limits (it becomes the result's error)."""
+
+
+@dataclass(frozen=True)
 class Statement:
     sql: str
     params: Params = ()
@@ -51,24 +72,34 @@ class Result:
     types: list[str] | None = None
     values: list[list[Any]] = field(default_factory=list)
     error: str | None = None
+    blobs: bool = False
+    """``values`` hold bytes or non-finite floats, which JSON cannot carry as they are."""
     seconds: float = 0.0
     code: str | None = None
     """SQLite's error name (``SQLITE_INTERRUPT`` ...) behind ``error``; not sent to clients."""
 
-    def as_json(self, *, associative: bool = False, timings: bool = False) -> dict[str, Any]:
+    def as_json(
+        self, *, associative: bool = False, timings: bool = False, blob_array: bool = False
+    ) -> dict[str, Any]:
+        """rqlite's shape; BLOBs as base64 text, or with ``blob_array`` as arrays of byte
+        values; non-finite floats (which JSON has no word for) as null."""
         out: dict[str, Any] = {}
         if self.error is not None:
             out["error"] = self.error
         elif self.columns is not None:
             types = self.types or []
+            values = self.values
+            if self.blobs:
+                encode = _blob_list if blob_array else _blob_base64
+                values = [[encode(v) for v in row] for row in values]
             if associative:
                 out["types"] = dict(zip(self.columns, types, strict=False))
-                out["rows"] = [dict(zip(self.columns, row, strict=False)) for row in self.values]
+                out["rows"] = [dict(zip(self.columns, row, strict=False)) for row in values]
             else:
                 out["columns"] = self.columns
                 out["types"] = types
-                if self.values:
-                    out["values"] = self.values
+                if values:
+                    out["values"] = values
         else:
             if self.last_insert_id is not None:
                 out["last_insert_id"] = self.last_insert_id
@@ -101,19 +132,41 @@ def parse_statements(body: Any, *, max_statements: int) -> list[Statement]:
             named = rest[0]
             if not all(isinstance(k, str) for k in named):
                 raise RequestError("named parameters need string names", index=i)
-            bad = [k for k, v in named.items() if not _scalar(v)]
-            if bad:
-                raise RequestError("parameter values must be scalars", index=i, name=bad[0])
-            out.append(Statement(item[0], dict(named)))
+            out.append(Statement(item[0], {k: _param(v, i, k) for k, v in named.items()}))
         else:
-            if not all(_scalar(v) for v in rest):
-                raise RequestError("parameter values must be scalars", index=i)
-            out.append(Statement(item[0], tuple(rest)))
+            out.append(Statement(item[0], tuple(_param(v, i, j) for j, v in enumerate(rest))))
     return out
 
 
-def _scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (str, int, float, bool))
+_HEX_BLOB = re.compile(r"[xX]'((?:[0-9a-fA-F]{2})*)'")
+
+
+def _param(v: Any, index: int, name: str | int) -> Any:
+    """A parameter as SQLite binds it: JSON scalars as they are; BLOBs as rqlite takes them,
+    an array of byte values or a string ``X'hex'``. Non-finite numbers (``1e999`` parses
+    as infinity) are refused: SQLite would store them and JSON cannot answer them."""
+    if isinstance(v, str):
+        blob = _HEX_BLOB.fullmatch(v)
+        return bytes.fromhex(blob.group(1)) if blob else v
+    if isinstance(v, float) and not math.isfinite(v):
+        raise RequestError("parameters must be finite numbers", index=index, name=name, value=v)
+    if v is None or isinstance(v, (int, float)):
+        return v
+    if isinstance(v, list) and all(type(b) is int and 0 <= b <= 255 for b in v):
+        return bytes(v)
+    raise RequestError("parameter values must be scalars, or a BLOB as an array of byte values",
+                       index=index, name=name)  # fmt: skip
+
+
+def statement_json(stmt: Statement) -> Any:
+    """``stmt`` as a request body element again (a replica forwards what it parsed)."""
+    if isinstance(stmt.params, dict):
+        return [stmt.sql, {k: _unparam(v) for k, v in stmt.params.items()}]
+    return [stmt.sql, *map(_unparam, stmt.params)]
+
+
+def _unparam(v: Any) -> Any:
+    return list(v) if isinstance(v, bytes) else v
 
 
 def expand_statements(statements: list[Statement], *, max_statements: int) -> list[Statement]:
@@ -191,16 +244,30 @@ def _type_name(value: Any) -> str:
     return ""
 
 
-def _json_value(value: Any) -> Any:
-    # rqlite sends BLOBs as base64 strings.
-    return base64.b64encode(value).decode() if isinstance(value, bytes) else value
+def _blob_base64(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()  # as rqlite sends BLOBs
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
-def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = None) -> Result:
+def _blob_list(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return list(value)
+    return _blob_base64(value)
+
+
+def run_statement(
+    conn: Connection,
+    stmt: Statement,
+    sandbox: Sandbox | None = None,
+    limits: ResultLimits = UNLIMITED,
+) -> Result:
     """Execute one statement on ``conn``; every error (SQLite's, bindings, several statements
-    in one string) is returned in the result, none raised. With ``conn``'s ``sandbox``, the
-    statement is a request's: refused by its first keyword (:func:`refusal`) or by the
-    sandbox, which then says why."""
+    in one string, a result past ``limits``) is returned in the result, none raised. With
+    ``conn``'s ``sandbox``, the statement is a request's: refused by its first keyword
+    (:func:`refusal`) or by the sandbox, which then says why."""
     started = time.perf_counter()
     if sandbox is not None:
         refused = refusal(stmt.sql)
@@ -210,7 +277,11 @@ def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = N
         sandbox.in_request = True
     result = Result()
     try:
-        _execute(conn, stmt, result)
+        _execute(conn, stmt, result, limits)
+    except _TooLarge as exc:
+        result.columns = result.types = None
+        result.values = []
+        result.error, result.code = str(exc), "LITECLUSTER_TOO_LARGE"
     except Exception as exc:  # whatever failed, the statement failed: the caller goes on
         result.columns = result.types = None
         result.values = []
@@ -224,20 +295,54 @@ def run_statement(conn: Connection, stmt: Statement, sandbox: Sandbox | None = N
     return result
 
 
-def _execute(conn: Connection, stmt: Statement, result: Result) -> None:
+def _execute(conn: Connection, stmt: Statement, result: Result, limits: ResultLimits) -> None:
     cur = conn.execute(stmt.sql, stmt.params)
     if cur.description is not None:
-        rows = cur.fetchall()
         result.columns = [d[0] for d in cur.description]
-        result.types = [""] * len(result.columns)
-        for row in rows:
-            for j, v in enumerate(row):
-                if not result.types[j] and v is not None:
-                    result.types[j] = _type_name(v)
-        result.values = [[_json_value(v) for v in row] for row in rows]
+        types = result.types = [""] * len(result.columns)
+        values: list[list[Any]] = []
+        # In batches, so that a result past the limits fails having held one batch past them.
+        # The statement is reset when it ends early: a savepoint cannot roll back under it.
+        with closing(cur):
+            result.blobs = _fetch(cur, types, values, limits)
+        result.values = values
     else:
         result.rows_affected = max(cur.rowcount, 0)
         result.last_insert_id = cur.lastrowid
+
+
+def _fetch(cur: Any, types: list[str], values: list[list[Any]], limits: ResultLimits) -> bool:
+    """Fill ``values`` and ``types``; True if a value is bytes or a non-finite float (see
+    :attr:`Result.blobs`)."""
+    size, special = 0, False
+    while batch := cur.fetchmany(_FETCH):
+        for row in batch:
+            size += 2 + len(row)
+            for j, v in enumerate(row):
+                if v is None:
+                    size += 4
+                    continue
+                if not types[j]:
+                    types[j] = _type_name(v)
+                if isinstance(v, str):
+                    size += len(v) + 2
+                elif isinstance(v, bytes):
+                    size += len(v) * 4 // 3 + 4
+                    special = True
+                else:
+                    size += 8
+                    special = special or (isinstance(v, float) and not math.isfinite(v))
+            values.append(list(row))
+        if len(values) > limits.max_rows:
+            raise _TooLarge(_too_large(f"more than {limits.max_rows} rows", "max_result_rows"))
+        if size > limits.max_bytes:
+            raise _TooLarge(_too_large(f"more than {limits.max_bytes} bytes", "max_result_bytes"))
+    return special
+
+
+def _too_large(what: str, setting: str) -> str:
+    return (f"result too large: {what} (the node's {setting}); page through it with "
+            "LIMIT and OFFSET, or better WHERE key > last_key ORDER BY key LIMIT n")  # fmt: skip
 
 
 def _message(exc: Exception) -> str:

@@ -53,7 +53,7 @@ from litecluster.engine.sqlite import Connection
 from litecluster.errors import IndeterminateWriteError, LiteclusterError, NotPrimaryError
 from litecluster.errors import WriteError as WriteError  # re-exported: defined in the tree
 from litecluster.replication.primary.sandbox import sandbox
-from litecluster.replication.primary.sqlexec import Result, Statement, run_statement
+from litecluster.replication.primary.sqlexec import Result, ResultLimits, Statement, run_statement
 
 log = logging.getLogger("litecluster.writer")
 
@@ -67,6 +67,9 @@ class WriterConfig:
     """A group takes no further request once it ran this long (the rest go to the next)."""
     allow_pragmas: frozenset[str] = frozenset()
     """PRAGMAs an operator allows in requests besides the sandbox's read-only ones."""
+    limits: ResultLimits = field(default_factory=ResultLimits)
+    """The most a statement's result (RETURNING) may hold; past it the statement fails and
+    is rolled back."""
 
 
 # A request whose statements ended the group transaction this many times is refused whole.
@@ -381,7 +384,7 @@ class Writer:
         poisoned = req.poisoned.get(index)
         if poisoned is not None:
             return Result(error=poisoned)
-        res = run_statement(self.conn, req.statements[index], self.sandbox)
+        res = run_statement(self.conn, req.statements[index], self.sandbox, self.config.limits)
         if not self.conn.in_transaction:
             raise _Lost(res.error, req, index, res.code)
         if res.code == "SQLITE_INTERRUPT":

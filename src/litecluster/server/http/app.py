@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import body, cors, protocol, strictjson
+from litecluster.server.http import backup, body, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
@@ -98,6 +98,7 @@ def make_app(
     registry: CollectorRegistry,
     forward: Forwarder,
     *,
+    backups: backup.Backups | None = None,
     allow_origins: tuple[str, ...] = (),
 ) -> web.Application:
     """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
@@ -114,6 +115,8 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
+    if backups is not None:
+        backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     app.on_response_prepare.append(json_refusals)
     cors.install(app, allow_origins)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -29,26 +28,27 @@ from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
     LiteclusterError,
     RequestError,
-    StaleReadError,
 )
 from litecluster.replication.config import DB_NAME, Address
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
+    ResultLimits,
     Statement,
     expand_statements,
     needs_expanding,
     parse_statements,
     run_statement,
+    statement_json,
 )
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.http import strictjson
+from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.ports import (
     ClusterOps,
     Local,
     StatusSource,
     Switchover,
-    Upstream,
 )
 from litecluster.server.strongread import STRONG_LEVELS, check_level, under_lease
 
@@ -68,11 +68,13 @@ class SqlDoor:
     """Seconds a read request may run."""
     sql_allow_pragma: frozenset[str] = frozenset()
     """PRAGMAs a request may run besides the sandbox's read-only ones."""
+    limits: ResultLimits = field(default_factory=ResultLimits)
+    """The most one statement's result may hold."""
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
 FORWARD: web.AppKey[Forwarder] = web.AppKey("sql-forward")
-LEVELS = ("none", "weak", "linearizable", "strong")
+LEVELS = ("none", "weak", "linearizable", "strong", "auto")
 _local = threading.local()
 
 
@@ -114,8 +116,11 @@ def _dumps(request: web.Request) -> Any:
 def _respond(request: web.Request, results: list[Result], started: float,
              position: Position | None) -> web.Response:  # fmt: skip
     timings, assoc = _flag(request, "timings"), _flag(request, "associative")
+    blob_array = _flag(request, "blob_array")
     body: dict[str, Any] = {
-        "results": [r.as_json(associative=assoc, timings=timings) for r in results]
+        "results": [
+            r.as_json(associative=assoc, timings=timings, blob_array=blob_array) for r in results
+        ]
     }
     if position is not None:
         # The acknowledging node is named so that clients and the fault suite's checker can
@@ -181,8 +186,9 @@ def _read_conn(path: str, allow_pragmas: frozenset[str]) -> tuple[Connection, Sa
 
 
 def _run_reads(
-    path: str, statements: list[Statement], timeout: float, allow_pragmas: frozenset[str]
-) -> list[Result]:
+    path: str, statements: list[Statement], timeout: float, allow_pragmas: frozenset[str],
+    limits: ResultLimits,
+) -> list[Result]:  # fmt: skip
     conn, box = _read_conn(path, allow_pragmas)
     deadline = time.monotonic() + timeout
     conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
@@ -193,7 +199,7 @@ def _run_reads(
         for stmt in statements:
             if stmt.continues and string_failed:
                 continue  # a failure ends the rest of its string, as in the writer
-            res = run_statement(conn, stmt, box)
+            res = run_statement(conn, stmt, box, limits)
             if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
@@ -214,11 +220,15 @@ async def query(request: web.Request) -> web.Response:
     db, statements = _db(request), await _statements(request)
     level = request.query.get("level", "weak")
     check_level(level, LEVELS)
+    if level == "auto":  # rqlite: a local read on a read-only node, weak on the others
+        level = "none" if local.primary is None else "weak"
+    fresh = freshness_limit(request.query)  # checked on every node: a typo is a 400
     if local.primary is None and level != "none":
         return await _forward(request, statements, wait=False)
     statements = await _expanded(request, statements)
-    if local.primary is None and "freshness" in request.query:
-        _check_freshness(local.upstream, request.query["freshness"])
+    if local.primary is None and fresh is not None:
+        check_freshness(local.upstream, fresh, strict=_flag(request, "freshness_strict"), db=db,
+                        applied=local.applied_txid(db), raw=request.query["freshness"])  # fmt: skip
     want = _min_position(request)
     if want is not None and not await local.wait_applied(db, want):
         # 503, not 504: the port's one status for "not now, retry" (and a client that only
@@ -237,30 +247,15 @@ async def query(request: web.Request) -> web.Response:
 
     async def read() -> list[Result]:
         return await asyncio.to_thread(
-            _run_reads, str(path), statements, door.statement_timeout, door.sql_allow_pragma
-        )
+            _run_reads, str(path), statements, door.statement_timeout, door.sql_allow_pragma,
+            door.limits,
+        )  # fmt: skip
 
     if level not in STRONG_LEVELS:
         return _respond(request, await read(), started, None)
     # A request that waited while the process was paused finds the lease expired before the
     # reads; one paused while they ran finds it expired after (strongread.py).
     return _respond(request, await under_lease(local, level, read), started, None)
-
-
-def _check_freshness(upstream: Upstream | None, raw: str) -> None:
-    try:
-        limit = float(raw.rstrip("s")) if not raw.endswith("ms") else float(raw[:-2]) / 1000
-    except ValueError:
-        limit = math.nan
-    # NaN would compare false with every age and switch the guard off.
-    if not (math.isfinite(limit) and limit >= 0):
-        raise RequestError("freshness must be a duration such as 1s or 500ms", value=raw)
-    if upstream is None:  # between roles: following no one
-        raise StaleReadError("this node follows no primary right now", freshness=raw)
-    age = time.time() - upstream.last_message_at
-    if age > limit:
-        raise StaleReadError("this replica has not heard from the primary recently enough",
-                             seconds=round(age, 3), freshness=raw)  # fmt: skip
 
 
 # ---- writes ------------------------------------------------------------------------------------
@@ -291,9 +286,7 @@ async def _forward(
     ``warning`` when the wait ended first. Failures raise the forwarder's errors, which
     :func:`request_errors` turns into a 503 with their flags."""
     forwarder = request.app[FORWARD]
-    body = [
-        [s.sql, s.params] if isinstance(s.params, dict) else [s.sql, *s.params] for s in statements
-    ]
+    body = [statement_json(s) for s in statements]
     got = await forwarder.post(request.path, write=wait, json=body, params=request.query)
     try:
         data = json.loads(got.body)

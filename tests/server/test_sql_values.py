@@ -1,0 +1,81 @@
+"""Values in and out of the SQL API as rqlite clients send and read them: BLOB parameters as
+arrays of byte values or ``X'hex'`` strings, ``?blob_array``, and numbers JSON cannot carry,
+on the primary and through a replica (which forwards what it parsed)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from support import wait_for
+from support.nodes import Nodes
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    n = Nodes(tmp_path_factory.mktemp("values"))
+    try:
+        p = n.node("p1", env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
+        r = n.node("r1", p, env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
+        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
+                 "the replica to stream")  # fmt: skip
+        yield p.http, r.http
+    finally:
+        n.close()
+
+
+def _post(http: str, path: str, body: Any, **params: str) -> httpx.Response:
+    return httpx.post(f"http://{http}{path}", json=body, params=params, timeout=30)
+
+
+@pytest.mark.parametrize("via", ["primary", "replica"])
+def test_blob_parameters_are_stored_as_blobs_and_read_back_both_ways(
+    nodes: tuple[str, str], via: str
+) -> None:
+    http = nodes[0] if via == "primary" else nodes[1]
+    table = f"b_{via}"
+    got = _post(http, "/db/execute", [
+        f"CREATE TABLE {table}(id INTEGER PRIMARY KEY, b BLOB)",
+        [f"INSERT INTO {table}(id, b) VALUES (1, ?)", [0, 1, 254, 255]],
+        [f"INSERT INTO {table}(id, b) VALUES (2, ?)", "X'DEADbeef'"],
+        [f"INSERT INTO {table}(id, b) VALUES (:id, :b)", {"id": 3, "b": [104, 105]}],
+        [f"INSERT INTO {table}(id, b) VALUES (4, ?)", "X'not hex'"],
+    ])  # fmt: skip
+    assert got.status_code == 200, got.text
+    assert all("error" not in r for r in got.json()["results"])
+    q = [f"SELECT id, b, typeof(b) FROM {table} ORDER BY id"]
+    rows = _post(http, "/db/query", q).json()["results"][0]
+    assert [r[2] for r in rows["values"]] == ["blob", "blob", "blob", "text"]
+    assert rows["types"][1] == "blob"
+    want = [bytes([0, 1, 254, 255]), bytes.fromhex("deadbeef"), b"hi"]
+    assert [base64.b64decode(r[1]) for r in rows["values"][:3]] == want
+    arrays = _post(http, "/db/query", q, blob_array="true").json()["results"][0]["values"]
+    assert [r[1] for r in arrays[:3]] == [list(b) for b in want]
+    assert arrays[3][1] == "X'not hex'", "a string that is not X'hex' stays text"
+
+
+@pytest.mark.parametrize(
+    "param", [[1, 256], [1, -1], [1.5], ["a"], [True], {"a": [1.5]}, [[1]]], ids=repr
+)
+def test_a_parameter_that_is_no_value_is_a_400(nodes: tuple[str, str], param: Any) -> None:
+    for http in nodes:
+        got = _post(http, "/db/execute", [["SELECT ?", param]])
+        assert got.status_code == 400, got.text
+        assert "parameter" in got.json()["error"]
+
+
+def test_numbers_json_cannot_carry_are_refused_in_and_null_out(nodes: tuple[str, str]) -> None:
+    for http in nodes:
+        for raw in ('[["SELECT ?", 1e999]]', '[["SELECT ?", NaN]]', '[["SELECT ?", -Infinity]]'):
+            got = httpx.post(f"http://{http}/db/query", content=raw,
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+            assert got.status_code == 400, (raw, got.text)
+            assert got.json()["error"]
+        got = _post(http, "/db/query", ["SELECT 1e999, -1e999, 1.5"])
+        assert got.status_code == 200
+        assert "Infinity" not in got.text
+        assert got.json()["results"][0]["values"] == [[None, None, 1.5]]
