@@ -86,15 +86,16 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
 
 # ---- what a request is made of -------------------------------------------------------------------
 
-ROUTES = ["/db/execute", "/db/query", "/db/request", "/readyz", "/nodes", "/status", "/health",
-          "/metrics", "/kv/exec", "/switchover", "/promote", "/follow"]  # fmt: skip
+ROUTES = ["/db/execute", "/db/query", "/db/request", "/db/backup", "/readyz", "/nodes",
+          "/status", "/health", "/metrics", "/kv/exec", "/switchover", "/promote",
+          "/follow"]  # fmt: skip
 CHANGES_ROLE = ("/promote", "/follow")
 """Routes that re-point a replica when they succeed: sent to the primary only (which refuses
 them), so the fuzz never takes the replica away from the cluster it tests."""
 
 PARAMS = ["q", "db", "level", "freshness", "timings", "pretty", "transaction", "associative",
           "min_position", "queue", "wait", "timeout", "redirect", "force", "primary", "to",
-          "noleader", "nonvoters", "ver"]  # fmt: skip
+          "noleader", "nonvoters", "ver", "freshness_strict", "blob_array", "fmt", "compress"]  # fmt: skip
 
 JUNK_VALUES = ["", "1", "0", "true", "false", "no", "yes", "none", "weak", "strong",
                "linearizable", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-1", "1s",
@@ -106,7 +107,9 @@ GOOD_PARAMS = [("level", "none"), ("level", "weak"), ("level", "strong"),
                ("level", "linearizable"), ("timings", ""), ("timings", "true"), ("pretty", ""),
                ("associative", ""), ("transaction", ""), ("transaction", "false"),
                ("freshness", "1s"), ("freshness", "500ms"), ("db", "main"), ("db", "other"),
-               ("queue", ""), ("wait", ""), ("min_position", "1:1"), ("timeout", "5s")]  # fmt: skip
+               ("queue", ""), ("wait", ""), ("min_position", "1:1"), ("timeout", "5s"),
+               ("level", "auto"), ("freshness_strict", ""), ("blob_array", ""), ("fmt", "sql"),
+               ("compress", ""), ("db", "kv")]  # fmt: skip
 
 SQL = [
     "SELECT 1", "SELECT * FROM t", "INSERT INTO t(v) VALUES(?)", "SELECT ?, ?", "SELECT :a",
@@ -121,6 +124,7 @@ SQL = [
     "SELECT count(*) FROM c",
     "SELECT json('[1,2')", "SELECT json_extract('{\"a\": 1e999}', '$.a')", "SELECT ?1, ?999",
     "SELECT * FROM sqlite_dbpage", "SELECT -0.0", "SELECT 1e308 * 10", "SELECT randomblob(8)",
+    "SELECT ?", "SELECT value FROM generate_series(1, 200000)",
 ]  # fmt: skip
 
 
@@ -192,7 +196,9 @@ statement = st.one_of(
 )
 statements = st.lists(statement, min_size=0, max_size=5)
 tame_scalars = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=10),
-                         st.floats(allow_nan=False, allow_infinity=False))  # fmt: skip
+                         st.floats(allow_nan=False, allow_infinity=False),
+                         st.sampled_from(["X'00ff'", "x''", "X'0'", "X'zz'"]),
+                         st.lists(st.integers(0, 255), max_size=4))  # fmt: skip
 tame_statement = st.one_of(
     st.sampled_from(SQL),
     st.tuples(st.sampled_from(SQL), st.lists(tame_scalars, max_size=3)).map(
@@ -280,7 +286,7 @@ def _encode_query(pairs: list[tuple[str, str]], raw: bool) -> str:
                     for k, v in pairs)  # fmt: skip
 
 
-GET_ROUTES = ("/db/query", "/readyz", "/nodes", "/status", "/health", "/metrics")
+GET_ROUTES = ("/db/query", "/db/backup", "/readyz", "/nodes", "/status", "/health", "/metrics")
 
 
 @st.composite
@@ -550,6 +556,7 @@ _MARKERS = {
     "execute": b"POST /db/execute",
     "query": b"/db/query?",
     "kv": b"/kv/exec",
+    "backup": b"GET /db/backup",
     "level": b"level=",
     "freshness": b"freshness=",
     "min_position": b"min_position=",
