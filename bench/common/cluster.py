@@ -189,6 +189,11 @@ class Etcd(LocalEtcd):
 # ---- litecluster with etcd ---------------------------------------------------------------------
 
 
+NO_HTTP_AUTH = {"LITECLUSTER_HTTP_AUTH": "false"}
+"""The benchmarks' nodes serve HTTP without authentication, as their peers (rqlite, dqlite's
+demo) run in the comparisons: the same work measured on both sides."""
+
+
 @dataclass(frozen=True)
 class HaSetup:
     """One configuration of a 3-node litecluster cluster electing its primary through etcd."""
@@ -221,7 +226,7 @@ class HaCluster:
                 self.token_file,
                 log_path=root / f"n{i}.log",
                 extra_args=args,
-                env=dict(setup.env),
+                env={**NO_HTTP_AUTH, **setup.env},
             )
             for i in range(1, setup.nodes + 1)
         ]

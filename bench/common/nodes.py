@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from bench.common.cluster import NO_HTTP_AUTH
 from litecluster.cli.localcluster import LocalNode
 from litecluster.engine.record import FRAME_SIZE, HEADER, TRAILER_SIZE
 from litecluster.engine.sqlite import Connection, OperationalError, connect
@@ -107,7 +108,8 @@ class Cluster:
         self.token_file = root / "token"
         self.token_file.write_text(secrets.token_hex(32))
         self.token_file.chmod(0o600)
-        self.env = {"LITECLUSTER_REPLICA_DURABLE": "true" if setup.replica_durable else "false"}
+        self.env = {"LITECLUSTER_REPLICA_DURABLE": "true" if setup.replica_durable else "false",
+                    **NO_HTTP_AUTH}  # fmt: skip
         self.primary: LocalNode | None = None
         self.replicas: list[LocalNode] = []
         self._readers: list[Connection] = []

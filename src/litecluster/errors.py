@@ -191,6 +191,23 @@ class RequestError(NodeError):
     default_hint = "see the rqlite-compatible API in docs/http-api.md"
 
 
+class AuthError(NodeError):
+    """A request without valid credentials (HTTP 401, RESP -NOAUTH/-WRONGPASS): nothing of
+    it ran."""
+
+    default_hint = (
+        "send Authorization: Bearer <cluster token>, or HTTP Basic with a user of the node's "
+        "users_file (see docs/security.md)"
+    )
+
+
+class PermissionDeniedError(AuthError):
+    """Valid credentials whose user lacks the permission the request needs (HTTP 403, RESP
+    -NOPERM): nothing of it ran."""
+
+    default_hint = "grant the permission in the users_file on every node, then SIGHUP them"
+
+
 class KvRequestError(RequestError):
     """A malformed key/value request, or one that cannot apply (answered 400)."""
 
@@ -264,6 +281,22 @@ class CommittedNotVisibleError(NodeError):
 
     default_hint = COMMITTED_HINT
     committed = True
+
+
+EXCLUDED_HINT = (
+    "the write was lost in a failover (a newer primary's history does not hold it): write it "
+    "again if it is still wanted, after reading the current state"
+)
+
+
+class ExcludedByNewerHistoryError(NodeError):
+    """A position (a write's, or a read-your-writes token's (epoch, txid)) that this node's
+    epoch history excludes: a newer epoch began at or below its txid, so the write it names is
+    not in this history and no record to come can bring it (asynchronous mode: the old
+    primary's tail that reached no replica). Neither retryable (waiting again waits for
+    nothing) nor indeterminate: the write is known lost here. Answered HTTP 409."""
+
+    default_hint = EXCLUDED_HINT
 
 
 def is_indeterminate(exc: BaseException) -> bool:

@@ -165,9 +165,10 @@ def test_demo_keep_leaves_a_cluster_that_status_can_read(tmp_path: Path) -> None
         pids = [int(p) for p in kill_line.split("kill", 1)[1].split(";")[0].split()]
         assert len(pids) == 3
         status_cmd = next(line for line in proc.stdout.splitlines() if "litecluster status" in line)
-        http = status_cmd.split("--http", 1)[1].strip()
+        args = status_cmd.split("litecluster status", 1)[1].split()
+        assert "--token-file" in args, "the printed command passes the token"
         out = subprocess.run(
-            [sys.executable, "-m", "litecluster", "status", "--http", http, "--json"],
+            [sys.executable, "-m", "litecluster", "status", *args, "--json"],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         assert {row["node_id"] for row in json.loads(out)["nodes"]} == {"n1", "n2", "n3"}

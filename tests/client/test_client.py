@@ -12,6 +12,8 @@ import pytest
 import litecluster
 import litecluster.dbapi as dbapi
 from litecluster.cli.localcluster import LocalNode
+from litecluster.engine.position import Position
+from litecluster.replication.history import Reach
 from support import wait_for
 from support.nodes import Nodes
 
@@ -233,9 +235,10 @@ class _LateReplica:
     """An embedded replica that never applies the write in time."""
 
     follower = None
+    reach = Reach.NOT_YET
 
-    def wait_for(self, db: str, txid: int, timeout: float) -> bool:
-        return False
+    def wait_for(self, db: str, position: Position, timeout: float) -> Reach:
+        return self.reach
 
     def close(self) -> None:
         pass
@@ -264,6 +267,36 @@ def test_a_write_the_local_replica_has_not_applied_is_committed_not_retryable() 
     with pytest.raises(KvError) as kv:
         client.kv.set("k", "v")
     assert (kv.value.retryable, kv.value.committed, kv.value.context["txid"]) == (False, True, 9)
+    client._embedded = None
+
+
+def test_a_write_the_local_replicas_newer_history_excludes_is_lost_not_committed() -> None:
+    import httpx
+
+    from litecluster.client.kv import KvError
+    from litecluster.kv.wire import ExecReply, encode
+
+    def deposed(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/kv/exec":
+            return httpx.Response(200, content=encode(ExecReply([b"+OK\r\n"], 9, 1)))
+        return httpx.Response(200, json={"results": [{"rows_affected": 1}],
+                                         "position": {"epoch": 1, "txid": 9}})  # fmt: skip
+
+    client = _client_answering(deposed)
+    lost = _LateReplica()
+    lost.reach = Reach.EXCLUDED
+    client._embedded = lost  # type: ignore[assignment]
+    with pytest.raises(litecluster.ClientError) as info:
+        client.execute("INSERT INTO t VALUES (1)")
+    flags = (info.value.retryable, info.value.indeterminate, info.value.committed)
+    assert flags == (False, False, False), "known lost: neither retry blindly nor check"
+    assert info.value.context == {"status": 409, "position": "1:9"}
+    assert "lost" in info.value.message
+    with pytest.raises(KvError) as kv:
+        client.kv.set("k", "v")
+    assert (kv.value.committed, kv.value.context["epoch"], kv.value.context["txid"]) == (
+        False, 1, 9,
+    )  # fmt: skip
     client._embedded = None
 
 

@@ -73,17 +73,19 @@ def secure_sync_ha(tmp_path: Path) -> Iterator[tuple[list[LocalNode], SecureEtcd
 
 @pytest.fixture
 def ns_cluster(tmp_path: Path) -> Iterator[Callable[..., NsCluster]]:
-    """``make(sync=True, first_env=None)``: three nodes in network namespaces of their own
-    (netns.py), n1 the primary; synchronous mode by default. Skips without root/namespaces."""
+    """``make(sync=True, first_env=None, env=None)``: three nodes in network namespaces of
+    their own (netns.py), n1 the primary; synchronous mode by default; ``env`` for every node,
+    ``first_env`` for n1 only. Skips without root/namespaces."""
     why = unavailable()
     if why:
         pytest.skip(why)
     made: list[NsCluster] = []
 
-    def make(*, sync: bool = True, first_env: dict[str, str] | None = None) -> NsCluster:
+    def make(*, sync: bool = True, first_env: dict[str, str] | None = None,
+             env: dict[str, str] | None = None) -> NsCluster:  # fmt: skip
         args = ["--lease-ttl", str(TTL), *(["--sync-replicas", "1"] if sync else [])]
-        env = {"LITECLUSTER_SYNC_TIMEOUT": "3"} if sync else {}
-        cluster = NsCluster(tmp_path, args, env, first_env or {})
+        every = {**({"LITECLUSTER_SYNC_TIMEOUT": "3"} if sync else {}), **(env or {})}
+        cluster = NsCluster(tmp_path, args, every, first_env or {})
         made.append(cluster)
         cluster.start()
         return cluster

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from support.nodes import Nodes
+from support.nodes import AUTH_ON, Nodes
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -21,8 +21,8 @@ def test_the_key_value_examples_run(tmp_path: Path) -> None:
     assert len(blocks) >= 2
     n = Nodes(tmp_path)
     try:
-        primary = n.node("p")
-        n.node("r", primary)
+        primary = n.node("p", env=AUTH_ON)  # the examples pass the token, as applications do
+        n.node("r", primary, env=AUTH_ON)
         scope = {
             "HTTP": primary.http, "PRIMARY": primary.listen,
             "TOKEN_FILE": str(n.token_file), "REPLICA_DIR": str(tmp_path / "app"),

@@ -12,7 +12,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import connect
 from litecluster.replication.config import ReplicationConfig
 from litecluster.replication.primary.database import PrimaryDb
-from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
+from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 
 EPOCH = 7
 
@@ -60,6 +60,21 @@ def test_acks_count_only_for_what_was_sent_and_only_on_this_history(db: PrimaryD
     other = Position(EPOCH - 1, 15, 0xBAD)
     assert not ack_counts(db, other, sent=30, verified=False)
     assert not ack_counts(None, _at(db, 5), sent=30, verified=True)
+
+
+def test_acks_are_positions_compared_with_their_epoch(db: PrimaryDb) -> None:
+    # Epoch 7 wrote every record of this database: an older epoch's txid 15 (even with the
+    # right checksum) is another history's write, whatever the txid says.
+    assert db.history.entries == [(EPOCH, 0)]
+    older = Position(EPOCH - 1, 15, _at(db, 15).checksum)
+    assert not ack_counts(db, older, sent=30, verified=True)
+    assert ack_counts(db, _at(db, 15), sent=30, verified=True)
+    # An acknowledged position covers a write of this history at or below its txid.
+    write = Position(EPOCH, 25)
+    assert ack_covers(db, _at(db, 30), write)
+    assert ack_covers(db, _at(db, 25), write)
+    assert not ack_covers(db, _at(db, 24), write)
+    assert not ack_covers(db, Position(), write)
 
 
 def test_a_different_checksum_or_a_position_ahead_is_diverged(

@@ -13,6 +13,7 @@ import httpx
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from litecluster.server.credentials import Identity
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.metrics import registry_for
@@ -23,14 +24,15 @@ PAGE = "https://app.example"
 
 
 class _NoKv:
-    async def serve(self, body: bytes) -> bytes:
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
         return b"\x90"
 
 
 def _app(node: FakeNode, origins: tuple[str, ...]) -> web.Application:
     forward = Forwarder(upstream=lambda: node.upstream, session=node.http_client, tls=None,
                         timeout=2, wait_applied=node.wait_applied)  # fmt: skip
-    return make_app(node.door(None), _NoKv(), registry_for(node), forward, allow_origins=origins)
+    return make_app(node.door(None), _NoKv(), registry_for(node), forward, backups=node,
+                    allow_origins=origins)  # fmt: skip
 
 
 def _serve(app: web.Application, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:

@@ -24,6 +24,7 @@ from litecluster.kv.reply import Reply, loads
 from litecluster.kv.wire import ExecRequest, decode_reply
 from litecluster.kv.wire import encode as kv_encode
 from litecluster.replication.config import Address
+from litecluster.server.credentials import Identity
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.kvstore import KvStore, Request
@@ -39,7 +40,7 @@ class FakeKv:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    async def serve(self, body: bytes) -> bytes:
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
         self.bodies.append(body)
         if body == b"bad":
             raise KvRequestError("malformed key/value request", hint="send msgpack")
@@ -69,7 +70,8 @@ def _no_forward(node: FakeNode) -> Forwarder:
 
 
 def _app(node: FakeNode, kv: FakeKv | None = None, switchover: Any = None) -> web.Application:
-    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), _no_forward(node))
+    return make_app(node.door(switchover), kv or FakeKv(), registry_for(node), _no_forward(node),
+                    backups=node)  # fmt: skip
 
 
 def _database(node: FakeNode) -> None:
@@ -96,6 +98,20 @@ def test_a_replica_reads_its_own_file_and_waits_for_a_position(tmp_path: Path) -
         assert (await ahead.json())["applied"] == 7
         reached = await client.get("/db/query", params={**q, "min_position": "3:7"})
         assert reached.status == 200
+        bare = await client.get("/db/query", params={**q, "min_position": "7"})
+        assert bare.status == 200, "a bare txid names no epoch: compared by txid alone"
+        node.excluded_epochs.add(2)
+        lost = await client.get("/db/query", params={**q, "min_position": "2:5"})
+        assert lost.status == 409
+        body = await lost.json()
+        assert (body["retryable"], body["indeterminate"], body["committed"]) == (
+            False, False, False,
+        )  # fmt: skip
+        assert "excludes" in body["error"]
+        assert body["hint"]
+        assert body["min_position"] == "2:5"
+        bad = await client.get("/db/query", params={**q, "min_position": "x:5"})
+        assert bad.status == 400
         missing = await client.get("/db/query", params={**q, "db": "other"})
         assert missing.status == 404
 
@@ -279,7 +295,8 @@ class FakeStore:
         self.writes: list[Request] = []
         self.fail: Exception | None = None
 
-    async def read(self, commands: list[tuple[int, list[bytes]]], level: str) -> list[Reply]:
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str,
+                   caller: str | None = None) -> list[Reply]:  # fmt: skip
         return [b"read:" + args[1] for _, args in commands]
 
     async def write(self, request: Request) -> list[Reply] | None:
@@ -442,6 +459,7 @@ def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: 
     node = FakeNode(tmp_path)
     node.primary = FakePrimary(Position(3, 5))
     node.upstream = None
+    node.excluded_epochs.add(1)
     _database(node)
 
     def broken() -> dict[str, Any]:
@@ -458,6 +476,10 @@ def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: 
                 "/db/query",
                 params={"q": "SELECT v FROM t", "level": "none", "min_position": "3:99"},
             ),
+            "position excluded": await client.get(
+                "/db/query",
+                params={"q": "SELECT v FROM t", "level": "none", "min_position": "1:2"},
+            ),
             "malformed kv request": await client.post("/kv/exec", data=b"bad"),
             "too large": await client.post("/db/execute", data=b"x" * (2 << 20)),
         }
@@ -473,5 +495,6 @@ def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: 
             assert "Traceback" not in json.dumps(got), what
         assert answers["internal error"].status == 503
         assert answers["position not reached"].status == 503
+        assert answers["position excluded"].status == 409
 
     _serve(_app(node), body)

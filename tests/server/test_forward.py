@@ -19,9 +19,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from litecluster.cli.localcluster import LocalNode, free_port
+from litecluster.engine.position import Position
 from litecluster.errors import (
     CommittedNotVisibleError,
     ConfigError,
+    ExcludedByNewerHistoryError,
     IndeterminateWriteError,
     KvRequestError,
     LiteclusterError,
@@ -32,6 +34,7 @@ from litecluster.errors import (
 )
 from litecluster.kv.reply import Simple, dumps, loads
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_reply, encode
+from litecluster.replication.history import Reach
 from litecluster.replication.tls import client_context
 from litecluster.server.forward import (
     NOT_VISIBLE_WARNING,
@@ -131,12 +134,16 @@ class Up:
     state: str = "streaming"
 
 
-async def _not_applied(db: str, txid: int) -> bool:
-    return False
+async def _not_applied(db: str, position: Position) -> Reach:
+    return Reach.NOT_YET
 
 
-async def _applied(db: str, txid: int) -> bool:
-    return True
+async def _applied(db: str, position: Position) -> Reach:
+    return Reach.REACHED
+
+
+async def _excluded(db: str, position: Position) -> Reach:
+    return Reach.EXCLUDED
 
 
 def _forwarder(
@@ -258,13 +265,28 @@ def test_the_read_your_writes_wait_reports_and_counts_a_write_not_visible_here()
     async def run() -> None:
         async with aiohttp.ClientSession() as session:
             late = _forwarder(Up("p:1"), session)
-            assert await late.settle("kv", 5) is False
-            assert await late.settle("kv", 6) is False
+            assert await late.settle("kv", Position(1, 5)) is False
+            assert await late.settle("kv", Position(1, 6)) is False
             assert late.not_visible == 2
             on_time = Forwarder(upstream=lambda: None, session=lambda: session, tls=None,
                                 timeout=5, wait_applied=_applied)  # fmt: skip
-            assert await on_time.settle("kv", 5) is True
+            assert await on_time.settle("kv", Position(1, 5)) is True
             assert on_time.not_visible == 0
+
+    asyncio.run(run())
+
+
+def test_a_forwarded_write_this_nodes_newer_history_excludes_is_an_error_not_a_warning() -> None:
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            lost = Forwarder(upstream=lambda: None, session=lambda: session, tls=None,
+                             timeout=5, wait_applied=_excluded)  # fmt: skip
+            with pytest.raises(ExcludedByNewerHistoryError) as info:
+                await lost.settle("main", Position(1, 55))
+            assert _flags(info.value) == (False, False, False), "known lost: neither flag"
+            assert info.value.context["position"] == "1:55"
+            assert "lost" in info.value.message
+            assert (lost.excluded, lost.not_visible) == (1, 0)
 
     asyncio.run(run())
 

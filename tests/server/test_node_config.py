@@ -9,7 +9,7 @@ import pytest
 from litecluster.errors import ConfigError, NodeError, StaleEpochError
 from litecluster.replication.config import Address
 from litecluster.replication.state import NodeState
-from litecluster.server.config import load_config, read_token
+from litecluster.server.config import load_config, read_tokens
 
 
 def test_flags_override_environment_override_file_override_defaults(tmp_path: Path) -> None:
@@ -88,16 +88,16 @@ def test_unknown_keys_and_bad_toml_are_reported_with_the_file(tmp_path: Path) ->
 def test_token_is_required_long_enough_and_read_from_file_or_env(tmp_path: Path) -> None:
     cfg = load_config({"data_dir": str(tmp_path)}, {})
     with pytest.raises(ConfigError, match="no cluster token") as info:
-        read_token(cfg)
+        read_tokens(cfg)
     assert "openssl rand" in info.value.hint
     cfg = load_config({"data_dir": str(tmp_path)}, {"LITECLUSTER_TOKEN": "short"})
     with pytest.raises(ConfigError, match="too short"):
-        read_token(cfg)
+        read_tokens(cfg)
     f = tmp_path / "token"
     f.write_text("a" * 32 + "\n")
     f.chmod(0o600)
     cfg = load_config({"data_dir": str(tmp_path), "token_file": str(f)}, {})
-    assert read_token(cfg) == "a" * 32
+    assert read_tokens(cfg).current == "a" * 32
 
 
 def test_node_state_keeps_identity_refuses_other_clusters_and_lower_epochs(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from litecluster.cli.localcluster import LocalNode, free_port
+from litecluster.errors import PermissionDeniedError
 from support import wait_for
 from support.errortree import error_tree
 from support.nodes import Nodes
@@ -387,6 +388,8 @@ def test_a_failure_is_answered_by_its_classs_properties() -> None:
             assert text.startswith("COMMITTED "), cls
         elif cls.retryable:
             assert text.startswith("TRYAGAIN "), cls
+        elif issubclass(cls, PermissionDeniedError):  # the primary refused a forwarded command
+            assert text.startswith("NOPERM "), cls
         else:
             assert text.startswith("ERR "), cls
         assert text.endswith("it failed  here"), cls

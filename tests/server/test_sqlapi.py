@@ -310,14 +310,22 @@ def test_an_errors_context_never_overrides_the_fixed_keys() -> None:
 
 
 def test_every_error_is_answered_with_its_classs_properties() -> None:
-    from litecluster.errors import RequestError
+    from litecluster.errors import (
+        AuthError,
+        ExcludedByNewerHistoryError,
+        PermissionDeniedError,
+        RequestError,
+    )
 
     answered = 0
     for cls in error_tree():
         status, body = _error_body(cls("it failed"))
         props = (cls.retryable, cls.indeterminate, cls.committed)
         assert (body["retryable"], body["indeterminate"], body["committed"]) == props, cls
-        assert status == (400 if issubclass(cls, RequestError) else 503), cls
+        want = (403 if issubclass(cls, PermissionDeniedError) else 401
+                if issubclass(cls, AuthError) else 409 if issubclass(cls, ExcludedByNewerHistoryError)
+                else 400 if issubclass(cls, RequestError) else 503)  # fmt: skip
+        assert status == want, cls
         assert ("primary" in body) == (cls.retryable or cls.indeterminate), cls
         answered += 1
     assert answered > 40

@@ -5,6 +5,8 @@ plain attributes a test sets, and records the cluster operations it is asked for
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,9 @@ from typing import Any
 import aiohttp
 
 from litecluster.engine.position import Position
+from litecluster.engine.sqlite import Connection, connect
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
@@ -68,6 +72,8 @@ class FakeNode:
         """Whether the fake primary's leadership holds (a lapsed lease refuses strong reads)."""
         self.upstream: FakeUpstream | None = FakeUpstream()
         self.applied: dict[str, int] = {}
+        self.excluded_epochs: set[int] = set()
+        """Epochs whose positions this node's (fake) history excludes."""
         self.ready = True
         self.started_at = time.time() - 5
         self.listen = Address("127.0.0.1", 4001)
@@ -84,11 +90,30 @@ class FakeNode:
     def db_path(self, db: str) -> Path:
         return self.data_dir / "db" / f"{db}.db"
 
+    def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of the file at txid ``applied`` (no checksum: the fake keeps none)."""
+        path = self.db_path(db)
+        if not path.exists():
+            return None
+
+        @contextmanager
+        def view() -> Iterator[tuple[Position, Connection]]:
+            conn = connect(path, readonly=True)
+            try:
+                conn.execute("BEGIN")
+                yield Position(1, self.applied_txid(db)), conn
+            finally:
+                conn.close()
+
+        return view()
+
     def applied_txid(self, db: str) -> int:
         return self.applied.get(db, 0)
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        return self.applied_txid(db) >= txid
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        if position.epoch in self.excluded_epochs:
+            return Reach.EXCLUDED
+        return Reach.REACHED if self.applied_txid(db) >= position.txid else Reach.NOT_YET
 
     def lease_valid(self) -> bool:
         return self.primary is not None and self.lease

@@ -169,6 +169,12 @@ class NsCluster:
     def cut_between(self, node: LocalNode, other: LocalNode) -> None:
         self.lab.cut(self.ns(node), self.where[other.node_id][1])
 
+    def cut_replication(self, replica: LocalNode, primary: LocalNode) -> None:
+        """Drop the replication stream from ``primary`` to ``replica`` only: the primary's HTTP
+        port still answers the replica (its forwarded writes)."""
+        port = int(primary.listen.rsplit(":", 1)[1])
+        self.lab.cut(self.ns(replica), self.where[primary.node_id][1], port)
+
     def heal(self, node: LocalNode) -> None:
         self.lab.heal(self.ns(node))
 

@@ -12,11 +12,16 @@ from litecluster.engine.sqlite import connect
 from support import checksum, wait_for
 
 # Short timers so tests notice lost peers quickly (still well above loopback latencies).
+# HTTP authentication (on by default) is off for the tests written before it, which send
+# their requests bare; the tests of authentication (tests/server/test_http_auth.py, the
+# clients' and the CLI's) turn it on with AUTH_ON.
 FAST = {
     "LITECLUSTER_HEARTBEAT_INTERVAL": "0.2",
     "LITECLUSTER_PEER_TIMEOUT": "2",
     "LITECLUSTER_RECONNECT_MAX": "0.5",
+    "LITECLUSTER_HTTP_AUTH": "false",
 }
+AUTH_ON = {"LITECLUSTER_HTTP_AUTH": "true"}
 
 
 class Nodes:

@@ -218,7 +218,10 @@ def run_demo(cfg: DemoConfig, echo: Echo = print) -> DemoResult:
         if keep_running:
             echo("")
             echo("  the cluster keeps running:")
-            echo(f"    litecluster status --http {cluster.primary.http}")
+            echo(
+                f"    litecluster status --token-file {cluster.primary.token_file} "
+                f"--http {cluster.primary.http}"
+            )
             echo(f"    read a replica: sqlite3 {cluster.replicas[0].data_dir / 'db' / 'main.db'}")
             echo(f"    write on the primary: sqlite3 {cluster.primary.data_dir / 'db' / 'main.db'}")
             pids = " ".join(str(n.proc.pid) for n in cluster.nodes if n.proc)

@@ -94,7 +94,7 @@ def run_failover_demo(
         via = next(n for n in nodes if n is not primary)
         _wait(lambda: _role(via) == "replica", 30, f"{via.node_id} to follow the primary")
         echo(f"  elected: {primary.node_id} is primary; the client writes through {via.node_id}")
-        client = connect(via.http, timeout=5)
+        client = connect(via.http, timeout=5, token_file=via.token_file)
         client.execute("CREATE TABLE IF NOT EXISTS events(k TEXT PRIMARY KEY, at REAL)")
         started = time.monotonic()
         killed_at: float | None = None
@@ -135,7 +135,8 @@ def run_failover_demo(
         if new is None:
             raise LiteclusterError("no primary after the failover")
         result.new_primary = new.node_id
-        rows = httpx.get(f"http://{new.http}/db/query", params={"q": "SELECT k FROM events"}).json()
+        rows = httpx.get(f"http://{new.http}/db/query", params={"q": "SELECT k FROM events"},
+                         headers=new.headers).json()  # fmt: skip
         present = {r[0] for r in rows["results"][0].get("values", [])}
         result.lost = [k for k in result.acknowledged if k not in present]
         echo("")

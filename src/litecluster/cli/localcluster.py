@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import httpx
 
+from litecluster.client.sync import read_token
 from litecluster.errors import NodeError
 
 
@@ -111,8 +112,14 @@ class LocalNode:
         scheme = a["scheme"] if a else "http"
         return f"{scheme}://{self.http}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header with the cluster token this node presents (the first
+        line of its token file)."""
+        return {"Authorization": f"Bearer {read_token(self.token_file)}"}
+
     def status(self, timeout: float = 5.0, **kwargs: Any) -> dict[str, Any]:
-        resp = httpx.get(self.url + "/status", timeout=timeout, **kwargs)
+        resp = httpx.get(self.url + "/status", timeout=timeout, headers=self.headers, **kwargs)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data

@@ -251,6 +251,10 @@ def snapshot_install(snapshot_file: Path, replica: Path) -> None:
 @click.option("--http", help="HTTP address HOST:PORT for status, metrics, SQL [127.0.0.1:4002].")
 @click.option("--primary", help="Primary's replication address; without it this node is primary.")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="Cluster token file.")
+@click.option(
+    "--users-file", type=click.Path(dir_okay=False),
+    help="Users for HTTP Basic and RESP AUTH (JSON, bcrypt hashes; docs/security.md).",
+)  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--cluster-id", help="Cluster name; nodes of other clusters are refused.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (enables TLS).")
@@ -302,21 +306,54 @@ def serve(config_file: str | None, **flags: Any) -> None:
         raise click.ClickException("the node stopped after an internal failure (see the log)")
 
 
+@main.command("hash-password")
+@click.option("--user", help="Print a users file entry for USER, not the hash alone.")
+@click.option("--perm", "perms", multiple=True, metavar="PERM",
+              help="A permission of --user (repeatable): all, execute, query, status, ready, "
+              "admin, ...")  # fmt: skip
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from stdin.")
+@_friendly
+def hash_password(user: str | None, perms: tuple[str, ...], from_stdin: bool) -> None:
+    """A bcrypt hash of a password, for the users_file (docs/security.md)."""
+    import json
+
+    from litecluster.server.credentials import PERMISSIONS
+    from litecluster.server.credentials import hash_password as make_hash
+
+    unknown = sorted(set(perms) - PERMISSIONS)
+    if unknown:
+        raise click.BadParameter(f"unknown permission {unknown[0]!r}", param_hint="--perm")
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    hashed = make_hash(password)
+    if user is None:
+        click.echo(hashed)
+    else:
+        entry = {"username": user, "password": hashed, "perms": list(perms) or ["query"]}
+        click.echo(json.dumps(entry))
+
+
 @main.command()
 @click.option(
     "--http", default="127.0.0.1:4002", show_default=True, help="Any node's HTTP address."
 )
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--token-file", type=click.Path(exists=True, dir_okay=False), envvar="LITECLUSTER_TOKEN_FILE",
+    help="Cluster token file (else LITECLUSTER_TOKEN) for nodes with HTTP authentication.",
+)  # fmt: skip
 @_friendly
-def status(http: str, ca: str | None, as_json: bool) -> None:
+def status(http: str, ca: str | None, as_json: bool, token_file: str | None) -> None:
     """Show every node of the cluster: role, epoch, position per database, lag, state, and
     the leader: epoch, lease time left and sync set."""
     import json
 
-    from litecluster.client.status import cluster_status, leadership, render, rows
+    from litecluster.client.status import cli_headers, cluster_status, leadership, render, rows
 
-    view = cluster_status(http, ca=ca)
+    view = cluster_status(http, ca=ca, headers=cli_headers(token_file))
     if as_json:
         nodes = [r.as_dict() for r in rows(view)]
         out = {
@@ -335,12 +372,17 @@ def status(http: str, ca: str | None, as_json: bool) -> None:
     "--http", default="127.0.0.1:4002", show_default=True, help="Any node's HTTP address."
 )
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
+@click.option(
+    "--token-file", type=click.Path(exists=True, dir_okay=False), envvar="LITECLUSTER_TOKEN_FILE",
+    help="Cluster token file (else LITECLUSTER_TOKEN) for nodes with HTTP authentication.",
+)  # fmt: skip
 @_friendly
-def switchover(target: str, http: str, ca: str | None) -> None:
+def switchover(target: str, http: str, ca: str | None, token_file: str | None) -> None:
     """Planned handoff of the primary role to TARGET (clusters run with --etcd)."""
     from litecluster.client.manual import switchover as hand_over
+    from litecluster.client.status import cli_headers
 
-    old, seconds = hand_over(http, target, ca=ca)
+    old, seconds = hand_over(http, target, ca=ca, headers=cli_headers(token_file))
     click.echo(f"{old} handed over to {target} in {seconds:.2f} s")
 
 
@@ -355,8 +397,14 @@ def switchover(target: str, http: str, ca: str | None) -> None:
     help="Promote even though the old primary still streams to this node (fence it yourself).",
 )  # fmt: skip
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="CA file for a TLS node.")
+@click.option(
+    "--token-file", type=click.Path(exists=True, dir_okay=False), envvar="LITECLUSTER_TOKEN_FILE",
+    help="Cluster token file (else LITECLUSTER_TOKEN) for nodes with HTTP authentication.",
+)  # fmt: skip
 @_friendly
-def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) -> None:
+def promote(
+    http: str, followers: tuple[str, ...], force: bool, ca: str | None, token_file: str | None
+) -> None:
     """Make a replica of a static cluster (no --etcd) its primary, at a new epoch.
 
     Run it once the old primary is down: the replica continues the cluster's history from
@@ -364,12 +412,14 @@ def promote(http: str, followers: tuple[str, ...], force: bool, ca: str | None) 
     (and the old primary, if it comes back) with --primary set to the new primary.
     """
     from litecluster.client.manual import follow, promote_node
+    from litecluster.client.status import cli_headers
 
-    result = promote_node(http, force=force, ca=ca)
+    headers = cli_headers(token_file)
+    result = promote_node(http, force=force, ca=ca, headers=headers)
     positions = " ".join(f"{db}={txid}" for db, txid in sorted(result["positions"].items()))
     click.echo(f"{result['node_id']} is the primary at epoch {result['epoch']} ({positions})")
     for other in followers:
-        got = follow(other, result["listen"], ca=ca)
+        got = follow(other, result["listen"], ca=ca, headers=headers)
         click.echo(f"{got['node_id']} follows {result['node_id']}")
 
 

@@ -7,6 +7,7 @@ function calls of a few microseconds, cheaper than any await).
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +18,7 @@ from litecluster.client.sync import (
     ExecuteResult,
     Params,
     QueryResult,
+    auth_headers,
     parse_response,
     query_result,
     statement,
@@ -28,12 +30,16 @@ from litecluster.replication.tls import client_context
 
 class AsyncClient:
     def __init__(
-        self, url: str, *, db: str = "main", ca: str | None = None, timeout: float = 10.0
-    ) -> None:
+        self, url: str, *, db: str = "main", ca: str | None = None, timeout: float = 10.0,
+        token: str | None = None, token_file: str | os.PathLike[str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        """Credentials as :class:`litecluster.client.sync.Client`'s."""
         self.url = url if "://" in url else f"http://{url}"
         self.db = db
         verify = client_context(ca, tls=True)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=verify,
+                                       headers=auth_headers(token, token_file, auth))  # fmt: skip
 
     async def _post(self, path: str, body: list[Any], params: dict[str, str]) -> dict[str, Any]:
         try:

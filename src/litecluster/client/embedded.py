@@ -15,12 +15,15 @@ import threading
 import time
 from pathlib import Path
 
+from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
 from litecluster.engine.sqlite import connect as sqlite_connect
 from litecluster.replication.config import Address, ReplicationConfig
+from litecluster.replication.history import Reach
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
+from litecluster.replication.tokens import Tokens
 
 POLL = 0.01
 """How often :meth:`EmbeddedReplica.wait_streaming` looks at the follower's state (the
@@ -46,7 +49,7 @@ class EmbeddedReplica:
         self.state = NodeState(directory)
         self.state.adopt("", config.cluster_id, 0)
         self.follower = Follower(
-            config, token, self.state, "embedded-" + secrets.token_hex(3), Stats(),
+            config, Tokens([token]), self.state, "embedded-" + secrets.token_hex(3), Stats(),
             kind="embedded",
         )  # fmt: skip
         self.follower.open_databases()
@@ -88,10 +91,18 @@ class EmbeddedReplica:
         rep = self.follower.replicas.get(db)
         return rep.position.txid if rep else 0
 
-    def wait_for(self, db: str, txid: int, timeout: float) -> bool:
-        """Wait until the local ``db`` holds ``txid``; False when ``timeout`` passed first."""
+    def wait_for(self, db: str, position: Position, timeout: float) -> Reach:
+        """Wait until the local ``db`` holds ``position`` or its history excludes it; NOT_YET
+        when ``timeout`` passed first."""
+        got: list[Reach] = []
+
+        def settled() -> bool:
+            got.append(self.follower.reach(db, position))
+            return got[-1] is not Reach.NOT_YET
+
         with self._cond:
-            return self._cond.wait_for(lambda: self.applied(db) >= txid, timeout)
+            self._cond.wait_for(settled, timeout)
+        return got[-1]
 
     def path(self, db: str) -> Path:
         """The local file of ``db``."""

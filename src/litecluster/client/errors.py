@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from litecluster.errors import COMMITTED_HINT, INDETERMINATE_HINT, LiteclusterError
+from litecluster.errors import COMMITTED_HINT, EXCLUDED_HINT, INDETERMINATE_HINT, LiteclusterError
+from litecluster.replication.history import Reach
 
 _FLAGS = ("retryable", "indeterminate", "committed")
 
@@ -81,3 +82,23 @@ def not_visible_error(cls: type[ClientError] = ClientError, **context: Any) -> C
     when the read-your-writes wait ended."""
     return cls("the write committed but the local replica did not apply it in time",
                committed=True, hint=COMMITTED_HINT, **context)  # fmt: skip
+
+
+def excluded_error(cls: type[ClientError] = ClientError, **context: Any) -> ClientError:
+    """The error for a write acknowledged by a primary that was deposed before the write
+    reached the embedded replica's history (a newer epoch took over below its txid): lost,
+    neither retryable nor indeterminate, as the server's 409 says."""
+    return cls("the write is lost: a newer primary's history, which the local replica follows, "
+               "does not hold it", status=409, hint=EXCLUDED_HINT, **context)  # fmt: skip
+
+
+def settle_error(
+    got: Reach, cls: type[ClientError] = ClientError, **context: Any
+) -> ClientError | None:
+    """The error for the end of a read-your-writes wait on the embedded replica (None: the
+    write is visible there)."""
+    if got is Reach.REACHED:
+        return None
+    if got is Reach.EXCLUDED:
+        return excluded_error(cls, **context)
+    return not_visible_error(cls, **context)

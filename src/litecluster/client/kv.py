@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from litecluster.client.errors import KvError as KvError  # re-exported (public)
-from litecluster.client.errors import not_visible_error, response_error, transport_error
+from litecluster.client.errors import response_error, settle_error, transport_error
+from litecluster.engine.position import Position
 from litecluster.kv.commands import classify
 from litecluster.kv.glob import stringmatch
 from litecluster.kv.reader import LocalReader
 from litecluster.kv.registry import Kind
 from litecluster.kv.reply import NULL_ARRAY, Double, Err, Map, Pairs, Reply, SetReply, Simple, loads
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, encode
+from litecluster.replication.history import Reach
 
 if TYPE_CHECKING:
     from litecluster.replication.replica.follower import Follower
@@ -50,7 +52,7 @@ class _LocalReplica(Protocol):
     @property
     def follower(self) -> Follower: ...
 
-    def wait_for(self, db: str, txid: int, timeout: float) -> bool: ...
+    def wait_for(self, db: str, position: Position, timeout: float) -> Reach: ...
 
 
 class KvHost(Protocol):
@@ -139,8 +141,12 @@ class KV:
             raise KvError("the transaction was aborted")
         embedded = self._client._embedded
         wait = write and embedded is not None and self._client.read_your_writes
-        if wait and not embedded.wait_for(self._client.kv_db, got.txid, self._client.timeout):  # type: ignore[union-attr]
-            raise not_visible_error(KvError, txid=got.txid)
+        if wait:
+            position = Position(got.epoch, got.txid)
+            reach = embedded.wait_for(self._client.kv_db, position, self._client.timeout)  # type: ignore[union-attr]
+            error = settle_error(reach, KvError, txid=got.txid, epoch=got.epoch)
+            if error is not None:
+                raise error
         return [loads(r) for r in got.replies]
 
     def _post(self, body: bytes, *, write: bool) -> ExecReply:

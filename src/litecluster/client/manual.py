@@ -14,12 +14,13 @@ from litecluster.replication.tls import client_context
 
 
 def _post(http: str, path: str, params: dict[str, str], *, ca: str | None,
-          timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
+          headers: dict[str, str] | None, timeout: float = 30.0) -> dict[str, Any]:  # fmt: skip
     scheme = "https" if ca else "http"
     url = http if "://" in http else f"{scheme}://{http}"
     verify = client_context(ca, tls=True)
     try:
-        resp = httpx.post(url.rstrip("/") + path, params=params, timeout=timeout, verify=verify)
+        resp = httpx.post(url.rstrip("/") + path, params=params, timeout=timeout, verify=verify,
+                          headers=headers)  # fmt: skip
         data = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise NodeError(f"cannot reach {url}: {exc}",
@@ -33,22 +34,25 @@ def _post(http: str, path: str, params: dict[str, str], *, ca: str | None,
     return data
 
 
-def switchover(http: str, target: str, *, ca: str | None = None) -> tuple[str, float]:
+def switchover(http: str, target: str, *, ca: str | None = None,
+               headers: dict[str, str] | None = None) -> tuple[str, float]:  # fmt: skip
     """Hand the primary role to ``target``; asks any node which one is primary. Returns the
-    old primary's id and the seconds the handoff took."""
-    view = cluster_status(http, ca=ca)
+    old primary's id and the seconds the handoff took. ``headers`` carry the credentials."""
+    view = cluster_status(http, ca=ca, headers=headers)
     primary = view["primary"]
     if primary is None:
         raise NodeError(f"no primary reachable: {view['primary_error']}")
-    data = _post(primary["node"]["http"], "/switchover", {"to": target}, ca=ca)
+    data = _post(primary["node"]["http"], "/switchover", {"to": target}, ca=ca, headers=headers)
     return str(primary["node"]["id"]), float(data["seconds"])
 
 
-def promote_node(http: str, *, force: bool = False, ca: str | None = None) -> dict[str, Any]:
+def promote_node(http: str, *, force: bool = False, ca: str | None = None,
+                 headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Make the replica at ``http`` the primary of a new epoch (static clusters)."""
-    return _post(http, "/promote", {"force": "1"} if force else {}, ca=ca)
+    return _post(http, "/promote", {"force": "1"} if force else {}, ca=ca, headers=headers)
 
 
-def follow(http: str, primary_listen: str, *, ca: str | None = None) -> dict[str, Any]:
+def follow(http: str, primary_listen: str, *, ca: str | None = None,
+           headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Point the replica at ``http`` at the primary whose replication address is given."""
-    return _post(http, "/follow", {"primary": primary_listen}, ca=ca)
+    return _post(http, "/follow", {"primary": primary_listen}, ca=ca, headers=headers)

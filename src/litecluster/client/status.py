@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from litecluster.client.sync import auth_headers
 from litecluster.errors import NodeError
 from litecluster.replication.tls import client_context
 
@@ -33,26 +35,42 @@ def _url(http: str, scheme: str) -> str:
     return http if "://" in http else f"{scheme}://{http}"
 
 
-def fetch(http: str, *, ca: str | None = None, timeout: float = 3.0) -> dict[str, Any]:
+def fetch(http: str, *, ca: str | None = None, timeout: float = 3.0,
+          headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A node's ``/status``; ``headers`` carry the credentials (see :func:`auth_headers`)."""
     scheme = "https" if ca else "http"
     url = _url(http, scheme).rstrip("/") + "/status"
     try:
         verify = client_context(ca, tls=True)
-        resp = httpx.get(url, timeout=timeout, verify=verify)
+        resp = httpx.get(url, timeout=timeout, verify=verify, headers=headers)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
     except httpx.HTTPError as exc:
         raise NodeError(
             f"cannot get the status of {url}: {exc}",
-            hint="check the node's --http address (and --ca for a TLS node)",
+            hint=_hint(exc),
         ) from None
     return data
 
 
-def cluster_status(http: str, *, ca: str | None = None) -> dict[str, Any]:
+def _hint(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (401, 403):
+        return ("pass the cluster token: --token-file FILE or LITECLUSTER_TOKEN "
+                "(see docs/security.md)")  # fmt: skip
+    return "check the node's --http address (and --ca for a TLS node)"
+
+
+def cli_headers(token_file: str | None) -> dict[str, str]:
+    """The credentials of a command-line tool: the first token of ``token_file``, else the
+    ``LITECLUSTER_TOKEN`` environment variable (none: a node with ``http_auth`` off)."""
+    return auth_headers(os.environ.get("LITECLUSTER_TOKEN") or None, token_file)
+
+
+def cluster_status(http: str, *, ca: str | None = None,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The node's status, plus its primary's when asked a replica (the primary knows every
     replica's acknowledged position and lag)."""
-    first = fetch(http, ca=ca)
+    first = fetch(http, ca=ca, headers=headers)
     out: dict[str, Any] = {"asked": first, "primary": None, "primary_error": None}
     if first["node"]["role"] == "primary":
         out["primary"] = first
@@ -60,7 +78,7 @@ def cluster_status(http: str, *, ca: str | None = None) -> dict[str, Any]:
     primary_http = first.get("upstream", {}).get("primary_http")
     if primary_http:
         try:
-            out["primary"] = fetch(primary_http, ca=ca)
+            out["primary"] = fetch(primary_http, ca=ca, headers=headers)
         except NodeError as exc:
             out["primary_error"] = exc.message
     return out

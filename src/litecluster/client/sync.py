@@ -13,6 +13,7 @@ SQLite libraries in one process break each other's locks.
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import httpx
 
 from litecluster.client.embedded import EmbeddedReplica
 from litecluster.client.errors import ClientError as ClientError  # re-exported (public)
-from litecluster.client.errors import not_visible_error, response_error, transport_error
+from litecluster.client.errors import response_error, settle_error, transport_error
 from litecluster.client.kv import KV
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import DatabaseError
@@ -83,8 +84,37 @@ def query_result(data: dict[str, Any]) -> QueryResult:
     return QueryResult(r.get("columns", []), [tuple(v) for v in r.get("values", [])])
 
 
+def auth_headers(
+    token: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> dict[str, str]:
+    """The ``Authorization`` header a client sends: ``Bearer`` with the cluster ``token``
+    (or the first token of ``token_file``), or HTTP Basic with ``auth`` = (user, password)
+    of the nodes' users file; none when neither is given (a node with ``http_auth`` off)."""
+    if auth is not None:
+        raw = f"{auth[0]}:{auth[1]}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+    if token is None and token_file is not None:
+        token = read_token(token_file)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def read_token(token_file: str | os.PathLike[str]) -> str:
+    """The token a token file makes its holder present: its first token line."""
+    for line in Path(token_file).read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise NodeError("the token file holds no token", file=str(token_file))
+
+
 class Client:
-    """A connection to a litecluster cluster (see :func:`connect`)."""
+    """A connection to a litecluster cluster (see :func:`connect`).
+
+    Credentials: ``token`` / ``token_file`` (the cluster token, ``Authorization: Bearer``) or
+    ``auth=(user, password)`` (HTTP Basic, a user of the nodes' users file); an embedded
+    replica needs the token for the replication stream.
+    """
 
     def __init__(
         self,
@@ -95,6 +125,7 @@ class Client:
         primary: str | None = None,
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
+        auth: tuple[str, str] | None = None,
         ca: str | None = None,
         read_your_writes: bool = True,
         timeout: float = 10.0,
@@ -105,14 +136,15 @@ class Client:
         self.read_your_writes = read_your_writes
         self.timeout = timeout
         verify = client_context(ca, tls=True)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
+        if token is None and token_file is not None:
+            token = read_token(token_file)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify,
+                                  headers=auth_headers(token, auth=auth))  # fmt: skip
         self.kv_db = kv_db
         self._embedded: EmbeddedReplica | None = None
         if replica is not None:
             if primary is None:
                 raise NodeError("embedded mode needs primary= (the replication address)")
-            if token is None and token_file is not None:
-                token = Path(token_file).read_text().strip()
             if not token:
                 raise NodeError("embedded mode needs the cluster token (token= or token_file=)")
             embedded = EmbeddedReplica(Path(replica), primary, token, ca)
@@ -140,9 +172,12 @@ class Client:
     ) -> tuple[list[dict[str, Any]], Position | None]:
         data = self._post("/db/execute", body, {"transaction": "true"} if transaction else {})
         results, position = write_results(data)
-        wait = position is not None and self._embedded is not None and self.read_your_writes
-        if wait and not self._embedded.wait_for(self.db, position.txid, self.timeout):  # type: ignore[union-attr]
-            raise not_visible_error(position=str(position))
+        if position is not None and self._embedded is not None and self.read_your_writes:
+            # The token is (epoch, txid): another history's txid never satisfies it.
+            got = self._embedded.wait_for(self.db, position, self.timeout)
+            error = settle_error(got, position=f"{position.epoch}:{position.txid}")
+            if error is not None:
+                raise error
         return results, position
 
     def execute(self, sql: str, params: Params | None = None) -> ExecuteResult:
@@ -165,13 +200,23 @@ class Client:
     # ---- reads -----------------------------------------------------------------------------------
 
     def query(
-        self, sql: str, params: Params | None = None, *, level: str | None = None
-    ) -> QueryResult:
+        self, sql: str, params: Params | None = None, *, level: str | None = None,
+        min_position: Position | None = None,
+    ) -> QueryResult:  # fmt: skip
         """Embedded mode reads the local replica (unless ``level`` asks for the primary);
-        remote mode asks the node (``level`` as in rqlite, default ``weak``)."""
+        remote mode asks the node (``level`` as in rqlite, default ``weak``).
+        ``min_position``: a write's position (epoch, txid) the read must see (the node, or
+        the embedded replica, waits for it; a lost write raises with status 409)."""
         if self._embedded is not None and level in (None, "none"):
+            if min_position is not None:
+                got = self._embedded.wait_for(self.db, min_position, self.timeout)
+                error = settle_error(got, position=f"{min_position.epoch}:{min_position.txid}")
+                if error is not None:
+                    raise error
             return self._local_query(sql, params)
         params_q = {"level": level or "weak"}
+        if min_position is not None:
+            params_q["min_position"] = f"{min_position.epoch}:{min_position.txid}"
         return query_result(self._post("/db/query", [statement(sql, params)], params_q))
 
     def _local_query(self, sql: str, params: Params | None) -> QueryResult:

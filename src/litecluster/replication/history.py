@@ -23,6 +23,7 @@ contradict it. The file is small (one entry per failover) and rewritten whole, a
 
 from __future__ import annotations
 
+import enum
 import itertools
 import json
 import logging
@@ -38,6 +39,17 @@ log = logging.getLogger("litecluster.node")
 
 Entry = tuple[int, int]
 """(epoch, base): the epoch's records start at txid ``base + 1``."""
+
+
+class Reach(enum.Enum):
+    """Where a position stands against a node's copy (:meth:`EpochHistory.reach`)."""
+
+    REACHED = "reached"
+    """The copy holds the state the position names."""
+    NOT_YET = "not yet"
+    """Not yet: the copy may still get there (a replica applying, a primary capturing)."""
+    EXCLUDED = "excluded"
+    """Never: a newer epoch of this lineage took over at or below the position's txid."""
 
 
 def history_path(data_dir: Path, name: str) -> Path:
@@ -132,6 +144,29 @@ class EpochHistory:
                 return None
             return pos.txid <= end
         return None
+
+    def reach(self, pos: Position, head: int) -> Reach:
+        """Where ``pos`` (a write's or a read-your-writes token's (epoch, txid)) stands on
+        this lineage, whose last txid here is ``head``.
+
+        Excluded when an epoch newer than ``pos.epoch`` began at or below ``pos.txid``: the
+        lineage's record at that txid was written by that newer epoch, so the write the
+        position names (the primary of ``pos.epoch`` made it) is not in this history and no
+        record that arrives later can put it there. A txid alone cannot tell: the new
+        primary's txid N is another write than the old one's txid N.
+
+        Otherwise reached once ``head`` is at ``pos.txid``, except for an epoch newer than any
+        this lineage holds a record of: until one arrives, this copy's txid N may be another
+        write than that epoch's (a deposed primary's diverged tail), so it waits. An epoch the
+        lineage skipped, or one older than its first entry (history from before the file
+        existed), is judged by the txid alone, as is epoch 0 (a token that names no epoch).
+        """
+        if pos.epoch != 0 and pos.txid != 0:
+            if any(epoch > pos.epoch and base < pos.txid for epoch, base in self.entries):
+                return Reach.EXCLUDED
+            if not self.entries or pos.epoch > self.entries[-1][0]:
+                return Reach.NOT_YET
+        return Reach.REACHED if head >= pos.txid else Reach.NOT_YET
 
 
 def _extends(entries: Sequence[Entry], rec: TxRecord) -> bool:

@@ -7,10 +7,8 @@ Every error names the setting, the bad value and where it came from.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
-import stat
 import tomllib
 import types
 import typing
@@ -22,9 +20,9 @@ from typing import Any
 from litecluster.errors import ConfigError
 from litecluster.ha.etcd import EtcdAccess
 from litecluster.replication.config import DB_NAME, Address, ReplicationConfig
+from litecluster.replication.tokens import Tokens, parse_tokens
 
 ENV_PREFIX = "LITECLUSTER_"
-MIN_TOKEN = 16
 _LISTEN = Address("127.0.0.1", 4001)
 _PRAGMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$")
@@ -45,8 +43,17 @@ class NodeConfig(ReplicationConfig):
     """Replication port. Port 0 picks a free port (written to ``DIR/node.addr``)."""
     http: Address = _HTTP
     token_file: Path | None = None
+    """One cluster token per line: the first is presented, every one accepted (rotation:
+    docs/security.md); read again on SIGHUP."""
     token: str = ""
     """Prefer ``token_file`` or ``LITECLUSTER_TOKEN``: a token in a config file is easy to leak."""
+    users_file: Path | None = None
+    """Users for HTTP Basic and RESP ``AUTH user password`` (rqlite's ``-auth`` JSON shape,
+    bcrypt hashes); read again on SIGHUP."""
+    http_auth: bool = True
+    """Every HTTP request needs the cluster token or a user (docs/security.md)."""
+    http_open_probes: bool = True
+    """``/readyz`` and ``/health`` answer without credentials (load balancers' probes)."""
     tls_cert: Path | None = None
     tls_key: Path | None = None
     epoch: int = 1
@@ -79,7 +86,8 @@ class NodeConfig(ReplicationConfig):
     kv_db: str = "kv"
     """The database holding the key/value data."""
     resp_auth: bool = True
-    """Clients must AUTH with the cluster token (user ``default``) or a ``resp_users_file`` user."""
+    """Clients must AUTH with a cluster token (user ``default``), a ``users_file`` user or a
+    ``resp_users_file`` user."""
     resp_users_file: Path | None = None
     """More Redis users: one ``USER PASSWORD`` per line (``#`` starts a comment)."""
     resp_replica_writes: str = "forward"
@@ -259,8 +267,8 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "etcd_key", "etcd_cert and etcd_key go together")
     if (config.etcd_username is None) != (config.etcd_password_file is None):
         raise _bad(config, "etcd_password_file", "etcd_username needs etcd_password_file")
-    files = ("tls_cert", "tls_key", "tls_ca", "token_file", "etcd_cacert", "etcd_cert",
-             "etcd_key", "etcd_password_file")  # fmt: skip
+    files = ("tls_cert", "tls_key", "tls_ca", "token_file", "users_file", "etcd_cacert",
+             "etcd_cert", "etcd_key", "etcd_password_file")  # fmt: skip
     for name in files:
         p = getattr(config, name)
         if p is not None and not Path(p).is_file():
@@ -292,12 +300,11 @@ def validate(config: NodeConfig) -> None:
         raise _bad(config, "primary", "a node cannot replicate from its own listen address")
 
 
-def resp_passwords(config: NodeConfig, token: str) -> dict[str, str]:
-    """The Redis users and their passwords (empty: no AUTH needed)."""
-    if not config.resp_auth:
-        return {}
-    users = {"default": token}
-    if config.resp_users_file is not None:
+def resp_passwords(config: NodeConfig) -> dict[str, str]:
+    """The Redis users of ``resp_users_file`` and their plain passwords (they may do
+    everything; the cluster tokens and ``users_file``'s users are checked elsewhere)."""
+    users: dict[str, str] = {}
+    if config.resp_auth and config.resp_users_file is not None:
         for n, line in enumerate(config.resp_users_file.read_text().splitlines(), 1):
             line = line.split("#", 1)[0].strip()
             if not line:
@@ -310,29 +317,9 @@ def resp_passwords(config: NodeConfig, token: str) -> dict[str, str]:
     return users
 
 
-def read_token(config: NodeConfig) -> str:
-    """The cluster token, from ``token_file`` or ``token``; a node never runs without one."""
+def read_tokens(config: NodeConfig) -> Tokens:
+    """The cluster tokens, from ``token_file`` (one per line, reloaded on SIGHUP) or
+    ``token``; a node never runs without one."""
     if config.token_file is not None:
-        mode = config.token_file.stat().st_mode
-        text = config.token_file.read_text().strip()
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            logging.getLogger("litecluster.config").warning(
-                "config.token_file_readable_by_others file=%s mode=%o",
-                config.token_file,
-                mode & 0o777,
-            )
-        where = "token_file"
-    else:
-        text, where = config.token.strip(), "token"
-    if not text:
-        raise ConfigError(
-            "no cluster token",
-            field="token_file",
-            hint="create one (openssl rand -hex 32 > token; chmod 600 token) and pass "
-            "--token-file token, or set LITECLUSTER_TOKEN, on every node",
-        )
-    if len(text) < MIN_TOKEN:
-        raise ConfigError(
-            f"cluster token is too short (at least {MIN_TOKEN} characters)", field=where
-        )
-    return text
+        return Tokens.from_file(config.token_file)
+    return Tokens(parse_tokens(config.token, where="token"))

@@ -32,7 +32,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import AtomicAbortedError as AtomicAbortedError  # re-exported
 from litecluster.errors import KvRequestError as KvRequestError  # re-exported
-from litecluster.errors import LiteclusterError, NotPrimaryError
+from litecluster.errors import LiteclusterError, NotPrimaryError, PermissionDeniedError
 from litecluster.ha.roles import HeadDb
 from litecluster.kv.commands import classify, run
 from litecluster.kv.db import Ctx, expire_cycle
@@ -43,6 +43,7 @@ from litecluster.kv.schema import ensure_schema
 from litecluster.kv.wire import Changes as Changes  # re-exported for pubsub
 from litecluster.kv.wire import ExecReply, ExecRequest, decode_changes, decode_reply, decode_request
 from litecluster.kv.wire import encode as _encode
+from litecluster.server.credentials import ANYONE, Identity
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, refusal, transport_failure
 from litecluster.server.ports import Local
 from litecluster.server.strongread import under_lease
@@ -69,6 +70,12 @@ READ_LEVELS = ("none", "strong", "linearizable")
 """Key/value read levels (docs/kv.md); RESP clients pick theirs with ``CLIENT READLEVEL``."""
 PENDING_TXID = 1 << 62
 """The version of a key changed by a procedure whose group has not committed yet."""
+
+
+def _require(caller: Identity, perm: str) -> None:
+    if not caller.may(perm):
+        raise PermissionDeniedError(f"user {caller.name} lacks the {perm} permission",
+                                    user=caller.name, permission=perm)  # fmt: skip
 
 
 def now_ms() -> int:
@@ -119,6 +126,9 @@ class Request:
     all_or_nothing: bool = False
     """Roll every command back when one fails (the Python client's atomic blocks), instead of
     Redis's EXEC semantics (the others still apply)."""
+    caller: str | None = field(default=None, repr=False)
+    """The caller's ``Authorization``, sent on when a replica forwards (None: the node's
+    token; see :mod:`litecluster.server.forward`)."""
 
 
 class CommittingPrimary(Protocol):
@@ -203,8 +213,8 @@ class KvStore:
 
     # ---- reads --------------------------------------------------------------------------------
 
-    async def read(self, commands: list[tuple[int, list[bytes]]], level: str = "none"
-                   ) -> list[Reply]:  # fmt: skip
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str = "none",
+                   caller: str | None = None) -> list[Reply]:  # fmt: skip
         """Run read-only commands in one read transaction, at ``level`` (docs/kv.md):
 
         - on the primary, on its file, answered only under its lease (checked after the read
@@ -223,7 +233,7 @@ class KvStore:
             return await under_lease(self.local, level if level != "none" else "strong", local)
         if level == "none":
             return self.read_here(commands)
-        return await self._forward_read(commands, level)
+        return await self._forward_read(commands, level, caller)
 
     def read_here(self, commands: list[tuple[int, list[bytes]]]) -> list[Reply]:
         """Run read-only commands on the local file in one read transaction, unchecked."""
@@ -248,12 +258,13 @@ class KvStore:
         the client's only copy of what the write did."""
         return (await self.write_at(request))[0]
 
-    async def write_at(self, request: Request) -> tuple[list[Reply] | None, int, str]:
-        """Like :meth:`write`, with the txid at which the write is visible on this node and
-        the forwarder's warning (empty, or the write is not visible here yet)."""
+    async def write_at(self, request: Request) -> tuple[list[Reply] | None, Position, str]:
+        """Like :meth:`write`, with the position (epoch, txid) at which the write is visible
+        on this node and the forwarder's warning (empty, or the write is not visible here
+        yet)."""
         if self.local.primary is not None:
             replies, position = await self.run_on_primary(request)
-            return replies, position.txid, ""
+            return replies, position, ""
         return await self._forward(request)
 
     async def run_on_primary(self, request: Request) -> tuple[list[Reply] | None, Position]:
@@ -299,13 +310,15 @@ class KvStore:
 
         return run
 
-    async def _forward(self, request: Request) -> tuple[list[Reply] | None, int, str]:
-        """Run ``request`` on the primary through the node's forwarder; the replies, the txid,
-        and a warning when this node had not applied the write when the wait for it ended."""
+    async def _forward(self, request: Request) -> tuple[list[Reply] | None, Position, str]:
+        """Run ``request`` on the primary through the node's forwarder; the replies, the
+        primary's position of the write, and a warning when this node had not applied the
+        write when the wait for it ended (raises ExcludedByNewerHistoryError when this node's
+        history excludes it)."""
         forwarder = self.forwarder
         body = _encode(ExecRequest(request.commands, request.watch, request.since, request.publish,
                              request.all_or_nothing))  # fmt: skip
-        got = await forwarder.post("/kv/exec", write=True, data=body,
+        got = await forwarder.post("/kv/exec", write=True, data=body, authorization=request.caller,
                                    headers={"Content-Type": "application/msgpack"})  # fmt: skip
         if got.status != 200:
             raise refusal(got.status, got.body, request_error=KvRequestError)
@@ -314,16 +327,17 @@ class KvStore:
         except msgspec.DecodeError as exc:  # the primary answered: the write may have applied
             raise transport_failure(exc, write=True, primary=got.primary) from None
         # Answer once this node has the write too: its client then reads what it wrote here.
-        visible = await forwarder.settle(self.db_name, reply.txid)
+        position = Position(reply.epoch, reply.txid)
+        visible = await forwarder.settle(self.db_name, position)
         replies = None if reply.replies is None else [loads(r) for r in reply.replies]
-        return replies, reply.txid, "" if visible else NOT_VISIBLE_WARNING
+        return replies, position, "" if visible else NOT_VISIBLE_WARNING
 
-    async def _forward_read(self, commands: list[tuple[int, list[bytes]]], level: str
-                            ) -> list[Reply]:  # fmt: skip
+    async def _forward_read(self, commands: list[tuple[int, list[bytes]]], level: str,
+                            caller: str | None) -> list[Reply]:  # fmt: skip
         """A strong or linearizable read sent to the primary, which answers it under its
         lease; a failure is retryable (a read changes nothing)."""
         body = _encode(ExecRequest(commands, [], 0, [], False, level))
-        got = await self.forwarder.post("/kv/exec", write=False, data=body,
+        got = await self.forwarder.post("/kv/exec", write=False, data=body, authorization=caller,
                                         headers={"Content-Type": "application/msgpack"})  # fmt: skip
         if got.status != 200:
             raise refusal(got.status, got.body, request_error=KvRequestError)
@@ -336,10 +350,11 @@ class KvStore:
                                     primary=got.primary)  # fmt: skip
         return [loads(r) for r in reply.replies]
 
-    async def serve(self, body: bytes) -> bytes:
+    async def serve(self, body: bytes, caller: Identity = ANYONE) -> bytes:
         """``POST /kv/exec`` (msgpack): read-only requests run on this node's file; writes
         run on the primary (this node, or forwarded by it) and answer once visible here.
-        Replicas forward their clients' writes with it; the Python client sends both."""
+        Replicas forward their clients' writes with it; the Python client sends both.
+        ``caller`` needs ``query`` for a read and ``execute`` for a write."""
         try:
             wire = decode_request(body)
         except msgspec.DecodeError as exc:
@@ -358,12 +373,16 @@ class KvStore:
             and not request.publish
             and all(classify(args) is Kind.READ for _, args in request.commands)
         ):
-            replies: list[Reply] | None = await self.read(request.commands, level)
-            txid, warning = self.applied_txid(), ""
+            _require(caller, "query")
+            replies: list[Reply] | None = await self.read(request.commands, level, caller.forward)
+            position, warning = Position(self.local.epoch, self.applied_txid()), ""
         else:
-            replies, txid, warning = await self.write_at(request)
+            _require(caller, "execute")
+            request.caller = caller.forward
+            # The write's own epoch: the client's embedded replica judges the txid by it.
+            replies, position, warning = await self.write_at(request)
         encoded = None if replies is None else [dumps(r) for r in replies]
-        return _encode(ExecReply(encoded, txid, self.local.epoch, warning))
+        return _encode(ExecReply(encoded, position.txid, position.epoch, warning))
 
     # ---- expiry -------------------------------------------------------------------------------
 

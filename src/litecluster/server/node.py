@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -32,7 +31,6 @@ from aiohttp import web
 from litecluster import __version__
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
-from litecluster.engine.txlog import fsync_dir
 from litecluster.errors import LiteclusterError, NodeError, UnavailableError
 from litecluster.ha.etcd_leadership import EtcdLeadership
 from litecluster.ha.leadership import Leadership
@@ -40,6 +38,7 @@ from litecluster.ha.loop import HaLoop
 from litecluster.ha.roles import HaSettings
 from litecluster.ha.static import StaticLeadership
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.primary.sqlexec import ResultLimits
 from litecluster.replication.protocol import Refuse, encode_message
@@ -48,7 +47,9 @@ from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context, server_context
-from litecluster.server.config import NodeConfig, read_token, resp_passwords
+from litecluster.server.addrfile import remove_addr, write_addr
+from litecluster.server.config import NodeConfig, read_tokens, resp_passwords
+from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app, make_runner
 from litecluster.server.http.sql import SqlDoor
@@ -60,8 +61,6 @@ from litecluster.server.waiters import Waiters
 
 log = logging.getLogger("litecluster.node")
 
-ADDR_FILE = "node.addr"
-
 
 class Node:
     def __init__(self, config: NodeConfig) -> None:
@@ -72,7 +71,8 @@ class Node:
             self.state.adopt(
                 config.node_id, config.cluster_id, config.epoch if config.is_primary else 0
             )
-            self.token = read_token(config)
+            self.tokens = read_tokens(config)
+            self.credentials = Credentials(self.tokens, config.users_file)
             self.server_ssl = server_context(config.tls_cert, config.tls_key)
             forward_ssl = client_context(str(config.tls_ca) if config.tls_ca else None, tls=False)
         except BaseException:
@@ -111,12 +111,13 @@ class Node:
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.waiters = Waiters()
+        self.waiters = Waiters(lambda: self.primary or self.follower, config.read_wait_timeout)
         self._client: aiohttp.ClientSession | None = None
         self.forwarder = Forwarder(
             upstream=lambda: self.follower.upstream if self.follower is not None else None,
             session=self.http_client, tls=forward_ssl,
             timeout=config.statement_timeout + 5, wait_applied=self.wait_applied,
+            token=lambda: self.tokens.current,
         )  # fmt: skip
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
@@ -162,14 +163,18 @@ class Node:
     def _resp_settings(self, address: Address) -> RespSettings:
         cfg = self.config
         return RespSettings(
-            address, self.server_ssl, resp_passwords(cfg, self.token),
+            address, self.server_ssl, resp_passwords(cfg),
+            credentials=self.credentials if cfg.resp_auth else None,
             readonly_replica=cfg.resp_replica_writes == "readonly",
             output_limit=cfg.resp_output_limit, read_level=cfg.resp_read_level,
         )  # fmt: skip
 
     async def start(self) -> None:
+        cfg = self.config
         app = make_app(self._sql_door(), self.kv, registry_for(self), self.forwarder,
-                       backups=self, allow_origins=self.config.http_allow_origin)  # fmt: skip
+                       backups=self, allow_origins=cfg.http_allow_origin,
+                       open_probes=cfg.http_open_probes,
+                       credentials=self.credentials if cfg.http_auth else None)  # fmt: skip
         self._runner = make_runner(app)
         await self._runner.setup()
         site = web.TCPSite(
@@ -242,7 +247,7 @@ class Node:
         self.state.see_epoch(epoch)
         self.primary = Primary(
             self.config.replication(),
-            self.token,
+            self.tokens,
             epoch,
             self.node_id,
             self.stats,
@@ -260,14 +265,15 @@ class Node:
         self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
         self._watch(self._role_task, cancel_ok=True)
         self.kv.attach(asyncio.get_running_loop(), primary=self.primary)
+        self.waiters.notify_all()  # a position waited for may be reached, or excluded, now
         log.info("node.role role=primary epoch=%d", epoch)
 
     async def become_replica(self, primary: Address) -> None:
         await self.end_role()
         config = self.config.replication(primary=primary)
-        self.follower = Follower(config, self.token, self.state, self.node_id, self.stats)
+        self.follower = Follower(config, self.tokens, self.state, self.node_id, self.stats)
         self.follower.http = str(self.http)
-        self.follower.on_apply.append(lambda db, pos: self.waiters.notify(db, pos.txid))
+        self.follower.on_apply.append(self.waiters.notify)
         try:
             await asyncio.to_thread(self.follower.open_databases)
         except (OSError, LiteclusterError) as exc:
@@ -281,6 +287,7 @@ class Node:
         self.kv.attach(asyncio.get_running_loop(), replica=self.follower)
         self._role_task = asyncio.create_task(self.follower.run(), name="follower")
         self._watch(self._role_task, cancel_ok=True)
+        self.waiters.notify_all()
         log.info("node.role role=replica primary=%s", primary)
 
     async def promote(self, epoch: int, sync_members: set[str] | None = None) -> None:
@@ -449,20 +456,9 @@ class Node:
         self._tasks.append(task)
 
     def _write_addr(self) -> None:
-        path = self.config.data_dir / ADDR_FILE
-        tmp = path.with_name(ADDR_FILE + ".tmp")
-        data = {
-            "node_id": self.node_id,
-            "pid": os.getpid(),
-            "role": self.role,
-            "listen": str(self.listen),
-            "http": str(self.http),
-            "scheme": "https" if self.server_ssl else "http",
-            "resp": self.resp_address or None,
-        }
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-        fsync_dir(self.config.data_dir)
+        write_addr(self.config.data_dir, node_id=self.node_id, pid=os.getpid(), role=self.role,
+                   listen=str(self.listen), http=str(self.http),
+                   scheme="https" if self.server_ssl else "http", resp=self.resp_address or None)  # fmt: skip
 
     async def _not_primary(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -488,6 +484,18 @@ class Node:
             except LiteclusterError as exc:
                 self.stats.error(exc)
                 log.error("node.upkeep_failed error=%r", str(exc))
+
+    def reload_credentials(self) -> bool:
+        """SIGHUP: read the token file and the users file again (rotation without downtime,
+        docs/security.md). A file that does not load is logged and changes nothing; False."""
+        try:
+            self.credentials.reload()
+        except LiteclusterError as exc:
+            log.error("node.reload_failed error=%r", str(exc))
+            return False
+        log.info("node.credentials_reloaded tokens=%d users=%d", len(self.tokens.all),
+                 len(self.credentials.users))  # fmt: skip
+        return True
 
     async def stop(self) -> None:
         log.info("node.stopping node_id=%s", self.node_id)
@@ -525,7 +533,7 @@ class Node:
         if self.follower is not None:
             await asyncio.to_thread(self.follower.close)
         self.kv.close()
-        (self.config.data_dir / ADDR_FILE).unlink(missing_ok=True)
+        remove_addr(self.config.data_dir)
         self.state.close()
         log.info("node.stopped node_id=%s", self.node_id)
 
@@ -535,30 +543,21 @@ class Node:
         return self.config.data_dir / "db" / f"{db}.db"
 
     def applied_txid(self, db: str) -> int:
-        if self.primary is not None:
-            pdb = self.primary.dbs.get(db)
-            return pdb.capture.published.txid if pdb else 0
-        if self.follower is None:
-            return 0  # between roles
-        rep = self.follower.replicas.get(db)
-        return rep.position.txid if rep else 0
+        role = self.primary or self.follower
+        return role.applied_txid(db) if role is not None else 0  # 0 between roles
 
     def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
         """A read view of ``db`` at a known position, for backups (see engine/backup.py)."""
-        if self.primary is not None:
-            pdb = self.primary.dbs.get(db)
-            return None if pdb is None else pdb.capture.frozen()
-        rep = self.follower.replicas.get(db) if self.follower is not None else None
-        if self.follower is not None:
-            return None if rep is None else rep.frozen()
-        raise UnavailableError("this node is between roles and serves no database right now",
-                               hint="retry in a moment, or ask another node")  # fmt: skip
+        role = self.primary or self.follower
+        if role is None:
+            raise UnavailableError("this node is between roles and serves no database right now",
+                                   hint="retry in a moment, or ask another node")  # fmt: skip
+        return role.frozen(db)
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``txid``."""
-        return await self.waiters.wait(
-            db, txid, lambda: self.applied_txid(db), self.config.read_wait_timeout
-        )
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        """Wait (bounded by read_wait_timeout) until ``db`` here holds ``position``, or this
+        node's history excludes it."""
+        return await self.waiters.wait(db, position)
 
     def http_client(self) -> aiohttp.ClientSession:
         """One pooled client session for forwarding to the primary."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from litecluster.engine.position import Position
 from litecluster.replication.config import Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
+from litecluster.server.credentials import Identity
 
 
 class Upstream(Protocol):
@@ -79,8 +82,9 @@ class Local(Protocol):
     def applied_txid(self, db: str) -> int:
         """The txid visible in this node's file of ``db`` (0: none, or between roles)."""
 
-    async def wait_applied(self, db: str, txid: int) -> bool:
-        """True once ``db`` here holds ``txid``; False after the node's read wait timeout."""
+    async def wait_applied(self, db: str, position: Position) -> Reach:
+        """Once ``db`` here holds ``position`` (epoch, txid): REACHED; EXCLUDED as soon as this
+        node's epoch history excludes it; NOT_YET after the node's read wait timeout."""
 
     def lease_valid(self) -> bool:
         """True while this node is primary and its leadership holds on its own monotonic
@@ -139,6 +143,7 @@ class Switchover(Protocol):
 class KvExec(Protocol):
     """``POST /kv/exec`` behind the HTTP door (``kvstore.KvStore`` fits)."""
 
-    async def serve(self, body: bytes) -> bytes:
-        """Answer a msgpack key/value request with a msgpack reply; a malformed request
-        raises ``KvRequestError``."""
+    async def serve(self, body: bytes, caller: Identity) -> bytes:
+        """Answer a msgpack key/value request of ``caller`` with a msgpack reply; a malformed
+        request raises ``KvRequestError``, one the caller may not run
+        ``PermissionDeniedError``."""

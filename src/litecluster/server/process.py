@@ -1,7 +1,8 @@
 """The ``litecluster serve`` process around a :class:`~litecluster.server.node.Node`: the event
 loop (uvloop when installed), signals, and the exit code.
 
-SIGTERM and SIGINT stop the node gracefully; SIGUSR1 prints every thread's stack and SIGUSR2
+SIGTERM and SIGINT stop the node gracefully; SIGHUP reads the token file and the users file
+again (credential rotation, docs/security.md); SIGUSR1 prints every thread's stack and SIGUSR2
 every asyncio task's stack to stderr, for diagnosing a stuck node in production. The exit code
 is 1 when a background task of the node ended on its own (see ``Node.failed``), else 0.
 """
@@ -33,6 +34,7 @@ async def _serve(config: NodeConfig, configure_logging: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.stopping.set)
     loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_credentials)
     try:
         await node.start()
         await node.stopping.wait()

@@ -14,9 +14,12 @@ epoch it is diverged. Otherwise the replica's copy is set aside before the snaps
 it, *unverified*: a clean copy kept costs disk, a divergent one overwritten loses data.
 
 Acknowledgements: in synchronous mode a write is acknowledged once K replicas say they hold
-it, so an acknowledgement counts only for what this session sent, and only once the replica
-has shown a position on this history (a diverged replica's old position, even at a txid the
-primary has sent, names other data).
+it, so an acknowledgement counts only for what this session sent, only when its epoch is one
+this history holds it in (history.py's reach), and only once the replica has shown a position
+on this history (a diverged replica's old position, even at a txid the primary has sent,
+names other data). An acknowledged position then covers a write's position (epoch, txid) when
+the history says the state at the acknowledged txid reaches it (:func:`ack_covers`), not by
+txids alone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from litecluster.engine.apply import fresh_database_checksum
 from litecluster.engine.position import Position
 from litecluster.errors import TxidNotFoundError
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.database import PrimaryDb
 
 
@@ -92,4 +96,12 @@ def ack_counts(db: PrimaryDb | None, pos: Position, sent: int | None, verified: 
     showed a position on this history since its stream (re)started."""
     if db is None or sent is None or pos.txid > sent:
         return False
+    if db.history.reach(pos, db.head) is not Reach.REACHED:
+        return False  # an epoch this history does not hold that txid in
     return verified or db.checksum_at(pos.txid) == pos.checksum
+
+
+def ack_covers(db: PrimaryDb, acked: Position, write: Position) -> bool:
+    """Whether a replica that acknowledged ``acked`` (counted by :func:`ack_counts`: on this
+    history) holds the write at ``write`` (epoch, txid) of this primary's history."""
+    return db.history.reach(write, acked.txid) is Reach.REACHED

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
 from litecluster.engine.position import Position
 from litecluster.engine.snapshot import create_snapshot
+from litecluster.engine.sqlite import Connection
 from litecluster.errors import (
     LeadershipLostError,
     LiteclusterError,
@@ -30,8 +31,9 @@ from litecluster.errors import (
     TxidNotFoundError,
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.database import PrimaryDb
-from litecluster.replication.primary.lineage import Start, ack_counts, stream_start
+from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.session import Session
 from litecluster.replication.primary.sqlexec import RequestError, ResultLimits, Statement
 from litecluster.replication.primary.status import primary_status
@@ -54,6 +56,7 @@ from litecluster.replication.protocol import (
     read_message,
 )
 from litecluster.replication.stats import Stats
+from litecluster.replication.tokens import Tokens
 
 log = logging.getLogger("litecluster.primary")
 
@@ -68,7 +71,7 @@ class Primary:
     def __init__(
         self,
         config: ReplicationConfig,
-        token: str,
+        tokens: Tokens,
         epoch: int,
         node_id: str,
         stats: Stats,
@@ -76,7 +79,8 @@ class Primary:
         start_txids: dict[str, int] | None = None,
     ):
         self.config = config
-        self.token = token.encode()
+        self.tokens = tokens
+        """The cluster tokens a replica may present (reloaded on SIGHUP by the node)."""
         self.epoch = epoch
         self.node_id = node_id
         self.stats = stats
@@ -212,7 +216,7 @@ class Primary:
             if writer.disk_full:
                 self.on_disk_full()
             raise
-        if self.config.sync_replicas and not await self._replicated(name, outcome.position.txid):
+        if self.config.sync_replicas and not await self._replicated(name, outcome.position):
             raise SyncTimeoutError(
                 f"the write is durable here but fewer than {self.config.sync_replicas} replicas "
                 f"acknowledged it within {self.config.sync_timeout:g} s; its outcome is "
@@ -233,9 +237,34 @@ class Primary:
         for writer in list(self.writers.values()):
             await writer.submit([], transaction=True)
 
-    def acked_by(self, name: str, txid: int) -> int:
-        """How many counted replicas have applied ``txid`` of database ``name``."""
-        return sum(1 for s in self.counted_sessions() if s.acked.get(name, _ZERO).txid >= txid)
+    def reach(self, name: str, position: Position) -> Reach:
+        """Where ``position`` (epoch, txid) stands against this primary's ``name``, judged by
+        its epoch history (history.py): reached once captured, or excluded."""
+        db = self.dbs.get(name)
+        if db is None:
+            return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
+        return db.history.reach(position, db.capture.published.txid)
+
+    def applied_txid(self, name: str) -> int:
+        """The txid visible in this primary's file of ``name`` (0: no such database)."""
+        db = self.dbs.get(name)
+        return db.capture.published.txid if db else 0
+
+    def frozen(self, name: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of ``name`` at a known position (backups); None: no such database."""
+        db = self.dbs.get(name)
+        return None if db is None else db.capture.frozen()
+
+    def acked_by(self, name: str, position: Position) -> int:
+        """How many counted replicas have applied the write at ``position`` (epoch, txid) of
+        database ``name``."""
+        db = self.dbs.get(name)
+        if db is None:
+            return 0
+        return sum(
+            1 for s in self.counted_sessions()
+            if ack_covers(db, s.acked.get(name, _ZERO), position)
+        )  # fmt: skip
 
     def counted_sessions(self) -> list[Session]:
         """The connected replicas whose acknowledgements count in synchronous mode: durable
@@ -249,11 +278,11 @@ class Primary:
             if s.promotable and (members is None or s.node_id in members)
         ]
 
-    async def _replicated(self, name: str, txid: int) -> bool:
-        """Synchronous mode: wait until ``sync_replicas`` replicas hold ``txid`` (durably when
-        they run with replica_durable, the default)."""
+    async def _replicated(self, name: str, position: Position) -> bool:
+        """Synchronous mode: wait until ``sync_replicas`` replicas hold ``position`` (durably
+        when they run with replica_durable, the default)."""
         deadline = time.monotonic() + self.config.sync_timeout
-        while self.acked_by(name, txid) < self.config.sync_replicas:
+        while self.acked_by(name, position) < self.config.sync_replicas:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -324,7 +353,7 @@ class Primary:
     ) -> Session | None:
         if not isinstance(hello, Hello):
             raise ProtocolError("expected HELLO as the first message", got=type(hello).__name__)
-        if not hmac.compare_digest(hello.token.encode(), self.token):
+        if not self.tokens.accepts(hello.token):
             self.stats.errors["auth"] += 1
             log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
             await self._refuse(writer, "auth", "wrong or missing cluster token")

@@ -19,6 +19,7 @@ import shutil
 import ssl
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -27,6 +28,7 @@ from litecluster.engine.apply import Replica
 from litecluster.engine.position import Position
 from litecluster.engine.record import TxRecord
 from litecluster.engine.snapshot import install_snapshot, set_aside
+from litecluster.engine.sqlite import Connection
 from litecluster.engine.txlog import fsync_dir
 from litecluster.errors import (
     DivergenceError,
@@ -38,7 +40,7 @@ from litecluster.errors import (
     StaleEpochError,
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
-from litecluster.replication.history import Entry, EpochHistory, history_path
+from litecluster.replication.history import Entry, EpochHistory, Reach, history_path
 from litecluster.replication.primary.writer import decode_annotations
 from litecluster.replication.protocol import (
     PROTOCOL_VERSION,
@@ -62,6 +64,7 @@ from litecluster.replication.replica.diskpos import open_replica
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context
+from litecluster.replication.tokens import Tokens
 
 log = logging.getLogger("litecluster.follower")
 
@@ -118,7 +121,7 @@ class Follower:
     def __init__(
         self,
         config: ReplicationConfig,
-        token: str,
+        tokens: Tokens,
         state: NodeState,
         node_id: str,
         stats: Stats,
@@ -130,7 +133,9 @@ class Follower:
         assert config.primary is not None
         self.kind = kind
         self.config = config
-        self.token = token
+        self.tokens = tokens
+        """Its current token is presented at each connection (so a reload takes effect on the
+        next one)."""
         self.state = state
         self.node_id = node_id
         self.stats = stats
@@ -279,7 +284,7 @@ class Follower:
             _stop_if_cancelled()
             positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
             hello = Hello(
-                PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.token, positions,
+                PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.tokens.current, positions,
                 self.http, kind=self.kind, durable=self.config.replica_durable,
                 nofailover=self.config.nofailover,
             )  # fmt: skip
@@ -542,6 +547,24 @@ class Follower:
         )  # fmt: skip
         for listener in self.on_apply:
             listener(db, pos)
+
+    def reach(self, db: str, position: Position) -> Reach:
+        """Where ``position`` (epoch, txid) stands against this replica's copy of ``db``,
+        judged by its epoch history (history.py)."""
+        rep, history = self.replicas.get(db), self.histories.get(db)
+        if rep is None or history is None:
+            return Reach.REACHED if position.txid == 0 else Reach.NOT_YET
+        return history.reach(position, rep.position.txid)
+
+    def applied_txid(self, db: str) -> int:
+        """The txid visible in this replica's file of ``db`` (0: no such database)."""
+        rep = self.replicas.get(db)
+        return rep.position.txid if rep else 0
+
+    def frozen(self, db: str) -> AbstractContextManager[tuple[Position, Connection]] | None:
+        """A read view of ``db`` at a known position (backups); None: no such database."""
+        rep = self.replicas.get(db)
+        return None if rep is None else rep.frozen()
 
     # ---- status ---------------------------------------------------------------------------------
 

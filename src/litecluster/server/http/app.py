@@ -14,9 +14,11 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
+from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import backup, body, cors, protocol, strictjson
+from litecluster.server.http import auth, backup, body, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
+from litecluster.server.http.perms import identity, needs
 from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
 from litecluster.server.ports import KvExec, StatusSource
@@ -34,16 +36,19 @@ def _json(data: object, status: int = 200) -> web.Response:
     )
 
 
+@needs("status")
 async def status(request: web.Request) -> web.Response:
     return _json(request.app[STATUS].status())
 
 
+@needs("ready", probe=True)
 async def health(request: web.Request) -> web.Response:
     source = request.app[STATUS]
     ok = source.ready
     return _json({"ok": ok, "role": source.role}, 200 if ok else 503)
 
 
+@needs("status")
 async def metrics(request: web.Request) -> web.Response:
     body = render(request.app[REGISTRY])
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -98,14 +103,17 @@ def make_app(
     registry: CollectorRegistry,
     forward: Forwarder,
     *,
-    backups: backup.Backups | None = None,
+    backups: backup.Backups,
     allow_origins: tuple[str, ...] = (),
+    credentials: Credentials | None = None,
+    open_probes: bool = True,
 ) -> web.Application:
     """The HTTP app: status from ``sql.status``, the SQL API from ``sql``, ``/kv/exec`` from
     ``kv``, ``/metrics`` from ``registry``; ``forward`` is what a replica's forward step
-    reads; browser pages of ``allow_origins`` may call it (CORS)."""
+    reads; browser pages of ``allow_origins`` may call it (CORS). Every route needs
+    ``credentials`` (None: authentication off), except the probes while ``open_probes``."""
     app = web.Application(
-        middlewares=[errors, body.limits, sqlapi.request_errors],
+        middlewares=[errors, sqlapi.request_errors],
         client_max_size=sql.max_request_bytes,
     )
     app[STATUS] = sql.status
@@ -115,10 +123,12 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
-    if backups is not None:
-        backup.add_routes(app, backups)
+    backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     app.on_response_prepare.append(json_refusals)
+    auth.install(app, credentials, open_probes=open_probes)
+    # After authentication: a caller without credentials learns nothing of the body rules.
+    app.middlewares.append(body.limits)
     cors.install(app, allow_origins)
     return app
 
@@ -131,11 +141,12 @@ def make_runner(app: web.Application) -> web.AppRunner:
                          auto_decompress=body.AUTO_DECOMPRESS)  # fmt: skip
 
 
+@needs("query", "execute", any_of=True)
 async def kv_exec(request: web.Request) -> web.Response:
     """Key/value commands over HTTP (msgpack in and out; see KvStore.serve)."""
     body = await request.read()
     try:
-        raw = await request.app[KV].serve(body)
+        raw = await request.app[KV].serve(body, identity(request))
     except KvRequestError as exc:
         return error_response(400, exc.message, exc.context, hint=exc.hint)
     # Other errors reach sqlapi.request_errors, which tells retryable from indeterminate.

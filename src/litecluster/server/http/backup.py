@@ -25,6 +25,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
 from litecluster.errors import RequestError
 from litecluster.replication.config import DB_NAME
+from litecluster.server.http.perms import needs
 from litecluster.server.http.sql import error_response
 
 _SEND = 1 << 20
@@ -61,6 +62,7 @@ def _query(request: web.Request) -> tuple[str, Format, bool]:
     return db, "sql" if fmt == "sql" else "sqlite", on
 
 
+@needs("backup")
 async def backup(request: web.Request) -> web.StreamResponse:
     db, fmt, compress = _query(request)
     backups = request.app[BACKUPS]

@@ -26,10 +26,14 @@ from aiohttp import web
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
+    AuthError,
+    ExcludedByNewerHistoryError,
     LiteclusterError,
+    PermissionDeniedError,
     RequestError,
 )
 from litecluster.replication.config import DB_NAME, Address
+from litecluster.replication.history import Reach
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
     Result,
@@ -44,6 +48,7 @@ from litecluster.replication.primary.sqlexec import (
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.http import strictjson
 from litecluster.server.http.freshness import check_freshness, freshness_limit
+from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
     ClusterOps,
     Local,
@@ -141,7 +146,7 @@ def _db(request: web.Request) -> str:
 
 async def _statements(request: web.Request) -> list[Statement]:
     door = request.app[DOOR]
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: the GET route's, answered without a body
         q = request.query.getall("q", [])
         if not q:
             raise RequestError("missing q parameter")
@@ -160,14 +165,19 @@ async def _expanded(request: web.Request, statements: list[Statement]) -> list[S
     return await asyncio.to_thread(expand_statements, statements, max_statements=limit)
 
 
-def _min_position(request: web.Request) -> int | None:
+def _min_position(request: web.Request) -> Position | None:
+    """The read-your-writes token: ``EPOCH:TXID`` (a write's position), judged against this
+    node's epoch history; a bare ``TXID`` (or epoch 0) names no epoch and is compared by
+    txid alone (docs/http-api.md)."""
     raw = request.query.get("min_position") or request.headers.get("X-Litecluster-Position")
     if not raw:
         return None
-    epoch, _, txid = raw.partition(":")
+    epoch, sep, txid = raw.partition(":")
+    if not sep:
+        epoch, txid = "0", epoch
     if not (epoch.isdigit() and txid.isdigit()):
         raise RequestError("min_position must be EPOCH:TXID", value=raw)
-    return int(txid)
+    return Position(int(epoch), int(txid))
 
 
 # ---- reads -------------------------------------------------------------------------------------
@@ -213,6 +223,7 @@ def _run_reads(
             conn.execute("ROLLBACK")
 
 
+@needs("query")
 async def query(request: web.Request) -> web.Response:
     started = time.perf_counter()
     door = request.app[DOOR]
@@ -230,11 +241,20 @@ async def query(request: web.Request) -> web.Response:
         check_freshness(local.upstream, fresh, strict=_flag(request, "freshness_strict"), db=db,
                         applied=local.applied_txid(db), raw=request.query["freshness"])  # fmt: skip
     want = _min_position(request)
-    if want is not None and not await local.wait_applied(db, want):
+    reach = Reach.REACHED if want is None else await local.wait_applied(db, want)
+    if reach is Reach.EXCLUDED:
+        assert want is not None
+        raise ExcludedByNewerHistoryError(
+            "this node's history excludes the position: a newer primary took over below its "
+            "txid, so the write it names is lost", min_position=f"{want.epoch}:{want.txid}",
+        )  # fmt: skip
+    if reach is Reach.NOT_YET:
+        assert want is not None
         # 503, not 504: the port's one status for "not now, retry" (and a client that only
         # knows rqlite treats every other 5xx as a failure of the node).
         return _error(503, "timed out waiting for this node to apply the position",
-                      values={"min_position": want, "applied": local.applied_txid(db)},
+                      values={"min_position": f"{want.epoch}:{want.txid}",
+                              "applied": local.applied_txid(db)},
                       retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
     path = local.db_path(db)
     if not path.exists():
@@ -261,6 +281,7 @@ async def query(request: web.Request) -> web.Response:
 # ---- writes ------------------------------------------------------------------------------------
 
 
+@needs("execute")
 async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
     primary = request.app[DOOR].local.primary
@@ -272,6 +293,7 @@ async def execute(request: web.Request) -> web.Response:
     return _respond(request, outcome.results, started, outcome.position)
 
 
+@needs("execute", "query")
 async def unified(request: web.Request) -> web.Response:
     """``/db/request``: on the primary every statement runs in the writer (reads included, so
     they see every acknowledged write); a replica forwards."""
@@ -287,14 +309,23 @@ async def _forward(
     :func:`request_errors` turns into a 503 with their flags."""
     forwarder = request.app[FORWARD]
     body = [statement_json(s) for s in statements]
-    got = await forwarder.post(request.path, write=wait, json=body, params=request.query)
+    got = await forwarder.post(
+        request.path,
+        write=wait,
+        json=body,
+        params=request.query,
+        authorization=identity(request).forward,
+    )
     try:
         data = json.loads(got.body)
     except ValueError as exc:  # the primary got the request: a write may have been applied
         raise transport_failure(exc, write=wait, primary=got.primary) from None
     if wait and got.status == 200 and isinstance(data, dict) and "position" in data:
         # Answer once this node has the write too: the client reads its write here.
-        visible = await forwarder.settle(_db(request), int(data["position"]["txid"]))
+        pos = data["position"]
+        visible = await forwarder.settle(
+            _db(request), Position(int(pos["epoch"]), int(pos["txid"]))
+        )
         if not visible:
             data["warning"] = NOT_VISIBLE_WARNING
     return web.json_response(data, status=got.status, dumps=_dumps(request))
@@ -303,6 +334,7 @@ async def _forward(
 # ---- cluster ------------------------------------------------------------------------------------
 
 
+@needs("ready", probe=True)
 async def readyz(request: web.Request) -> web.Response:
     door = request.app[DOOR]
     upstream = door.local.upstream
@@ -313,6 +345,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="[+]node ok\n[-]leader not contacted\n")
 
 
+@needs("status")
 async def nodes(request: web.Request) -> web.Response:
     st = request.app[DOOR].status.status()
     out: dict[str, Any] = {}
@@ -334,6 +367,13 @@ async def nodes(request: web.Request) -> web.Response:
     return web.json_response({"nodes": out}, dumps=_dumps(request))
 
 
+_STATUS: dict[type[LiteclusterError], int] = {
+    PermissionDeniedError: 403, AuthError: 401, RequestError: 400,
+    ExcludedByNewerHistoryError: 409,  # known lost: neither a bad request nor a node that cannot serve
+}  # fmt: skip
+"""The HTTP status of an error class (the first that matches, in this order); others 503."""
+
+
 @web.middleware
 async def request_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -346,12 +386,15 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
         if exc.retryable or exc.indeterminate:
             # Where to retry, or where to read back whether the write took effect.
             context["primary"] = request.app[DOOR].local.known_primary() or "unknown"
-        status = 400 if isinstance(exc, RequestError) else 503
+        status = _STATUS.get(type(exc)) or next(
+            (code for cls, code in _STATUS.items() if isinstance(exc, cls)), 503
+        )
         return _error(status, exc.message, context, retryable=exc.retryable,
                       indeterminate=exc.indeterminate, committed=exc.committed,
                       hint=exc.hint)  # fmt: skip
 
 
+@needs("admin")
 async def switchover(request: web.Request) -> web.Response:
     """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
     ha = request.app[DOOR].switchover
@@ -365,6 +408,7 @@ async def switchover(request: web.Request) -> web.Response:
     return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
 
 
+@needs("admin")
 async def promote(request: web.Request) -> web.Response:
     """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
     cluster = request.app[DOOR].cluster
@@ -379,6 +423,7 @@ async def promote(request: web.Request) -> web.Response:
     )
 
 
+@needs("admin")
 async def follow(request: web.Request) -> web.Response:
     """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
     cluster = request.app[DOOR].cluster

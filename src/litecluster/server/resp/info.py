@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 from litecluster import __version__
 from litecluster.kv.catalog import CATALOG, CommandInfo
-from litecluster.kv.reply import Err, Map, Reply, SetReply, Simple, Verbatim
+from litecluster.kv.reply import OK, Err, Map, Reply, SetReply, Simple, Verbatim
+from litecluster.server.resp.pubsub import PubSub, normalize_flags
 
 
 class InfoSource(Protocol):
@@ -137,3 +138,30 @@ def _replication(node: InfoSource) -> str:
 
 
 CONFIG_DEFAULTS = {"save": "", "appendonly": "no", "databases": str(DATABASES), "maxmemory": "0"}
+
+
+def config(pubsub: PubSub, args: list[bytes]) -> Reply:
+    """CONFIG GET/SET/RESETSTAT/REWRITE: the few settings clients ask for, and keyspace
+    notifications (the one setting a client may change)."""
+    sub = args[1].lower() if len(args) > 1 else b""
+    values = {**CONFIG_DEFAULTS,
+              "notify-keyspace-events": pubsub.keyspace_events}  # fmt: skip
+    if sub == b"get" and len(args) >= 3:
+        from fnmatch import fnmatchcase
+
+        pats = [a.decode("utf-8", "replace").lower() for a in args[2:]]
+        return Map([(k.encode(), v.encode()) for k, v in values.items()
+                    if any(fnmatchcase(k, p) for p in pats)])  # fmt: skip
+    if sub == b"set" and len(args) == 4 and args[2].lower() == b"notify-keyspace-events":
+        flags = normalize_flags(args[3].decode("utf-8", "replace"))
+        if flags is None:
+            return Err("ERR CONFIG SET failed (possibly related to argument "
+                       "'notify-keyspace-events') - Invalid event class character. "
+                       "Use 'Ag$lshzxeKEtmd'.")  # fmt: skip
+        pubsub.keyspace_events = flags
+        return OK
+    if sub in (b"resetstat", b"rewrite"):
+        return OK
+    name = args[2].decode("utf-8", "replace") if len(args) > 2 else ""
+    return Err(f"ERR Unknown option or number of arguments for CONFIG {sub.decode().upper()}"
+               f" - '{name}'")  # fmt: skip

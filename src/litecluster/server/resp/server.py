@@ -15,23 +15,24 @@ client awaited) every 64 KiB, and a subscriber whose unread output passes
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
-from litecluster.errors import LiteclusterError
+from litecluster.errors import LiteclusterError, PermissionDeniedError
 from litecluster.kv.commands import COMMANDS, classify, lookup, wrong_arity
 from litecluster.kv.errors import RespProtocolError
 from litecluster.kv.registry import Kind
-from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Map, Push, Reply, Simple
+from litecluster.kv.reply import NULL_ARRAY, OK, PONG, QUEUED, Err, Push, Reply, Simple
 from litecluster.kv.resp import RequestParser, encode_into
 from litecluster.replication.config import Address
+from litecluster.server.credentials import ANYONE, Credentials, Identity
 from litecluster.server.kvstore import READ_LEVELS, Key, Request
+from litecluster.server.resp import acl
 from litecluster.server.resp import info as respinfo
-from litecluster.server.resp.pubsub import PubSub, normalize_flags
+from litecluster.server.resp.pubsub import PubSub
 
 log = logging.getLogger("litecluster.resp")
 
@@ -55,6 +56,9 @@ class Client:
         self.db = 0
         self.proto = 2
         self.authed = authed
+        self.who: Identity = ANYONE
+        """Who authenticated on this connection (what it may run; whose credentials a
+        forwarded command carries)."""
         self.multi: list[tuple[int, list[bytes]]] | None = None
         self.multi_failed = False
         self.watch: list[Key] = []
@@ -85,7 +89,8 @@ class Client:
 class Store(Protocol):
     """The key/value store behind the RESP door (``kvstore.KvStore`` fits)."""
 
-    async def read(self, commands: list[tuple[int, list[bytes]]], level: str) -> list[Reply]:
+    async def read(self, commands: list[tuple[int, list[bytes]]], level: str,
+                   caller: str | None = None) -> list[Reply]:  # fmt: skip
         """Run read-only commands in one read transaction at ``level`` (on the primary under
         its lease; elsewhere locally, or forwarded to the primary for ``strong`` and
         ``linearizable``). Failures raise errors of the package."""
@@ -110,7 +115,10 @@ class RespSettings:
     tls: ssl.SSLContext | None
     """The server context (None: plain TCP)."""
     passwords: dict[str, str]
-    """Redis users and their passwords (empty: no AUTH needed)."""
+    """``resp_users_file``'s users and their plain passwords (they may run everything)."""
+    credentials: Credentials | None = None
+    """The cluster tokens (user ``default``) and the users file's users (None, and no
+    ``passwords``: no AUTH needed)."""
     readonly_replica: bool = False
     """Answer writes on a non-primary ``-READONLY`` instead of forwarding them."""
     output_limit: int = 32 * 1024 * 1024
@@ -133,6 +141,8 @@ class RespServer:
         self._server: asyncio.Server | None = None
         self.readonly_replica = settings.readonly_replica
         self.passwords = settings.passwords
+        self.credentials = settings.credentials
+        self.auth_required = bool(self.passwords) or self.credentials is not None
 
     async def start(self) -> str:
         """Listen; returns the bound address as HOST:PORT."""
@@ -157,7 +167,7 @@ class RespServer:
     # ---- connections --------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = Client(writer, authed=not self.passwords, output_limit=self.settings.output_limit,
+        client = Client(writer, authed=not self.auth_required, output_limit=self.settings.output_limit,
                         read_level=self.settings.read_level)  # fmt: skip
         self.clients[client.id] = client
         parser = RequestParser(authenticated=client.authed)
@@ -220,7 +230,7 @@ class RespServer:
                        and self._plain_kind(client, batch[j]) == kind):  # fmt: skip
                     j += 1
                 commands = [(client.db, args) for args in batch[i:j]]
-                for reply in await self._plain(kind, commands, client.read_level):
+                for reply in await self._plain(kind, commands, client.read_level, client.who):
                     encode_into(out, reply, client.proto)
                 i = j
             if len(out) > FLUSH_BYTES:
@@ -239,14 +249,16 @@ class RespServer:
             return None
         if kind is Kind.WRITE and self.readonly_replica and self._replica():
             return None
+        if acl.noperm(client.who, kind, "") is not None:
+            return None
         return kind
 
     async def _plain(self, kind: Kind, commands: list[tuple[int, list[bytes]]],
-                     level: str = "none") -> list[Reply]:  # fmt: skip
+                     level: str, who: Identity) -> list[Reply]:  # fmt: skip
         try:
             if kind is Kind.READ:
-                return await self.store.read(commands, level)
-            got = await self.store.write(Request(commands))
+                return await self.store.read(commands, level, who.forward)
+            got = await self.store.write(Request(commands, caller=who.forward))
             assert got is not None
             return got
         except LiteclusterError as exc:
@@ -283,11 +295,14 @@ class RespServer:
             return reply
         assert not isinstance(found, Err)
         kind = found.kind
+        if (denied := acl.noperm(client.who, kind, found.name)) is not None:
+            return denied
         if kind is Kind.WRITE:
             if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
-            return (await self._plain(Kind.WRITE, [(client.db, args)]))[0]
-        return (await self._plain(Kind.READ, [(client.db, args)], client.read_level))[0]
+            return (await self._plain(Kind.WRITE, [(client.db, args)], "none", client.who))[0]
+        return (await self._plain(Kind.READ, [(client.db, args)], client.read_level,
+                                  client.who))[0]  # fmt: skip
 
     def _queue(self, client: Client, args: list[bytes]) -> Reply:
         assert client.multi is not None
@@ -298,6 +313,10 @@ class RespServer:
         if found.info.group == "pubsub" or found.name == "select":
             client.multi_failed = True
             return Err(f"ERR Command not allowed inside a transaction: '{found.name}'")
+        denied = acl.noperm(client.who, found.kind, found.name)
+        if denied is not None:  # as redis-server: refused when queued, the transaction fails
+            client.multi_failed = True
+            return denied
         client.multi.append((client.db, args))
         return QUEUED
 
@@ -320,18 +339,20 @@ class RespServer:
     async def _cmd_auth(self, client: Client, args: list[bytes]) -> Reply:
         if len(args) not in (2, 3):
             return wrong_arity("auth")
-        if not self.passwords:
+        if not self.auth_required:
             return Err("ERR AUTH <password> called without any password configured for the "
                        "default user. Are you sure your configuration is correct?")  # fmt: skip
         user = args[1] if len(args) == 3 else b"default"
-        return OK if self._check(client, user, args[-1]) else Err(
+        return OK if await self._check(client, user, args[-1]) else Err(
             "WRONGPASS invalid username-password pair or user is disabled.")  # fmt: skip
 
-    def _check(self, client: Client, user: bytes, password: bytes) -> bool:
-        want = self.passwords.get(user.decode("utf-8", "replace"))
-        ok = want is not None and hmac.compare_digest(want.encode(), password)
-        client.authed = client.authed or ok
-        return ok
+    async def _check(self, client: Client, user: bytes, password: bytes) -> bool:
+        """AUTH: a success makes the connection that user's (see :func:`acl.check`)."""
+        who = await acl.check(self.passwords, self.credentials, user, password)
+        if who is None:
+            return False
+        client.authed, client.who = True, who
+        return True
 
     async def _cmd_hello(self, client: Client, args: list[bytes]) -> Reply:
         proto = client.proto
@@ -346,7 +367,8 @@ class RespServer:
         while i < len(args):
             opt = args[i].lower()
             if opt == b"auth" and i + 2 < len(args):
-                if not self.passwords or not self._check(client, args[i + 1], args[i + 2]):
+                if not self.auth_required or not await self._check(client, args[i + 1],
+                                                                   args[i + 2]):  # fmt: skip
                     return Err("WRONGPASS invalid username-password pair or user is disabled.")
                 i += 3
             elif opt == b"setname" and i + 1 < len(args):
@@ -380,7 +402,7 @@ class RespServer:
         client.db, client.proto, client.name = 0, 2, b""
         client.read_level = self.settings.read_level
         client.multi, client.watch = None, []
-        client.authed = not self.passwords
+        client.authed, client.who = not self.auth_required, ANYONE
         return Simple("RESET")
 
     async def _cmd_client(self, client: Client, args: list[bytes]) -> Reply:
@@ -433,28 +455,7 @@ class RespServer:
         return respinfo.command(args)
 
     async def _cmd_config(self, client: Client, args: list[bytes]) -> Reply:
-        sub = args[1].lower() if len(args) > 1 else b""
-        values = {**respinfo.CONFIG_DEFAULTS,
-                  "notify-keyspace-events": self.pubsub.keyspace_events}  # fmt: skip
-        if sub == b"get" and len(args) >= 3:
-            from fnmatch import fnmatchcase
-
-            pats = [a.decode("utf-8", "replace").lower() for a in args[2:]]
-            return Map([(k.encode(), v.encode()) for k, v in values.items()
-                        if any(fnmatchcase(k, p) for p in pats)])  # fmt: skip
-        if sub == b"set" and len(args) == 4 and args[2].lower() == b"notify-keyspace-events":
-            flags = normalize_flags(args[3].decode("utf-8", "replace"))
-            if flags is None:
-                return Err("ERR CONFIG SET failed (possibly related to argument "
-                           "'notify-keyspace-events') - Invalid event class character. "
-                           "Use 'Ag$lshzxeKEtmd'.")  # fmt: skip
-            self.pubsub.keyspace_events = flags
-            return OK
-        if sub in (b"resetstat", b"rewrite"):
-            return OK
-        name = args[2].decode("utf-8", "replace") if len(args) > 2 else ""
-        return Err(f"ERR Unknown option or number of arguments for CONFIG {sub.decode().upper()}"
-                   f" - '{name}'")  # fmt: skip
+        return respinfo.config(self.pubsub, args)
 
     # ---- transactions -------------------------------------------------------------------------
 
@@ -492,12 +493,14 @@ class RespServer:
         if not queued:
             return []
         all_reads = all(classify(a) is Kind.READ for _, a in queued)
+        caller = client.who.forward
         try:
             if all_reads and not watch:
-                return list(await self.store.read(queued, client.read_level))
+                return list(await self.store.read(queued, client.read_level, caller))
             if self.readonly_replica and self._replica():
                 return Err("READONLY You can't write against a read only replica.")
-            got = await self.store.write(Request(queued, watch, client.watch_since))
+            got = await self.store.write(Request(queued, watch, client.watch_since,
+                                                 caller=caller))  # fmt: skip
         except LiteclusterError as exc:
             return _failure(exc)
         return NULL_ARRAY if got is None else list(got)
@@ -505,16 +508,21 @@ class RespServer:
     # ---- pub/sub ------------------------------------------------------------------------------
 
     async def _cmd_publish(self, client: Client, args: list[bytes]) -> Reply:
+        if (denied := acl.noperm(client.who, Kind.WRITE, "publish")) is not None:
+            return denied
         if self.readonly_replica and self._replica():
             return Err("READONLY You can't write against a read only replica.")
         try:
-            await self.store.write(Request([], publish=[(args[1], args[2])]))
+            await self.store.write(Request([], publish=[(args[1], args[2])],
+                                           caller=client.who.forward))  # fmt: skip
         except LiteclusterError as exc:
             return _failure(exc)
         return self.pubsub.receivers(args[1])
 
     async def _subscribe(self, client: Client, args: list[bytes], pattern: bool) -> Reply | _Pushes:
         kind = b"psubscribe" if pattern else b"subscribe"
+        if (denied := acl.noperm(client.who, Kind.READ, kind.decode())) is not None:
+            return denied
         mine = client.patterns if pattern else client.channels
         confirmations: list[list[Reply]] = []
         for channel in args[1:]:
@@ -573,6 +581,8 @@ def _failure(exc: LiteclusterError) -> Err:
     (a client that retried it on TRYAGAIN could apply it twice), ``COMMITTED`` when it was applied
     but is not visible here yet, else ``ERR``."""
     text = exc.message.replace("\r", " ").replace("\n", " ")
+    if isinstance(exc, PermissionDeniedError):  # the primary refused a forwarded command
+        return Err(f"NOPERM {text}")
     if exc.indeterminate:
         return Err(f"INDETERMINATE the outcome is unknown, the write may or may not have been "
                    f"applied: {text}")  # fmt: skip
