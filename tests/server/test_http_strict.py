@@ -5,11 +5,13 @@ is the port's JSON error (or a statement's error), never a 5xx but 503, never a 
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ import pytest
 
 from litecluster.cli.localcluster import LocalNode
 from support import wait_for
-from support.nodes import Nodes
+from support.nodes import AUTH_ON, Nodes
 from support.rawhttp import Answer, build, exchange
 
 LIMIT = 64 * 1024
@@ -192,3 +194,25 @@ def test_malformed_http_is_refused_by_the_server_and_logged_in_one_line(
     assert "Expect" in _error(got, 417)["detail"]
     wait_for(lambda: primary.log_text.count("http.bad_request") >= 3, 10, "bad_request lines")
     assert "Traceback" not in primary.log_text
+
+
+def test_credentials_that_are_not_utf8_are_wrong_credentials_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    n = Nodes(tmp_path)
+    node = n.node("a1", env=AUTH_ON)
+    try:
+        token = n.token_file.read_text().strip().encode()
+        for value in (b"Bearer \xff", b"Bearer " + token + b"\xc3", b"Basic \xff\xfe",
+                      b"Basic " + base64.b64encode(b"\xff\xfe:\xc3"), b"Bearer \xed\xa0\x80"):  # fmt: skip
+            got = _raw(node, b"POST", b"/db/execute", [(b"Authorization", value),
+                                                       (b"Content-Length", b"2")], b"[]")  # fmt: skip
+            assert got is not None
+            _error(got, 401)
+        # The token itself still passes.
+        got = _raw(node, b"GET", b"/status", [(b"Authorization", b"Bearer " + token)])
+        assert got is not None
+        assert got.status == 200
+        assert "Traceback" not in node.log_text
+    finally:
+        n.close()
