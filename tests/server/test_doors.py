@@ -243,7 +243,7 @@ def test_status_metrics_and_kv_exec_come_from_their_ports(tmp_path: Path) -> Non
         status = await (await client.get("/status")).json()
         assert status["node"]["role"] == "replica"
         nodes = await (await client.get("/nodes")).json()
-        assert nodes["nodes"]["n-primary"]["leader"] is True
+        assert nodes["n-primary"]["leader"] is True
         text = await (await client.get("/metrics")).text()
         assert "litecluster_role_primary 0.0" in text
         assert "litecluster_epoch 3.0" in text
@@ -498,3 +498,53 @@ def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: 
         assert answers["position excluded"].status == 409
 
     _serve(_app(node), body)
+
+
+def test_nodes_in_both_rqlite_shapes_leader_and_redirect(tmp_path: Path) -> None:
+    node = FakeNode(tmp_path)
+    _database(node)
+
+    async def replica(client: TestClient[Any, Any]) -> None:
+        v1 = await (await client.get("/nodes")).json()
+        assert set(v1) == {"n-fake", "n-primary"}
+        assert v1["n-primary"] == {"api_addr": "http://127.0.0.1:4002", "addr": "127.0.0.1:4001",
+                                   "voter": True, "reachable": True, "leader": True, "time": 0.0}  # fmt: skip
+        v2 = await (await client.get("/nodes", params={"ver": "2"})).json()
+        assert sorted(n["id"] for n in v2["nodes"]) == ["n-fake", "n-primary"]
+        assert (await client.get("/nodes", params={"ver": "3"})).status == 400
+        lead = await (await client.get("/leader")).json()
+        assert lead["leader"]["id"] == "n-primary"
+        for method, path, params in (("POST", "/db/execute", {"redirect": ""}),
+                                     ("GET", "/db/query", {"q": "SELECT 1", "redirect": "true"})):  # fmt: skip
+            got = await client.request(method, path, params=params, allow_redirects=False,
+                                       json=["INSERT INTO t VALUES (1)"])  # fmt: skip
+            assert got.status == 301
+            assert got.headers["Location"].startswith(f"http://127.0.0.1:4002{path}?")
+        local = await client.get("/db/query", allow_redirects=False,
+                                 params={"q": "SELECT v FROM t", "redirect": "1", "level": "none"})  # fmt: skip
+        assert local.status == 200, "a local read is not redirected"
+        node.upstream = None
+        assert (await client.get("/leader")).status == 503
+
+    _serve(_app(node), replica)
+
+    primary = FakeNode(tmp_path / "p", node_id="n-p")
+    primary.primary = FakePrimary(Position(3, 1))
+    primary.upstream = None
+    primary.replicas = [
+        {"node_id": "r1", "http": "10.0.0.2:4002", "peer": "10.0.0.2:5000", "state": "streaming",
+         "counts_for_sync": True},
+        {"node_id": "app-7", "http": "", "peer": "10.0.0.9:6000", "state": "disconnected",
+         "counts_for_sync": False},
+    ]  # fmt: skip
+
+    async def on_primary(client: TestClient[Any, Any]) -> None:
+        voters = await (await client.get("/nodes")).json()
+        assert set(voters) == {"n-p", "r1"}
+        assert voters["n-p"]["leader"] is True
+        every = await (await client.get("/nodes", params={"nonvoters": "true"})).json()
+        assert every["app-7"] == {"api_addr": "", "addr": "10.0.0.9:6000", "voter": False,
+                                  "reachable": False, "leader": False, "time": 0.0}  # fmt: skip
+        assert (await (await client.get("/leader")).json())["leader"]["id"] == "n-p"
+
+    _serve(_app(primary), on_primary)

@@ -95,6 +95,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/db/request"): Call({"json": ["SELECT count(*) FROM t"]}, 200, 200),
     ("GET", "/readyz"): Call({}, 200, 200),
     ("GET", "/nodes"): Call({}, 200, 200),
+    ("GET", "/leader"): Call({}, 200, 200),
     ("GET", "/db/backup"): Call({}, 200, 200),
     ("POST", "/switchover"): Call({"params": {"to": "r"}}, 400, 400),
     ("POST", "/promote"): Call({}, 503, 503),

@@ -93,7 +93,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
 
 # ---- what a request is made of -------------------------------------------------------------------
 
-ROUTES = ["/db/execute", "/db/query", "/db/request", "/db/backup", "/readyz", "/nodes",
+ROUTES = ["/db/execute", "/db/query", "/db/request", "/db/backup", "/readyz", "/nodes", "/leader",
           "/status", "/health", "/metrics", "/kv/exec", "/switchover", "/promote",
           "/follow"]  # fmt: skip
 CHANGES_ROLE = ("/promote", "/follow")
@@ -116,7 +116,8 @@ GOOD_PARAMS = [("level", "none"), ("level", "weak"), ("level", "strong"),
                ("freshness", "1s"), ("freshness", "500ms"), ("db", "main"), ("db", "other"),
                ("queue", ""), ("wait", ""), ("min_position", "1:1"), ("timeout", "5s"),
                ("level", "auto"), ("freshness_strict", ""), ("blob_array", ""), ("fmt", "sql"),
-               ("compress", ""), ("db", "kv")]  # fmt: skip
+               ("compress", ""), ("db", "kv"), ("redirect", ""), ("ver", "2"),
+               ("nonvoters", "")]  # fmt: skip
 
 SQL = [
     "SELECT 1", "SELECT * FROM t", "INSERT INTO t(v) VALUES(?)", "SELECT ?, ?", "SELECT :a",
@@ -302,7 +303,16 @@ def _encode_query(pairs: list[tuple[str, str]], raw: bool) -> str:
                     for k, v in pairs)  # fmt: skip
 
 
-GET_ROUTES = ("/db/query", "/db/backup", "/readyz", "/nodes", "/status", "/health", "/metrics")
+GET_ROUTES = (
+    "/db/query",
+    "/db/backup",
+    "/leader",
+    "/readyz",
+    "/nodes",
+    "/status",
+    "/health",
+    "/metrics",
+)
 
 
 @st.composite

@@ -82,6 +82,8 @@ class FakeNode:
         self.config = NodeConfig(data_dir=data_dir)
         self.promoted: list[bool] = []
         self.followed: list[Address] = []
+        self.replicas: list[dict[str, Any]] = []
+        """What a primary's status lists of its replicas."""
 
     # Local
     def known_primary(self) -> str | None:
@@ -140,6 +142,8 @@ class FakeNode:
             out["upstream"] = {"primary": self.upstream.address, "primary_id": "n-primary",
                                "primary_http": self.upstream.http,
                                "state": self.upstream.state}  # fmt: skip
+        if self.primary is not None:
+            out["replicas"] = self.replicas
         return out
 
     # ClusterOps

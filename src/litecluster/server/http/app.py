@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from litecluster.errors import KvRequestError
 from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import auth, backup, body, cors, protocol, strictjson
+from litecluster.server.http import auth, backup, body, cluster, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.http.sql import error_response
@@ -123,6 +123,7 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     sqlapi.add_routes(app, sql, forward)
+    cluster.add_routes(app)
     backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     app.on_response_prepare.append(json_refusals)

@@ -29,10 +29,11 @@ from litecluster.errors import (
     AuthError,
     ExcludedByNewerHistoryError,
     LiteclusterError,
+    NotPrimaryError,
     PermissionDeniedError,
     RequestError,
 )
-from litecluster.replication.config import DB_NAME, Address
+from litecluster.replication.config import DB_NAME
 from litecluster.replication.history import Reach
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
@@ -108,20 +109,21 @@ error_response = _error
 """The HTTP port's error body, for the other routes of the app (see :func:`_error`)."""
 
 
-def _flag(request: web.Request, name: str) -> bool:
+def flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter as rqlite reads them: present and not false/0/no."""
     value = request.query.get(name)
     return value is not None and value.lower() not in ("false", "0", "no")
 
 
-def _dumps(request: web.Request) -> Any:
-    indent = 4 if _flag(request, "pretty") else None
+def pretty_dumps(request: web.Request) -> Any:
+    indent = 4 if flag(request, "pretty") else None
     return lambda obj: strictjson.dumps(obj, indent=indent)
 
 
 def _respond(request: web.Request, results: list[Result], started: float,
              position: Position | None) -> web.Response:  # fmt: skip
-    timings, assoc = _flag(request, "timings"), _flag(request, "associative")
-    blob_array = _flag(request, "blob_array")
+    timings, assoc = flag(request, "timings"), flag(request, "associative")
+    blob_array = flag(request, "blob_array")
     body: dict[str, Any] = {
         "results": [
             r.as_json(associative=assoc, timings=timings, blob_array=blob_array) for r in results
@@ -134,7 +136,7 @@ def _respond(request: web.Request, results: list[Result], started: float,
         body["position"] = {"epoch": position.epoch, "txid": position.txid, "node": node_id}
     if timings:
         body["time"] = time.perf_counter() - started
-    return web.json_response(body, dumps=_dumps(request))
+    return web.json_response(body, dumps=pretty_dumps(request))
 
 
 def _db(request: web.Request) -> str:
@@ -235,10 +237,11 @@ async def query(request: web.Request) -> web.Response:
         level = "none" if local.primary is None else "weak"
     fresh = freshness_limit(request.query)  # checked on every node: a typo is a 400
     if local.primary is None and level != "none":
+        _redirect(request)
         return await _forward(request, statements, wait=False)
     statements = await _expanded(request, statements)
     if local.primary is None and fresh is not None:
-        check_freshness(local.upstream, fresh, strict=_flag(request, "freshness_strict"), db=db,
+        check_freshness(local.upstream, fresh, strict=flag(request, "freshness_strict"), db=db,
                         applied=local.applied_txid(db), raw=request.query["freshness"])  # fmt: skip
     want = _min_position(request)
     reach = Reach.REACHED if want is None else await local.wait_applied(db, want)
@@ -287,9 +290,10 @@ async def execute(request: web.Request) -> web.Response:
     primary = request.app[DOOR].local.primary
     db, statements = _db(request), await _statements(request)
     if primary is None:
+        _redirect(request)
         return await _forward(request, statements, wait=True)
     statements = await _expanded(request, statements)
-    outcome = await primary.write(db, statements, transaction=_flag(request, "transaction"))
+    outcome = await primary.write(db, statements, transaction=flag(request, "transaction"))
     return _respond(request, outcome.results, started, outcome.position)
 
 
@@ -298,6 +302,19 @@ async def unified(request: web.Request) -> web.Response:
     """``/db/request``: on the primary every statement runs in the writer (reads included, so
     they see every acknowledged write); a replica forwards."""
     return await execute(request)
+
+
+def _redirect(request: web.Request) -> None:
+    """rqlite's ``?redirect``: a replica answers 301 to the primary's HTTP address instead of
+    forwarding (the client then talks to the primary itself)."""
+    if not flag(request, "redirect"):
+        return
+    upstream = request.app[DOOR].local.upstream
+    if upstream is None or not upstream.http:
+        raise NotPrimaryError("this node knows no primary to redirect to",
+                              hint="retry in a moment, or ask another node")  # fmt: skip
+    scheme = "https" if request.secure else "http"
+    raise web.HTTPMovedPermanently(f"{scheme}://{upstream.http}{request.path_qs}")
 
 
 async def _forward(
@@ -328,43 +345,7 @@ async def _forward(
         )
         if not visible:
             data["warning"] = NOT_VISIBLE_WARNING
-    return web.json_response(data, status=got.status, dumps=_dumps(request))
-
-
-# ---- cluster ------------------------------------------------------------------------------------
-
-
-@needs("ready", probe=True)
-async def readyz(request: web.Request) -> web.Response:
-    door = request.app[DOOR]
-    upstream = door.local.upstream
-    if door.status.ready and (
-        door.local.primary is not None or (upstream is not None and upstream.state == "streaming")
-    ):
-        return web.Response(text="[+]node ok\n[+]leader ok\n[+]store ok\n")
-    return web.Response(status=503, text="[+]node ok\n[-]leader not contacted\n")
-
-
-@needs("status")
-async def nodes(request: web.Request) -> web.Response:
-    st = request.app[DOOR].status.status()
-    out: dict[str, Any] = {}
-    if "replicas" in st:
-        out[st["node"]["id"]] = {"api_addr": st["node"]["http"], "addr": st["node"]["listen"],
-                                 "reachable": True, "leader": True, "voter": True}  # fmt: skip
-        for rep in st["replicas"]:
-            out[rep["node_id"]] = {"api_addr": rep["http"], "addr": rep["peer"],
-                                   "reachable": rep["state"] != "disconnected", "leader": False,
-                                   "voter": False}  # fmt: skip
-    else:
-        up = st["upstream"]
-        out[st["node"]["id"]] = {"api_addr": st["node"]["http"], "addr": st["node"]["listen"],
-                                 "reachable": True, "leader": False, "voter": False}  # fmt: skip
-        if up["primary_id"]:
-            out[up["primary_id"]] = {"api_addr": up["primary_http"], "addr": up["primary"],
-                                     "reachable": up["state"] == "streaming", "leader": True,
-                                     "voter": True}  # fmt: skip
-    return web.json_response({"nodes": out}, dumps=_dumps(request))
+    return web.json_response(data, status=got.status, dumps=pretty_dumps(request))
 
 
 _STATUS: dict[type[LiteclusterError], int] = {
@@ -394,47 +375,6 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
                       hint=exc.hint)  # fmt: skip
 
 
-@needs("admin")
-async def switchover(request: web.Request) -> web.Response:
-    """``POST /switchover?to=NODE`` on the primary (what ``litecluster switchover`` calls)."""
-    ha = request.app[DOOR].switchover
-    target = request.query.get("to", "")
-    if ha is None:
-        raise RequestError("switchover needs a cluster with --etcd")
-    if not target:
-        raise RequestError("missing to=NODE")
-    started = time.perf_counter()
-    await ha.switchover(target)
-    return web.json_response({"switched_to": target, "seconds": time.perf_counter() - started})
-
-
-@needs("admin")
-async def promote(request: web.Request) -> web.Response:
-    """``POST /promote[?force]`` on a replica of a static cluster (``litecluster promote``)."""
-    cluster = request.app[DOOR].cluster
-    epoch = await cluster.manual_promote(force=_flag(request, "force"))
-    return web.json_response(
-        {
-            "node_id": cluster.node_id,
-            "epoch": epoch,
-            "listen": str(cluster.listen),
-            "positions": cluster.positions(),
-        }
-    )
-
-
-@needs("admin")
-async def follow(request: web.Request) -> web.Response:
-    """``POST /follow?primary=HOST:PORT`` on a replica of a static cluster."""
-    cluster = request.app[DOOR].cluster
-    try:
-        primary = Address.parse(request.query.get("primary", ""))
-    except ValueError as exc:
-        raise RequestError("primary must be HOST:PORT", detail=str(exc)) from None
-    await cluster.manual_follow(primary)
-    return web.json_response({"node_id": cluster.node_id, "following": str(primary)})
-
-
 def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
     """The SQL API's routes on ``app``, serving from ``door``; a replica sends writes (and
     weak or stronger reads) to its primary through ``forward``."""
@@ -444,8 +384,3 @@ def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)
     app.router.add_post("/db/request", unified)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/nodes", nodes)
-    app.router.add_post("/switchover", switchover)
-    app.router.add_post("/promote", promote)
-    app.router.add_post("/follow", follow)
