@@ -29,16 +29,18 @@ LIMIT = 64 * 1024
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNode, LocalNode]]:
     n = Nodes(tmp_path_factory.mktemp("strict"))
     env = {"LITECLUSTER_MAX_REQUEST_BYTES": str(LIMIT), "LITECLUSTER_READ_WAIT_TIMEOUT": "0.5"}
-    primary = n.node("p1", env=env)
-    replica = n.node("r1", primary, env=env)
-    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-             "the replica to stream from its primary")  # fmt: skip
-    httpx.post(f"http://{primary.http}/db/execute",
-               json=["CREATE TABLE t(id INTEGER PRIMARY KEY, v)"]).raise_for_status()  # fmt: skip
-    yield primary, replica
-    for node in (primary, replica):
+    try:  # nodes that failed to get ready are killed too
+        primary = n.node("p1", env=env)
+        replica = n.node("r1", primary, env=env)
+        wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
+                 "the replica to stream from its primary")  # fmt: skip
+        httpx.post(f"http://{primary.http}/db/execute",
+                   json=["CREATE TABLE t(id INTEGER PRIMARY KEY, v)"]).raise_for_status()  # fmt: skip
+        yield primary, replica
+    finally:
+        n.close()
+    for node in n.all:
         assert "Traceback" not in node.log_text
-    n.close()
 
 
 def _error(r: httpx.Response | Answer, status: int) -> dict[str, Any]:
