@@ -242,6 +242,9 @@ class WriteError(NodeError):
     """The group transaction could not be committed (disk full, I/O error): nothing of it was
     applied; the request may be retried."""
 
+    default_hint = (
+        "nothing was applied: retry; if it keeps failing, check the primary's disk and log"
+    )
     retryable = True
 
 

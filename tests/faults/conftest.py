@@ -58,6 +58,16 @@ def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
 
 
 @pytest.fixture
+def sync_ha_resp(tmp_path: Path) -> Iterator[list[LocalNode]]:
+    """``sync_ha`` with a RESP port on each node (its address in the node's ``node.addr``)."""
+    for _, members, _ in _cluster(
+        tmp_path, ["--sync-replicas", "1", "--resp", "127.0.0.1:0"],
+        {"LITECLUSTER_SYNC_TIMEOUT": "3"},
+    ):  # fmt: skip
+        yield members
+
+
+@pytest.fixture
 def secure_sync_ha(tmp_path: Path) -> Iterator[tuple[list[LocalNode], SecureEtcd]]:
     """Three nodes in synchronous mode whose etcd serves https only, requires a client
     certificate and runs with authentication on (short-lived tokens)."""

@@ -37,3 +37,21 @@ def test_the_docs_cite_no_file_outside_the_repository() -> None:
         if "../shared" in p.read_text() or "DESIGN.md" in p.read_text()
     ]
     assert outside == []
+
+
+def test_the_guarantees_table_names_tests_that_exist() -> None:
+    """docs/node.md says which test proves each guarantee: each named file and function must
+    exist (a renamed or deleted test must not leave a guarantee looking proven)."""
+    doc = (ROOT / "docs" / "node.md").read_text()
+    start = doc.index("## Guarantees, by mode and read level")
+    section = doc[start : doc.index("\n## ", start + 1)]
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", section)
+    assert len(cited) > 20, cited
+    missing = []
+    for path, name in cited:
+        file = ROOT / path
+        if not file.is_file():
+            missing.append(path)
+        elif name and not re.search(rf"^(async )?def {name}\(", file.read_text(), re.M):
+            missing.append(f"{path}::{name}")
+    assert missing == [], f"docs/node.md cites tests that do not exist: {missing}"

@@ -70,6 +70,8 @@ class FakeNode:
         self.primary: FakePrimary | None = None
         self.lease = True
         """Whether the fake primary's leadership holds (a lapsed lease refuses strong reads)."""
+        self.replicated = True
+        """Whether its synchronous replicas hold its commits (False refuses strong reads)."""
         self.upstream: FakeUpstream | None = FakeUpstream()
         self.applied: dict[str, int] = {}
         self.excluded_epochs: set[int] = set()
@@ -122,6 +124,9 @@ class FakeNode:
 
     async def confirm_leadership(self) -> bool:
         return self.lease_valid()
+
+    async def confirm_replicated(self, db: str) -> bool:
+        return self.primary is not None and self.replicated
 
     def http_client(self) -> aiohttp.ClientSession:
         raise AssertionError("no forwarding expected")

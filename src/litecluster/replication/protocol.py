@@ -131,10 +131,15 @@ class Heartbeat(msgspec.Struct, frozen=True):
     epoch: int
     heads: dict[str, int]
     """The primary's newest durable txid per database."""
+    round: int = 0
+    """Nonzero: a round of a static primary's linearizable read; the replica answers at once
+    with an :class:`Ack` that carries it. Optional: older peers ignore it and send 0."""
 
 
 class Ack(msgspec.Struct, frozen=True):
     positions: dict[str, Pos]
+    round: int = 0
+    """The newest :attr:`Heartbeat.round` this replica received on this connection."""
 
 
 class NeedSnapshot(msgspec.Struct, frozen=True):

@@ -220,17 +220,22 @@ class KvStore:
         - on the primary, on its file, answered only under its lease (checked after the read
           ran; ``linearizable`` also confirmed with the coordinator), whatever the level: a
           primary paused past its lease must not answer from its stale copy, and the check
-          is a clock comparison;
+          is a clock comparison; ``strong`` and ``linearizable`` also wait, in synchronous
+          mode, until the sync replicas hold what the read saw (server/strongread.py);
         - elsewhere, ``none`` on this node's file, ``strong`` and ``linearizable`` forwarded to
           the primary.
 
-        A refusal raises :class:`~litecluster.errors.NotPrimaryError` (retryable)."""
+        A refusal raises a retryable :class:`~litecluster.errors.UnavailableError`."""
         if self.local.primary is not None:
 
             async def local() -> list[Reply]:
                 return self.read_here(commands)
 
-            return await under_lease(self.local, level if level != "none" else "strong", local)
+            # A none read is checked against the lease too (a paused primary must not answer
+            # from its stale copy), but not held until the sync replicas have what it read.
+            strong = level if level != "none" else "strong"
+            return await under_lease(self.local, strong, self.db_name, local,
+                                     replicated=level != "none")  # fmt: skip
         if level == "none":
             return self.read_here(commands)
         return await self._forward_read(commands, level, caller)

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from litecluster import __version__
 from litecluster.engine.position import Position
-from litecluster.engine.sqlite import Connection
+from litecluster.engine.sqlite import Connection, DatabaseError
 from litecluster.errors import LiteclusterError, NodeError, UnavailableError
 from litecluster.ha.etcd_leadership import EtcdLeadership
 from litecluster.ha.leadership import Leadership
@@ -41,6 +41,7 @@ from litecluster.replication.config import Address
 from litecluster.replication.history import Reach
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.primary.sqlexec import ResultLimits
+from litecluster.replication.primary.upkeep import upkeep
 from litecluster.replication.protocol import Refuse, encode_message
 from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower, Upstream
@@ -262,7 +263,9 @@ class Node:
         # On the loop, not in a thread: discovering a database starts streams for connected
         # replicas (tasks), and no replica may be admitted before the databases are open.
         self.primary.open_databases(asyncio.get_running_loop())
-        self._role_task = asyncio.create_task(self._primary_upkeep(), name="upkeep")
+        self._role_task = asyncio.create_task(
+            upkeep(self.primary, self.config.scan_interval, self.stats), name="upkeep"
+        )
         self._watch(self._role_task, cancel_ok=True)
         self.kv.attach(asyncio.get_running_loop(), primary=self.primary)
         self.waiters.notify_all()  # a position waited for may be reached, or excluded, now
@@ -400,6 +403,11 @@ class Node:
     async def confirm_leadership(self) -> bool:
         if not self.lease_valid():
             return False
+        if isinstance(self.leadership, StaticLeadership):
+            # No coordinator: the synchronous replicas vouch that they still follow this
+            # node at its epoch (asynchronous mode: nothing to ask; see docs/node.md).
+            primary = self.primary
+            return primary is not None and await primary.reads.round() and self.lease_valid()
         try:
             leader = await self.leadership.observe()
         except LiteclusterError:
@@ -410,6 +418,18 @@ class Node:
             return False
         # The answer may have taken long enough for the lease to run out meanwhile.
         return self.lease_valid()
+
+    async def confirm_replicated(self, db: str) -> bool:
+        primary = self.primary
+        if primary is None:
+            return False
+        try:
+            return await primary.reads.replicated(db)
+        except (LiteclusterError, DatabaseError, OSError) as exc:
+            # The term ended under the read (its capture closed), or capture failed: the read
+            # is refused (retryable), and capture's own error is reported where it polls.
+            log.warning("node.strong_read_unconfirmed db=%s error=%r", db, str(exc))
+            return False
 
     async def end_role(self) -> None:
         """Stop being primary or replica: the node is between roles afterwards."""
@@ -469,21 +489,6 @@ class Node:
         with contextlib.suppress(Exception):
             await writer.drain()
         writer.close()
-
-    async def _primary_upkeep(self) -> None:
-        assert self.primary is not None
-        next_retention = time.monotonic() + self.config.retention_interval
-        while True:
-            await asyncio.sleep(self.config.scan_interval)
-            try:
-                self.primary.discover()
-                self.primary.check_captures()
-                if time.monotonic() >= next_retention:
-                    self.primary.enforce_retention()
-                    next_retention = time.monotonic() + self.config.retention_interval
-            except LiteclusterError as exc:
-                self.stats.error(exc)
-                log.error("node.upkeep_failed error=%r", str(exc))
 
     def reload_credentials(self) -> bool:
         """SIGHUP: read the token file and the users file again (rotation without downtime,

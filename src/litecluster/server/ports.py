@@ -91,8 +91,14 @@ class Local(Protocol):
         clock: no other node can have been elected yet, so its copy is the newest."""
 
     async def confirm_leadership(self) -> bool:
-        """A round to the coordinator (etcd: a linearizable read of the leader key): True when
-        it still names this node as the holder of its epoch and the lease is still valid."""
+        """A round to the coordinator (etcd: a linearizable read of the leader key; a static
+        cluster in synchronous mode: a round its synchronous replicas answer): True when it
+        still names this node as the holder of its epoch and the lease is still valid."""
+
+    async def confirm_replicated(self, db: str) -> bool:
+        """Synchronous mode: True once every commit of ``db`` on this primary is held by its
+        synchronous replicas (bounded by ``sync_timeout``); True in asynchronous mode, False
+        when this node is not the primary."""
 
 
 class StatusSource(Protocol):

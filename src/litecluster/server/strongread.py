@@ -9,6 +9,14 @@ once the snapshot was taken proves that no other primary existed when it was tak
 snapshot holds every write acknowledged before the read began. ``linearizable`` adds a round to
 the coordinator (etcd: a quorum read of the leader key) after the read, which also covers a
 clock that runs slow. The lease check is a clock comparison: cheap enough for every read.
+
+In synchronous mode the snapshot must also hold nothing the synchronous replicas lack: the
+primary's file holds writes committed there that still wait for their acknowledgements, and a
+failover before a replica received one loses it (its client is told ``indeterminate``). A read
+that showed it would have shown a write that is then gone. So after the read the primary
+waits, bounded by ``sync_timeout``, until every commit its file held is acknowledged (usually
+one replication round trip, nothing when no write is in flight), and the lease is checked
+after that wait.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from litecluster.errors import NotPrimaryError, RequestError
+from litecluster.errors import NotPrimaryError, RequestError, UnavailableError
 
 STRONG_LEVELS = ("strong", "linearizable")
 T = TypeVar("T")
@@ -30,6 +38,10 @@ class LeaseHolder(Protocol):
 
     async def confirm_leadership(self) -> bool:
         """True when the coordinator still names this node at its epoch, lease still valid."""
+
+    async def confirm_replicated(self, db: str) -> bool:
+        """True once every commit ``db`` holds here is held by the synchronous replicas
+        (always, in asynchronous mode); False when they did not acknowledge in time."""
 
 
 def refuse_without_lease(held: bool, level: str) -> None:
@@ -48,12 +60,29 @@ def check_level(level: str, allowed: tuple[str, ...]) -> None:
                            value=level)  # fmt: skip
 
 
-async def under_lease(node: LeaseHolder, level: str, read: Callable[[], Awaitable[T]]) -> T:
-    """Run ``read`` and return its result only if the lease held before and after it ran (and,
-    for ``linearizable``, the coordinator confirmed the leadership after it ran); otherwise
-    raise :class:`~litecluster.errors.NotPrimaryError` (retryable: nothing was answered)."""
+async def under_lease(
+    node: LeaseHolder,
+    level: str,
+    db: str,
+    read: Callable[[], Awaitable[T]],
+    *,
+    replicated: bool = True,
+) -> T:
+    """Run ``read`` of database ``db`` and return its result only if the lease held before
+    and after it ran (and, for ``linearizable``, the coordinator confirmed the leadership after
+    it ran) and, unless ``replicated`` is False (a ``none`` read, which never promised more
+    than this node's copy), the synchronous replicas hold what it read; otherwise raise a
+    retryable :class:`~litecluster.errors.UnavailableError` (nothing was answered)."""
     refuse_without_lease(node.lease_valid(), level)
     result = await read()
+    if replicated and not await node.confirm_replicated(db):
+        raise UnavailableError(
+            f"a {level} read cannot be answered here yet: the synchronous replicas have not "
+            "acknowledged every write this node's copy holds",
+            level=level,
+            db=db,
+            hint="retry; check that enough replicas are connected (status)",
+        )
     held = await node.confirm_leadership() if level == "linearizable" else node.lease_valid()
     refuse_without_lease(held, level)
     return result

@@ -34,6 +34,7 @@ from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
+from litecluster.replication.primary.readconfirm import ReadConfirm
 from litecluster.replication.primary.session import Session
 from litecluster.replication.primary.sqlexec import RequestError, ResultLimits, Statement
 from litecluster.replication.primary.status import primary_status
@@ -88,6 +89,8 @@ class Primary:
         self.writers: dict[str, Writer] = {}
         self.start_txids = start_txids or {}
         self._acked = asyncio.Event()
+        self.reads = ReadConfirm(self)
+        """What strong and linearizable reads on this primary wait for after they ran."""
         self.paused = False
         """Set during a planned switchover: new writes are refused (retryable)."""
         self.on_disk_full: Callable[[], None] = lambda: None
@@ -281,8 +284,15 @@ class Primary:
     async def _replicated(self, name: str, position: Position) -> bool:
         """Synchronous mode: wait until ``sync_replicas`` replicas hold ``position`` (durably
         when they run with replica_durable, the default)."""
+        return await self.wait_acks(
+            lambda: self.acked_by(name, position) >= self.config.sync_replicas
+        )
+
+    async def wait_acks(self, done: Callable[[], bool]) -> bool:
+        """Wait until ``done()`` holds, looked at after each acknowledgement, for at most
+        ``sync_timeout``; whether it held."""
         deadline = time.monotonic() + self.config.sync_timeout
-        while self.acked_by(name, position) < self.config.sync_replicas:
+        while not done():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -457,6 +467,7 @@ class Primary:
                         continue  # what this session did not send: another history's txid
                     session.verified.add(name)
                     session.acked[name] = position
+                session.round = max(session.round, msg.round)
                 session.acked_at = time.time()
                 self._acked.set()
             elif isinstance(msg, NeedSnapshot):

@@ -27,6 +27,8 @@ class Session:
     connected_at: float = field(default_factory=time.time)
     acked: dict[str, Position] = field(default_factory=dict)
     acked_at: float = 0.0
+    round: int = 0
+    """The newest round of :meth:`ReadConfirm.round <litecluster.replication.primary.readconfirm.ReadConfirm.round>` this replica answered."""
     sent: dict[str, int] = field(default_factory=dict)
     state: str = "streaming"
     snapshot_wanted: set[str] = field(default_factory=set)

@@ -143,6 +143,7 @@ class Writer:
     def __init__(self, name: str, capture: Capture, config: WriterConfig | None = None) -> None:
         self.name = name
         self.capture = capture
+        self._path = str(capture.db_path)
         self.config = config or WriterConfig()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         # The txlog is the durability point: a request is answered only after capture made
@@ -384,7 +385,8 @@ class Writer:
         poisoned = req.poisoned.get(index)
         if poisoned is not None:
             return Result(error=poisoned)
-        res = run_statement(self.conn, req.statements[index], self.sandbox, self.config.limits)
+        res = run_statement(self.conn, req.statements[index], self.sandbox, self.config.limits,
+                            types_from=self._path)  # fmt: skip
         if not self.conn.in_transaction:
             raise _Lost(res.error, req, index, res.code)
         if res.code == "SQLITE_INTERRUPT":

@@ -61,6 +61,7 @@ from litecluster.replication.protocol import (
     split_records,
 )
 from litecluster.replication.replica.diskpos import open_replica
+from litecluster.replication.replica.status import replica_status
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context
@@ -153,6 +154,8 @@ class Follower:
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
+        self._round = 0
+        """The newest round (Heartbeat.round) the primary sent on this connection."""
         self._ssl = client_context(
             str(config.tls_ca) if config.tls_ca else None, tls=config.tls_ca is not None
         )
@@ -310,6 +313,7 @@ class Follower:
             queues: dict[str, asyncio.Queue[object]] = {}
             for name in msg.databases:
                 self._replica(name)
+            self._round = 0  # rounds are numbered per connection (per primary term)
             tasks.append(asyncio.create_task(self._keepalive(writer)))
             await self._receive(reader, writer, queues, tasks)
         finally:
@@ -357,7 +361,7 @@ class Follower:
                 msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
                 _stop_if_cancelled()
                 self.upstream.last_message_at = time.time()
-                await self._dispatch(msg, queue, incoming)
+                await self._dispatch(msg, queue, incoming, writer)
         finally:
             for inc in incoming.values():
                 inc.file.close()
@@ -368,6 +372,7 @@ class Follower:
         msg: Message,
         queue: Callable[[str], asyncio.Queue[object]],
         incoming: dict[str, _Incoming],
+        writer: asyncio.StreamWriter,
     ) -> None:
         if isinstance(msg, Records):
             await queue(msg.db).put(msg)
@@ -376,6 +381,10 @@ class Follower:
                 self.state.see_epoch(msg.epoch)
                 self.upstream.epoch = msg.epoch
             self.upstream.heads = dict(msg.heads)
+            if msg.round > self._round:
+                # Answered at once: the primary's linearizable read waits for it.
+                self._round = msg.round
+                await self._ack(writer, list(self.replicas))
         elif isinstance(msg, SnapshotStart):
             queue(msg.db)
             if msg.db in incoming or msg.size < 0:
@@ -420,7 +429,7 @@ class Follower:
 
     async def _ack(self, writer: asyncio.StreamWriter, dbs: list[str]) -> None:
         positions = {db: Pos.of(self.replicas[db].position) for db in dbs}
-        writer.write(encode_message(Ack(positions)))
+        writer.write(encode_message(Ack(positions, self._round)))
         await writer.drain()
 
     # ---- applying -------------------------------------------------------------------------------
@@ -569,31 +578,4 @@ class Follower:
     # ---- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        dbs = {}
-        for name, r in self.replicas.items():
-            pos = r.position
-            head = self.upstream.heads.get(name, pos.txid)
-            dbs[name] = {
-                "txid": pos.txid,
-                "epoch": pos.epoch,
-                "checksum": f"{pos.checksum:016x}",
-                "lag_records": max(0, head - pos.txid),
-                "diverged": r.diverged is not None,
-            }
-        up = self.upstream
-        return {
-            "databases": dbs,
-            "upstream": {
-                "primary": up.address,
-                "primary_id": up.node_id,
-                "primary_http": up.http,
-                "state": up.state,
-                "epoch": up.epoch,
-                "connected_at": up.connected_at,
-                "last_message_at": up.last_message_at,
-                "last_error": up.last_error,
-                "snapshot_progress": (
-                    [self.stats.snapshot_bytes_received, self.stats.snapshot_bytes_expected]
-                ),
-            },
-        }
+        return replica_status(self.replicas, self.upstream, self.stats)

@@ -26,6 +26,8 @@ from aiohttp import web
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
+    COMMITTED_HINT,
+    INDETERMINATE_HINT,
     AuthError,
     ExcludedByNewerHistoryError,
     LiteclusterError,
@@ -46,7 +48,12 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
     statement_json,
 )
-from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
+from litecluster.server.forward import (
+    NOT_VISIBLE_WARNING,
+    Forwarder,
+    refusal,
+    transport_failure,
+)
 from litecluster.server.http import strictjson
 from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.http.perms import identity, needs
@@ -81,6 +88,8 @@ class SqlDoor:
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
 FORWARD: web.AppKey[Forwarder] = web.AppKey("sql-forward")
 LEVELS = ("none", "weak", "linearizable", "strong", "auto")
+ERROR_KEYS = frozenset({"error", "retryable", "indeterminate", "committed", "hint"})
+"""The keys of every error body of the HTTP port (:func:`_error`)."""
 _local = threading.local()
 
 
@@ -100,9 +109,23 @@ def _error(
     (as JSON values). The fixed keys win: neither overrides them."""
     body: dict[str, Any] = {k: str(v) for k, v in (context or {}).items()}
     body.update(values or {})
+    hint = hint or _fallback_hint(retryable=retryable, indeterminate=indeterminate,
+                                  committed=committed)  # fmt: skip
     body.update(error=message, retryable=retryable, indeterminate=indeterminate,
                 committed=committed, hint=hint)  # fmt: skip
     return web.json_response(body, status=status)
+
+
+def _fallback_hint(*, retryable: bool, indeterminate: bool, committed: bool) -> str:
+    """What a client can do, from the flags alone, when the error names no hint of its own
+    (a class without one, a foreign primary's answer): every body carries one."""
+    if indeterminate:
+        return INDETERMINATE_HINT
+    if committed:
+        return COMMITTED_HINT
+    if retryable:
+        return "retry, on the primary or another node"
+    return "the request fails again as is: see the error, the node's log and docs/http-api.md"
 
 
 error_response = _error
@@ -211,7 +234,7 @@ def _run_reads(
         for stmt in statements:
             if stmt.continues and string_failed:
                 continue  # a failure ends the rest of its string, as in the writer
-            res = run_statement(conn, stmt, box, limits)
+            res = run_statement(conn, stmt, box, limits, types_from=path)
             if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
@@ -278,7 +301,7 @@ async def query(request: web.Request) -> web.Response:
         return _respond(request, await read(), started, None)
     # A request that waited while the process was paused finds the lease expired before the
     # reads; one paused while they ran finds it expired after (strongread.py).
-    return _respond(request, await under_lease(local, level, read), started, None)
+    return _respond(request, await under_lease(local, level, db, read), started, None)
 
 
 # ---- writes ------------------------------------------------------------------------------------
@@ -337,6 +360,10 @@ async def _forward(
         data = json.loads(got.body)
     except ValueError as exc:  # the primary got the request: a write may have been applied
         raise transport_failure(exc, write=wait, primary=got.primary) from None
+    if got.status != 200 and not (isinstance(data, dict) and data.keys() >= ERROR_KEYS):
+        # Not this port's error body (a proxy's, a foreign peer's): mapped onto the error
+        # tree, its own flags kept, so that the client still gets every key.
+        raise refusal(got.status, got.body)
     if wait and got.status == 200 and isinstance(data, dict) and "position" in data:
         # Answer once this node has the write too: the client reads its write here.
         pos = data["position"]
