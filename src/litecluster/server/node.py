@@ -52,7 +52,7 @@ from litecluster.server.addrfile import remove_addr, write_addr
 from litecluster.server.config import NodeConfig, read_tokens, resp_passwords
 from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
-from litecluster.server.http.app import make_app
+from litecluster.server.http.app import make_app, make_runner
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
 from litecluster.server.metrics import registry_for
@@ -176,7 +176,7 @@ class Node:
                        backups=self, allow_origins=cfg.http_allow_origin,
                        open_probes=cfg.http_open_probes,
                        credentials=self.credentials if cfg.http_auth else None)  # fmt: skip
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = make_runner(app)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.config.http.host, self.config.http.port, ssl_context=self.server_ssl

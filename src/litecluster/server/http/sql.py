@@ -54,6 +54,7 @@ from litecluster.server.forward import (
     refusal,
     transport_failure,
 )
+from litecluster.server.http import strictjson
 from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
@@ -138,9 +139,8 @@ def flag(request: web.Request, name: str) -> bool:
 
 
 def pretty_dumps(request: web.Request) -> Any:
-    if flag(request, "pretty"):
-        return lambda obj: json.dumps(obj, indent=4)
-    return json.dumps
+    indent = 4 if flag(request, "pretty") else None
+    return lambda obj: strictjson.dumps(obj, indent=indent)
 
 
 def _respond(request: web.Request, results: list[Result], started: float,
@@ -176,15 +176,8 @@ async def _statements(request: web.Request) -> list[Statement]:
         if not q:
             raise RequestError("missing q parameter")
         return [Statement(sql) for sql in q]
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestError("request too large", limit=door.max_request_bytes) from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise RequestError(f"malformed JSON: {exc}") from None
-    return parse_statements(body, max_statements=door.max_statements)
+    raw = await request.read()  # over max_request_bytes: 413 (body.py)
+    return parse_statements(strictjson.loads(raw), max_statements=door.max_statements)
 
 
 async def _expanded(request: web.Request, statements: list[Statement]) -> list[Statement]:
@@ -283,7 +276,9 @@ async def query(request: web.Request) -> web.Response:
         )  # fmt: skip
     if reach is Reach.NOT_YET:
         assert want is not None
-        return _error(504, "timed out waiting for this node to apply the position",
+        # 503, not 504: the port's one status for "not now, retry" (and a client that only
+        # knows rqlite treats every other 5xx as a failure of the node).
+        return _error(503, "timed out waiting for this node to apply the position",
                       values={"min_position": f"{want.epoch}:{want.txid}",
                               "applied": local.applied_txid(db)},
                       retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
