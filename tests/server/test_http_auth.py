@@ -93,6 +93,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/db/query"): Call({"params": {"q": "SELECT count(*) FROM t"}}, 200, 200),
     ("POST", "/db/query"): Call({"json": ["SELECT count(*) FROM t"]}, 200, 200),
     ("POST", "/db/request"): Call({"json": ["SELECT count(*) FROM t"]}, 200, 200),
+    # A replica's drain hands queued entries to the primary; a replica is not the primary.
+    ("POST", "/db/queue/apply"): Call({"json": {"origin": "walk", "done_below": 0,
+                                                "entries": []}}, 200, 503),
     ("GET", "/readyz"): Call({}, 200, 200),
     ("GET", "/nodes"): Call({}, 200, 200),
     ("GET", "/db/backup"): Call({}, 200, 200),

@@ -17,6 +17,7 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.replication.config import Address
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
@@ -48,8 +49,9 @@ class FakePrimary:
         self.dbs = {"main": FakeDb(position.txid)}
 
     async def write(
-        self, name: str, statements: list[Statement], *, transaction: bool
-    ) -> WriteOutcome:
+        self, name: str, statements: list[Statement], *, transaction: bool,
+        once: Once | None = None,
+    ) -> WriteOutcome:  # fmt: skip
         self.writes.append((name, [s.sql for s in statements], transaction))
         return WriteOutcome([Result(rows_affected=1)], self.position, group_size=1)
 

@@ -45,7 +45,10 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
     statement_json,
 )
+from litecluster.server.drain import Drain
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
+from litecluster.server.http import queued
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
@@ -74,6 +77,8 @@ class SqlDoor:
     """PRAGMAs a request may run besides the sandbox's read-only ones."""
     limits: ResultLimits = field(default_factory=ResultLimits)
     """The most one statement's result may hold."""
+    queue: Drain | None = None
+    """The node's write queue and its drain (``?queue``; None: refused)."""
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
@@ -82,29 +87,8 @@ LEVELS = ("none", "weak", "linearizable", "strong", "auto")
 _local = threading.local()
 
 
-def _error(
-    status: int,
-    message: str,
-    context: dict[str, Any] | None = None,
-    *,
-    retryable: bool = False,
-    indeterminate: bool = False,
-    committed: bool = False,
-    hint: str = "",
-    values: dict[str, Any] | None = None,
-) -> web.Response:
-    """The one error body of the HTTP port: ``error``, ``retryable``, ``indeterminate``,
-    ``committed`` and ``hint`` always, plus an error's ``context`` (as strings) and ``values``
-    (as JSON values). The fixed keys win: neither overrides them."""
-    body: dict[str, Any] = {k: str(v) for k, v in (context or {}).items()}
-    body.update(values or {})
-    body.update(error=message, retryable=retryable, indeterminate=indeterminate,
-                committed=committed, hint=hint)  # fmt: skip
-    return web.json_response(body, status=status)
-
-
-error_response = _error
-"""The HTTP port's error body, for the other routes of the app (see :func:`_error`)."""
+_error = error_response
+"""The HTTP port's error body (:mod:`.errorbody`); the other routes import it from here too."""
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -291,6 +275,8 @@ async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
     primary = request.app[DOOR].local.primary
     db, statements = _db(request), await _statements(request)
+    if queued.wants_queue(request) and request.path == "/db/execute":
+        return await queued.enqueue(request, db, statements)
     if primary is None:
         return await _forward(request, statements, wait=True)
     statements = await _expanded(request, statements)
@@ -445,6 +431,9 @@ def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
     weak or stronger reads) to its primary through ``forward``."""
     app[DOOR] = door
     app[FORWARD] = forward
+    # A batch holds entries of up to max_request_bytes each (their JSON may grow a little).
+    batch = 4 * door.max_request_bytes + (1 << 16)
+    queued.add_routes(app, queued.QueueDoor(door.local, door.queue, door.max_statements, batch))
     app.router.add_post("/db/execute", execute)
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)
