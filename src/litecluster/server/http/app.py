@@ -19,8 +19,8 @@ from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
 from litecluster.server.http import auth, backup, cors
 from litecluster.server.http import sql as sqlapi
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import identity, needs
-from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
 from litecluster.server.ports import KvExec, StatusSource
 

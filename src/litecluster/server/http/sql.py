@@ -88,7 +88,6 @@ _local = threading.local()
 
 
 _error = error_response
-"""The HTTP port's error body (:mod:`.errorbody`); the other routes import it from here too."""
 
 
 def _flag(request: web.Request, name: str) -> bool:
