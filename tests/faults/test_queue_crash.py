@@ -114,6 +114,11 @@ class Clients:
         with self.lock:
             return len(self.acked)
 
+    def wait_more(self, more: int, what: str) -> None:
+        """Until ``more`` keys beyond those acknowledged so far are acknowledged."""
+        want = self.count() + more
+        wait_for(lambda: self.count() >= want, 60, what)
+
 
 @pytest.mark.parametrize("victim", ["primary", "replica"])
 def test_kill_9_with_entries_queued_then_restart_applies_each_once(
@@ -155,15 +160,12 @@ def test_kill_9_while_draining_under_load_applies_every_acknowledged_write_once(
     node = primary if victim == "primary" else replica
     with Clients(node) as clients:
         for kill in range(2):
-            start = clients.count()
-            wait_for(lambda s=start: clients.count() >= s + 150, 60, "acknowledged writes")
+            clients.wait_more(150, "acknowledged writes")
             node.kill()
             node.start()
             _streaming(replica)
             # Writes are acknowledged again after the restart (the queue reopened).
-            restarted = clients.count()
-            wait_for(lambda r=restarted: clients.count() >= r + 20, 60,
-                     f"acknowledged writes after kill {kill + 1}")  # fmt: skip
+            clients.wait_more(20, f"acknowledged writes after kill {kill + 1}")
     _drained(node)
     wait_converged(primary, [replica])
     _exactly_once(clients.acked, clients.maybe, primary, replica)
