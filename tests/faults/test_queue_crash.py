@@ -2,7 +2,8 @@
 of the node that answered ``?queue`` (the primary, or a replica) while entries are queued and
 while they drain, restart, and every acknowledged entry is in the database once, on every
 node; also the crash window between "applied on the primary" and "removed from the queue",
-held open on purpose by synchronous mode with too few replicas to acknowledge."""
+held open on purpose by synchronous mode with too few replicas to acknowledge; and a failover
+(etcd) with entries queued on the old primary and on a replica."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from litecluster.cli.localcluster import LocalNode
 from support import wait_for
+from support.ha_cluster import first_primary, the_primary
 from support.nodes import Nodes, wait_converged
 
 TABLE = "CREATE TABLE q(k TEXT NOT NULL)"  # no key: a second application would show as a row
@@ -76,6 +78,7 @@ class Clients:
 
     def __init__(self, node: LocalNode, threads: int = 6) -> None:
         self.node = node
+        self.prefix = node.node_id  # keys of clients of different nodes never collide
         self.acked: set[str] = set()
         self.maybe: set[str] = set()
         self.lock = threading.Lock()
@@ -98,7 +101,7 @@ class Clients:
         with httpx.Client(timeout=5) as client:
             i = 0
             while not self.stop.is_set():
-                key = f"c{t}-{i}"
+                key = f"{self.prefix}-c{t}-{i}"
                 i += 1
                 try:
                     resp = client.post(url, json=[["INSERT INTO q VALUES(?)", key]])
@@ -230,3 +233,31 @@ def test_kill_9_of_a_replica_between_applied_on_the_primary_and_removed_applies_
     assert st["duplicates"] == 30, st
     wait_converged(primary, [replica, other])
     _exactly_once(acked, set(), primary, replica, other)
+
+
+def test_queued_writes_on_the_primary_and_a_replica_survive_a_failover_exactly_once(
+    sync_ha: list[LocalNode],
+) -> None:
+    """Synchronous mode with etcd: clients queue on the primary and on a replica; kill -9 of
+    the primary; a new one is elected and both queues drain to it (the old primary's once it
+    restarted as a replica): every acknowledged entry once, on every node."""
+    members = sync_ha
+    old = first_primary(members)
+    replica = next(m for m in members if m is not old)
+    httpx.post(f"http://{old.http}/db/execute", json=[TABLE], timeout=30).raise_for_status()
+    with Clients(old, threads=3) as on_old, Clients(replica, threads=3) as on_replica:
+        on_old.wait_more(100, "writes queued on the primary")
+        on_replica.wait_more(100, "writes queued on a replica")
+        old.kill()
+        wait_for(lambda: the_primary([m for m in members if m.running]) is not None, 60,
+                 "a new primary")  # fmt: skip
+        on_replica.wait_more(50, "writes queued on the replica after the failover")
+        old.start()
+        on_old.wait_more(50, "writes queued on the old primary, now a replica")
+    new = the_primary(members)
+    assert new is not None
+    assert new is not old
+    for m in members:
+        _drained(m)
+    wait_converged(new, [m for m in members if m is not new])
+    _exactly_once(on_old.acked | on_replica.acked, on_old.maybe | on_replica.maybe, *members)
