@@ -70,6 +70,13 @@ def test_queued_writes_answer_a_sequence_number_and_are_applied_once(
     assert st["applied"] == 20
     assert st["failed"] == 0
     assert st["oldest_age"] == 0
+    metrics = dict(
+        line.rsplit(" ", 1)
+        for line in httpx.get(f"http://{node.http}/metrics").text.splitlines()
+        if line.startswith("litecluster_queue_")
+    )
+    assert float(metrics["litecluster_queue_applied_total"]) == 20
+    assert float(metrics["litecluster_queue_entries"]) == 0
 
 
 @pytest.mark.parametrize("via", ["primary", "replica"])

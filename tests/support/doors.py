@@ -23,6 +23,7 @@ from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.stats import Stats
 from litecluster.server.config import NodeConfig
+from litecluster.server.drain import Drain
 from litecluster.server.http.sql import SqlDoor
 
 
@@ -81,6 +82,7 @@ class FakeNode:
         self.listen = Address("127.0.0.1", 4001)
         self.stats = Stats()
         self.follower: Follower | None = None
+        self.queue: Drain | None = None
         self.config = NodeConfig(data_dir=data_dir)
         self.promoted: list[bool] = []
         self.followed: list[Address] = []
