@@ -113,7 +113,11 @@ def test_requests_are_checked_before_they_are_queued_and_a_full_queue_answers_50
     _nodes, primary, replica = cluster
     assert _queue(primary, "not a list").status_code == 400  # type: ignore[arg-type]
     assert _queue(primary, [["SELECT ?", [1, 2, 300]]]).status_code == 400
-    assert _queue(primary, ["SELECT 1"], "queue&wait&timeout=bogus").status_code == 400
+    bogus = _queue(primary, ["SELECT 1"], "queue&wait&timeout=bogus")
+    assert bogus.status_code == 400
+    assert "timeout must be a duration" in bogus.json()["error"]
+    assert _queue_status(primary)["queued"] == 0
+    assert _queue_status(primary)["applied"] == 0, "nothing refused was queued"
     # With the primary gone, the replica's queue fills up (50 entries) and says so.
     primary.kill()
     for i in range(50):

@@ -66,7 +66,7 @@ async def enqueue(request: web.Request, db: str, statements: list[Statement]) ->
     if drain is None:
         raise RequestError("this node keeps no write queue", hint="write without ?queue")
     wait = _flag(request, "wait")
-    timeout = go_duration(request.query.get("timeout", "30s")) if wait else 0.0
+    timeout = _timeout(request.query.get("timeout", "30s")) if wait else 0.0
     body = [statement_json(s) for s in statements]
     transaction = _flag(request, "transaction")
     seq = await _add(drain, db, body, transaction)
@@ -83,6 +83,14 @@ async def enqueue(request: web.Request, db: str, statements: list[Statement]) ->
             pos = got.position
             out["position"] = {"epoch": pos.epoch, "txid": pos.txid}
     return web.json_response(out)
+
+
+def _timeout(raw: str) -> float:
+    try:
+        return go_duration(raw)
+    except RequestError:
+        raise RequestError("timeout must be a duration such as 500ms, 5s or 1m", value=raw[:64],
+                           hint="use Go's duration syntax, as rqlite does") from None  # fmt: skip
 
 
 async def _add(drain: Drain, db: str, body: list[Any], transaction: bool) -> int:
