@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from litecluster.engine.sqlite import connect
-from litecluster.errors import QueueFullError
+from litecluster.errors import (
+    IndeterminateWriteError,
+    LiteclusterError,
+    QueueFullError,
+    WriteError,
+)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -86,10 +91,13 @@ class WriteQueue:
                     max_entries=self.max_entries, max_bytes=self.max_bytes,
                 )  # fmt: skip
             now = time.time()
-            cur = self._conn.execute(
-                "INSERT INTO entries(db, statements, tx, queued_at) VALUES (?, ?, ?, ?)",
-                (db, text, int(transaction), now),
-            )
+            try:
+                cur = self._conn.execute(
+                    "INSERT INTO entries(db, statements, tx, queued_at) VALUES (?, ?, ?, ?)",
+                    (db, text, int(transaction), now),
+                )
+            except Exception as exc:
+                raise _not_queued(exc, self.path) from exc
             seq = cur.lastrowid
             assert seq is not None
             self.count += 1
@@ -149,3 +157,13 @@ class WriteQueue:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _not_queued(exc: Exception, path: Path) -> LiteclusterError:
+    """A failed enqueue: with the disk full nothing was written (retryable); any other failure
+    (an I/O error at commit) may have left the entry in the file, to be applied later, so the
+    client is not told to send it again."""
+    if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+        return WriteError(f"the write could not be queued: {exc}", queue=str(path),
+                          disk_full=True, hint="free disk space on this node, then retry")  # fmt: skip
+    return IndeterminateWriteError(f"queueing the write failed: {exc}", queue=str(path))
