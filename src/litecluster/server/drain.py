@@ -59,11 +59,15 @@ class Outcome:
     state: str
     error: str = ""
     position: Position | None = None
+    denied: bool = False
+    """Failed because its user may not write on the primary."""
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seq": self.seq, "state": self.state}
         if self.error:
             out["error"] = self.error
+        if self.denied:
+            out["denied"] = True
         if self.position is not None:
             out["position"] = {"epoch": self.position.epoch, "txid": self.position.txid}
         return out
@@ -72,7 +76,8 @@ class Outcome:
     def from_json(cls, raw: Any) -> Outcome:
         pos = raw.get("position")
         position = Position(int(pos["epoch"]), int(pos["txid"])) if pos else None
-        return cls(int(raw["seq"]), str(raw["state"]), str(raw.get("error", "")), position)
+        return cls(int(raw["seq"]), str(raw["state"]), str(raw.get("error", "")), position,
+                   raw.get("denied") is True)  # fmt: skip
 
 
 def _parse(entries: list[dict[str, Any]], max_statements: int) -> list[list[Statement] | str]:

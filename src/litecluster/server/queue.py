@@ -34,7 +34,8 @@ from litecluster.errors import (
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS entries(seq INTEGER PRIMARY KEY AUTOINCREMENT, db TEXT NOT NULL, "
-    "statements TEXT NOT NULL, tx INTEGER NOT NULL, queued_at REAL NOT NULL)",
+    "statements TEXT NOT NULL, tx INTEGER NOT NULL, queued_at REAL NOT NULL, "
+    "user TEXT NOT NULL DEFAULT '')",
 )
 
 
@@ -47,10 +48,13 @@ class Entry:
     transaction: bool
     queued_at: float
     size: int
+    user: str = ""
+    """The users-file user that queued it ("": a cluster token holder, or authentication
+    off), whose permission the primary checks again."""
 
     def as_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "db": self.db, "statements": self.statements,
-                "transaction": self.transaction}  # fmt: skip
+                "transaction": self.transaction, "user": self.user}  # fmt: skip
 
 
 class WriteQueue:
@@ -81,7 +85,7 @@ class WriteQueue:
         self.count, self.bytes = int(row[0]), int(row[1])
         self._oldest: float | None = row[2]
 
-    def add(self, db: str, statements: list[Any], transaction: bool) -> int:
+    def add(self, db: str, statements: list[Any], transaction: bool, user: str = "") -> int:
         """Queue one request durably; its seq. QueueFullError when the queue is full."""
         text = json.dumps(statements, separators=(",", ":"))
         with self._lock:
@@ -93,8 +97,9 @@ class WriteQueue:
             now = time.time()
             try:
                 cur = self._conn.execute(
-                    "INSERT INTO entries(db, statements, tx, queued_at) VALUES (?, ?, ?, ?)",
-                    (db, text, int(transaction), now),
+                    "INSERT INTO entries(db, statements, tx, queued_at, user) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (db, text, int(transaction), now, user),
                 )
             except Exception as exc:
                 raise _not_queued(exc, self.path) from exc
@@ -111,16 +116,16 @@ class WriteQueue:
         statements (always at least one entry)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, db, statements, tx, queued_at FROM entries ORDER BY seq LIMIT ?",
+                "SELECT seq, db, statements, tx, queued_at, user FROM entries ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
         out: list[Entry] = []
         total = 0
-        for seq, db, text, tx, queued_at in rows:
+        for seq, db, text, tx, queued_at, user in rows:
             total += len(text)
             if out and total > max_bytes:
                 break
-            out.append(Entry(seq, db, json.loads(text), bool(tx), queued_at, len(text)))
+            out.append(Entry(seq, db, json.loads(text), bool(tx), queued_at, len(text), user))
         return out
 
     def low(self) -> int:

@@ -107,7 +107,7 @@ def make_app(
     app.router.add_get("/status", status)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    sqlapi.add_routes(app, sql, forward)
+    sqlapi.add_routes(app, sql, forward, credentials)
     backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
     auth.install(app, credentials, open_probes=open_probes)

@@ -27,8 +27,8 @@ from aiohttp import web
 
 from litecluster.errors import NotPrimaryError, QueueWaitTimeoutError, RequestError
 from litecluster.replication.primary.sqlexec import Statement, statement_json
-from litecluster.server.credentials import ANYONE, TOKEN_HOLDER
-from litecluster.server.drain import APPLY_PATH, Drain, apply_entries
+from litecluster.server.credentials import ANYONE, TOKEN_HOLDER, Credentials, Identity
+from litecluster.server.drain import APPLY_PATH, FAILED, Drain, Outcome, apply_entries
 from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.freshness import go_duration
 from litecluster.server.http.perms import identity, needs
@@ -45,6 +45,9 @@ class QueueDoor:
     max_statements: int
     max_batch_bytes: int
     """The largest body ``/db/queue/apply`` reads (a batch of entries)."""
+    users: Credentials | None = None
+    """This node's users, to check a queued entry's user again on the primary (None:
+    authentication is off)."""
 
 
 QUEUE: web.AppKey[QueueDoor] = web.AppKey("sql-queue")
@@ -69,7 +72,9 @@ async def enqueue(request: web.Request, db: str, statements: list[Statement]) ->
     timeout = _timeout(request.query.get("timeout", "30s")) if wait else 0.0
     body = [statement_json(s) for s in statements]
     transaction = _flag(request, "transaction")
-    seq = await _add(drain, db, body, transaction)
+    who = identity(request)
+    user = "" if who in (TOKEN_HOLDER, ANYONE) else who.name
+    seq = await asyncio.to_thread(drain.queue.add, db, body, transaction, user)
     drain.kick()
     out: dict[str, Any] = {"results": [], "sequence_number": seq}
     if wait:
@@ -79,6 +84,12 @@ async def enqueue(request: web.Request, db: str, statements: list[Statement]) ->
                                         "within the timeout")  # fmt: skip
             return error_response(504, err.message, indeterminate=True, hint=err.hint,
                                   values={"sequence_number": seq, "timeout": timeout or DEFAULT_WAIT})  # fmt: skip
+        if got.state == FAILED and not got.position:
+            # Not applied at all (and never retried): its statements could not run, or its
+            # user may not write on the primary. Sending it again fails the same way.
+            return error_response(403 if got.denied else 400, got.error,
+                                  values={"sequence_number": seq},
+                                  hint="the queued write was not applied")  # fmt: skip
         if got.position is not None:
             pos = got.position
             out["position"] = {"epoch": pos.epoch, "txid": pos.txid}
@@ -91,10 +102,6 @@ def _timeout(raw: str) -> float:
     except RequestError:
         raise RequestError("timeout must be a duration such as 500ms, 5s or 1m", value=raw[:64],
                            hint="use Go's duration syntax, as rqlite does") from None  # fmt: skip
-
-
-async def _add(drain: Drain, db: str, body: list[Any], transaction: bool) -> int:
-    return await asyncio.to_thread(drain.queue.add, db, body, transaction)
 
 
 @needs("execute")
@@ -119,9 +126,28 @@ async def apply(request: web.Request) -> web.Response:
     who = identity(request)
     if who not in (TOKEN_HOLDER, ANYONE):
         origin = f"user/{who.name}/{origin}"
-    outcomes = await apply_entries(primary, origin, done_below, entries,
-                                   max_statements=door.max_statements)  # fmt: skip
+    refused = {int(e["seq"]): why for e in entries
+               if (why := _refusal(door.users, who, str(e.get("user") or "")))}  # fmt: skip
+    allowed = [e for e in entries if int(e["seq"]) not in refused]
+    applied = await apply_entries(primary, origin, done_below, allowed,
+                                  max_statements=door.max_statements)  # fmt: skip
+    by_seq = {o.seq: o for o in applied}
+    outcomes = [by_seq.get(int(e["seq"]))
+                or Outcome(int(e["seq"]), FAILED, refused[int(e["seq"])], denied=True)
+                for e in entries]  # fmt: skip
     return web.json_response({"outcomes": [o.as_json() for o in outcomes]})
+
+
+def _refusal(users: Credentials | None, sender: Identity, user: str) -> str:
+    """Why the entry ``user`` queued on another node may not be applied here ("": it may).
+    A replica checked the user's permission when it queued the entry; the primary checks it
+    again against its own users file, as it does for a forwarded write."""
+    if users is None or not user or sender not in (TOKEN_HOLDER, ANYONE):
+        return ""  # authentication off, a token holder's entry, or a user sending its own
+    known = users.users.get(user)
+    if known is None or not Identity(user, known.perms).may("execute"):
+        return f"not applied: user {user} lacks the execute permission on the primary"
+    return ""
 
 
 async def _body(request: web.Request, limit: int) -> bytes:

@@ -45,6 +45,7 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
     statement_json,
 )
+from litecluster.server.credentials import Credentials
 from litecluster.server.drain import Drain
 from litecluster.server.forward import NOT_VISIBLE_WARNING, Forwarder, transport_failure
 from litecluster.server.http import queued
@@ -425,14 +426,18 @@ async def follow(request: web.Request) -> web.Response:
     return web.json_response({"node_id": cluster.node_id, "following": str(primary)})
 
 
-def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
+def add_routes(
+    app: web.Application, door: SqlDoor, forward: Forwarder, users: Credentials | None = None
+) -> None:
     """The SQL API's routes on ``app``, serving from ``door``; a replica sends writes (and
-    weak or stronger reads) to its primary through ``forward``."""
+    weak or stronger reads) to its primary through ``forward``; ``users`` (None:
+    authentication off) check queued entries' users again on the primary."""
     app[DOOR] = door
     app[FORWARD] = forward
     # A batch holds entries of up to max_request_bytes each (their JSON may grow a little).
     batch = 4 * door.max_request_bytes + (1 << 16)
-    queued.add_routes(app, queued.QueueDoor(door.local, door.queue, door.max_statements, batch))
+    queued.add_routes(app, queued.QueueDoor(door.local, door.queue, door.max_statements, batch,
+                                            users))  # fmt: skip
     app.router.add_post("/db/execute", execute)
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)
