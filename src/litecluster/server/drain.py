@@ -213,6 +213,8 @@ class Drain:
 
     async def drain_once(self) -> tuple[bool, bool]:
         """One batch: (entries were pending, some left the queue)."""
+        if self.queue.count == 0:
+            return False, False  # nothing queued: no read of the file at each idle poll
         entries = await asyncio.to_thread(self.queue.pending, limit=self.batch,
                                           max_bytes=self.batch_bytes)  # fmt: skip
         if not entries:
