@@ -32,6 +32,7 @@ from litecluster.errors import (
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.readconfirm import ReadConfirm
@@ -185,10 +186,12 @@ class Primary:
                 raise NodeError("the database could not be opened (see the log)", db=name)
         return db
 
-    async def write(
-        self, name: str, statements: list[Statement], *, transaction: bool
-    ) -> WriteOutcome:
-        return await self._submit(name, lambda w: w.submit(statements, transaction=transaction))
+    async def write(self, name: str, statements: list[Statement], *, transaction: bool,
+                    once: Once | None = None) -> WriteOutcome:  # fmt: skip
+        """SQL in the writer of ``name``; ``once``: a queued entry, applied at most once."""
+        return await self._submit(
+            name, lambda w: w.submit(statements, transaction=transaction, once=once)
+        )
 
     async def call(self, name: str, procedure: Procedure) -> WriteOutcome:
         """Run ``procedure`` in the writer of database ``name`` (see Writer.call)."""

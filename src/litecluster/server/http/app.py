@@ -18,8 +18,8 @@ from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
 from litecluster.server.http import auth, backup, body, cluster, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import identity, needs
-from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
 from litecluster.server.ports import KvExec, StatusSource
 
@@ -122,7 +122,7 @@ def make_app(
     app.router.add_get("/status", status)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    sqlapi.add_routes(app, sql, forward)
+    sqlapi.add_routes(app, sql, forward, credentials)
     cluster.add_routes(app)
     backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)

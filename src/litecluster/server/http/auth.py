@@ -27,8 +27,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from litecluster.errors import AuthError, PermissionDeniedError
 from litecluster.server.credentials import Credentials, Identity
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import IDENTITY, permission_of
-from litecluster.server.http.sql import error_response
 
 log = logging.getLogger("litecluster.http.auth")
 

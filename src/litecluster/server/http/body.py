@@ -18,7 +18,7 @@ import logging
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from litecluster.server.http.sql import error_response
+from litecluster.server.http.errorbody import error_response
 
 log = logging.getLogger("litecluster.http")
 
