@@ -248,6 +248,18 @@ class WriteError(NodeError):
     retryable = True
 
 
+class QueueFullError(UnavailableError):
+    """The node's queue of queued writes (``?queue``) holds its limit of entries or bytes:
+    the write was not queued."""
+
+    default_hint = "retry later, or write without ?queue (the queue drains in the background)"
+
+
+class QueueBookkeepingError(NodeError):
+    """A queued write whose exactly-once record could not be kept in its database (the
+    reserved table is damaged): it was rolled back and is dropped from the queue."""
+
+
 class IndeterminateWriteError(NodeError):
     """A write whose outcome is unknown: it may or may not have been applied (never retryable
     as is; the client must check first)."""
@@ -290,6 +302,14 @@ EXCLUDED_HINT = (
     "the write was lost in a failover (a newer primary's history does not hold it): write it "
     "again if it is still wanted, after reading the current state"
 )
+
+
+class QueueWaitTimeoutError(IndeterminateWriteError):
+    """``?queue&wait``: the write is durably queued on the node that answered, but was not
+    applied within the wait's ``timeout``. It will be applied (once): do not send it again."""
+
+    default_hint = ("the write is queued and will be applied exactly once: do not send it "
+                    "again; read to see when it took effect")  # fmt: skip
 
 
 class ExcludedByNewerHistoryError(NodeError):

@@ -94,7 +94,7 @@ def test_a_replica_reads_its_own_file_and_waits_for_a_position(tmp_path: Path) -
         got = await client.get("/db/query", params=q)
         assert (await got.json())["results"][0]["values"] == [["here"]]
         ahead = await client.get("/db/query", params={**q, "min_position": "3:8"})
-        assert ahead.status == 504
+        assert ahead.status == 503
         assert (await ahead.json())["applied"] == 7
         reached = await client.get("/db/query", params={**q, "min_position": "3:7"})
         assert reached.status == 200
@@ -494,7 +494,7 @@ def test_every_error_of_the_http_port_is_one_json_body_with_its_flags(tmp_path: 
             assert got["hint"], (what, got)
             assert "Traceback" not in json.dumps(got), what
         assert answers["internal error"].status == 503
-        assert answers["position not reached"].status == 504
+        assert answers["position not reached"].status == 503
         assert answers["position excluded"].status == 409
 
     _serve(_app(node), body)

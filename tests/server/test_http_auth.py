@@ -93,6 +93,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/db/query"): Call({"params": {"q": "SELECT count(*) FROM t"}}, 200, 200),
     ("POST", "/db/query"): Call({"json": ["SELECT count(*) FROM t"]}, 200, 200),
     ("POST", "/db/request"): Call({"json": ["SELECT count(*) FROM t"]}, 200, 200),
+    # A replica's drain hands queued entries to the primary; a replica is not the primary.
+    ("POST", "/db/queue/apply"): Call({"json": {"origin": "walk", "done_below": 0,
+                                                "entries": []}}, 200, 503),
     ("GET", "/readyz"): Call({}, 200, 200),
     ("GET", "/nodes"): Call({}, 200, 200),
     ("GET", "/leader"): Call({}, 200, 200),
@@ -241,3 +244,26 @@ def test_a_forwarded_request_is_checked_again_by_the_primary(
                     headers=writer, timeout=30)  # fmt: skip
     assert ok.status_code == 200, ok.text
     assert "error" not in ok.json()["results"][0]
+
+
+def test_a_queued_write_is_checked_again_by_the_primary(
+    cluster: tuple[LocalNode, LocalNode],
+) -> None:
+    primary, replica = cluster
+    url = f"http://{replica.http}/db/execute?queue&wait&timeout=20s"
+    # The replica lets "sneaky" queue (its users file grants it everything); its drain sends
+    # the entry with the replica's token, and the primary checks the user against its own file.
+    sneaky = httpx.post(url, json=["INSERT INTO t VALUES (667)"], timeout=30,
+                        headers={"Authorization": basic_header("sneaky", PASSWORD)})  # fmt: skip
+    assert sneaky.status_code == 403, sneaky.text
+    assert sneaky.json()["sequence_number"] > 0
+    assert "lacks the execute permission on the primary" in sneaky.json()["error"]
+    writer = httpx.post(url, json=["INSERT INTO t VALUES (668)"], timeout=30,
+                        headers={"Authorization": basic_header("writer", PASSWORD)})  # fmt: skip
+    assert writer.status_code == 200, writer.text
+    q = {"q": "SELECT x FROM t WHERE x IN (667, 668)", "level": "strong"}
+    got = httpx.get(f"http://{primary.http}/db/query", params=q, headers=primary.headers)
+    assert got.json()["results"][0]["values"] == [[668]]
+    st = replica.status()["queue"]
+    assert st["failed"] == 1
+    assert st["queued"] == 0

@@ -37,7 +37,8 @@ class Pair:
 
     def client(self, node: str = "primary", **kw: object) -> redis.Redis:
         port = self.pport if node == "primary" else self.rport
-        return redis.Redis(port=port, password=self.token, socket_timeout=10, **kw)  # type: ignore[arg-type]
+        kw.setdefault("socket_timeout", 10)
+        return redis.Redis(port=port, password=self.token, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -418,3 +419,30 @@ def test_an_unacknowledged_sync_write_is_answered_indeterminate(tmp_path: Path) 
         assert c.get("unacked") == b"1", "durable on the primary: the outcome was unknown"
     finally:
         n.close()
+
+
+@pytest.mark.parametrize("size", [65535, 65536, 65537, 1 << 20, 16 << 20])
+def test_replies_of_any_size_reach_a_pipelining_client(pair: Pair, size: int) -> None:
+    """Replies past the flush size, more of them than the socket takes at once: the server
+    writes while the client has not read yet (this dropped the client with BufferError)."""
+    c = pair.client(socket_timeout=60)
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    c.set(f"big:{size}", value)
+    pipe = c.pipeline(transaction=False)
+    for _ in range(8):
+        pipe.get(f"big:{size}")
+    pipe.ping()
+    got = pipe.execute()
+    assert got[:8] == [value] * 8
+    assert got[8] is True
+    assert c.ping()
+
+
+def test_a_pathological_pattern_does_not_hold_the_node(pair: Pair) -> None:
+    c = pair.client()
+    c.set("a" * 40, 1)
+    other = pair.client()
+    for _ in range(3):
+        assert c.keys("a*" * 20 + "b") == []
+        assert list(c.scan_iter(match="a*" * 20 + "b")) == []
+        assert other.ping()

@@ -79,3 +79,46 @@ def test_numbers_json_cannot_carry_are_refused_in_and_null_out(nodes: tuple[str,
         assert got.status_code == 200
         assert "Infinity" not in got.text
         assert got.json()["results"][0]["values"] == [[None, None, 1.5]]
+
+
+@pytest.mark.parametrize("via", ["primary", "replica"])
+def test_types_are_the_declared_ones_and_dates_come_as_rfc3339(
+    nodes: tuple[str, str], via: str
+) -> None:
+    http = nodes[0] if via == "primary" else nodes[1]
+    table = f"typed_{via}"
+    got = _post(http, "/db/execute", [
+        f"CREATE TABLE {table}(id INTEGER PRIMARY KEY, name VARCHAR(20), at DATETIME, "
+        "day DATE, ts TIMESTAMP, loose, price NUMERIC)",
+        [f"INSERT INTO {table} VALUES (1, 'ann', '2024-01-02 03:04:05.120', '2024-01-02', "
+         "0, 7, 1.5)"],
+        [f"INSERT INTO {table} VALUES (2, 'bob', 'not a date', NULL, 1700000000, 'x', 2)"],
+    ])  # fmt: skip
+    assert got.status_code == 200, got.text
+    for path in ("/db/query", "/db/request"):
+        q = [[f"SELECT id, name, at, day, ts, loose, price, count(*) OVER () AS n, "
+              f"upper(name) AS shout FROM {table} WHERE id >= ? ORDER BY id", 1]]  # fmt: skip
+        res = _post(http, path, q).json()["results"][0]
+        assert res["types"] == ["integer", "varchar(20)", "datetime", "date", "timestamp",
+                                "integer", "numeric", "integer", "text"], path  # fmt: skip
+        assert res["values"][0][2:5] == ["2024-01-02T03:04:05.12Z", "2024-01-02T00:00:00Z",
+                                         "1970-01-01T00:00:00Z"]  # fmt: skip
+        assert res["values"][1][2:5] == ["not a date", None, "2023-11-14T22:13:20Z"]
+    # A statement that is no plain query keeps the values' storage classes.
+    pragma = _post(http, "/db/query", [f"PRAGMA table_info({table})"]).json()["results"][0]
+    assert pragma["types"][:2] == ["integer", "text"]
+
+
+def test_pyrqlite_reads_declared_dates_as_datetimes(nodes: tuple[str, str]) -> None:
+    import datetime as dt
+
+    import pyrqlite.dbapi2 as rqlite
+
+    host, port = nodes[0].rsplit(":", 1)
+    conn = rqlite.connect(host=host, port=int(port))
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, at TIMESTAMP)")
+    cur.execute("INSERT INTO events(at) VALUES (?)", ("2024-05-06 07:08:09",))
+    cur.execute("SELECT at FROM events")
+    (at,) = cur.fetchone()
+    assert at == dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=at.tzinfo)

@@ -158,7 +158,7 @@ def test_read_your_writes_with_min_position_on_a_replica(cluster: tuple[Nodes, s
     r2 = httpx.get(
         f"http://{r_http}/db/query", params={"q": "SELECT 1", "level": "none", "min_position": far}
     )
-    assert r2.status_code == 504
+    assert r2.status_code == 503
     assert "timed out" in r2.json()["error"]
 
 

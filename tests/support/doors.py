@@ -17,11 +17,13 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.replication.config import Address
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.sqlexec import Result, Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.replication.replica.follower import Follower
 from litecluster.replication.stats import Stats
 from litecluster.server.config import NodeConfig
+from litecluster.server.drain import Drain
 from litecluster.server.http.sql import SqlDoor
 
 
@@ -48,8 +50,9 @@ class FakePrimary:
         self.dbs = {"main": FakeDb(position.txid)}
 
     async def write(
-        self, name: str, statements: list[Statement], *, transaction: bool
-    ) -> WriteOutcome:
+        self, name: str, statements: list[Statement], *, transaction: bool,
+        once: Once | None = None,
+    ) -> WriteOutcome:  # fmt: skip
         self.writes.append((name, [s.sql for s in statements], transaction))
         return WriteOutcome([Result(rows_affected=1)], self.position, group_size=1)
 
@@ -81,6 +84,7 @@ class FakeNode:
         self.listen = Address("127.0.0.1", 4001)
         self.stats = Stats()
         self.follower: Follower | None = None
+        self.queue: Drain | None = None
         self.config = NodeConfig(data_dir=data_dir)
         self.promoted: list[bool] = []
         self.followed: list[Address] = []

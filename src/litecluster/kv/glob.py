@@ -1,90 +1,119 @@
-"""Redis's glob patterns (KEYS, SCAN MATCH, HSCAN/SSCAN/ZSCAN MATCH), as ``stringmatchlen``.
+"""Redis's glob patterns (KEYS, SCAN MATCH, HSCAN/SSCAN/ZSCAN MATCH, PSUBSCRIBE), with
+``stringmatchlen``'s semantics and in time linear in the pattern times the subject.
 
 ``*`` any run, ``?`` one byte, ``[abc]``/``[^a-z]`` classes (ranges may be reversed, ``\\``
 escapes inside), ``\\x`` a literal ``x``. Redis's quirks are kept: an unclosed ``[`` class runs
-to the end of the pattern, and the pattern is a C string past its end (reads beyond it see a
-NUL byte). Patterns made only of literals, ``*`` and ``?`` become a compiled regular expression;
-the others run through a port of the C matcher.
+to the end of the pattern, and an empty subject matches only the empty pattern (KEYS and the
+SCAN family special-case ``*``).
+
+A pattern compiles once into tokens, each matching exactly one byte (a 256-entry table) or a
+run (``*``), and a subject is matched by the classic greedy scan that, on a mismatch, resumes
+after the last ``*`` one byte further on. With tokens of one byte each that scan is exact, and
+it never backtracks further than the last star: a pattern such as ``a*a*a*...*b`` costs at most
+len(pattern) x len(subject) steps (a backtracking matcher, or a regular expression with
+``.*``, takes exponential time on it and would hold the event loop for minutes).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import lru_cache
 
 Matcher = Callable[[bytes], bool]
+_STAR = None
+_ANY = bytes([1]) * 256
+Token = bytes | None
+"""A 256-byte table (nonzero: the byte matches), or None for ``*``."""
 
 
-def _match(pat: bytes, p: int, s: bytes, i: int, skip: list[bool]) -> bool:
-    plen, slen = len(pat), len(s)
+def _class(pat: bytes, p: int) -> tuple[bytes, int]:
+    """The class starting at ``pat[p] == '['``: its table and the index of its last byte."""
+    plen = len(pat)
 
     def pc(k: int) -> int:
         return pat[k] if k < plen else 0
 
-    while p < plen and i < slen:
-        c = pat[p]
-        if c == 0x2A:  # '*'
-            while p < plen and pc(p + 1) == 0x2A:
-                p += 1
-            if p == plen - 1:
-                return True
-            while i < slen:
-                if _match(pat, p + 1, s, i, skip):
-                    return True
-                if skip[0]:
-                    return False
-                i += 1
-            skip[0] = True
-            return False
-        if c == 0x3F:  # '?'
-            i += 1
-        elif c == 0x5B:  # '['
+    p += 1
+    negate = pc(p) == 0x5E
+    if negate:
+        p += 1
+    members = bytearray(256)
+    while True:
+        if pc(p) == 0x5C and plen - p >= 2:
             p += 1
-            negate = pc(p) == 0x5E
-            if negate:
-                p += 1
-            matched = False
-            while True:
-                if pc(p) == 0x5C and plen - p >= 2:
-                    p += 1
-                    if pat[p] == s[i]:
-                        matched = True
-                elif pc(p) == 0x5D:
-                    break
-                elif p >= plen:
-                    p -= 1
-                    break
-                elif plen - p >= 3 and pat[p + 1] == 0x2D:
-                    lo, hi = sorted((pat[p], pat[p + 2]))
-                    p += 2
-                    if lo <= s[i] <= hi:
-                        matched = True
-                elif pat[p] == s[i]:
-                    matched = True
-                p += 1
-            if negate:
-                matched = not matched
-            if not matched:
-                return False
-            i += 1
+            members[pat[p]] = 1
+        elif pc(p) == 0x5D:
+            break
+        elif p >= plen:
+            p -= 1  # unclosed: the class ran to the end of the pattern
+            break
+        elif plen - p >= 3 and pat[p + 1] == 0x2D:
+            lo, hi = sorted((pat[p], pat[p + 2]))
+            p += 2
+            members[lo : hi + 1] = b"\x01" * (hi - lo + 1)
+        else:
+            members[pat[p]] = 1
+        p += 1
+    if negate:
+        members = bytearray(0 if m else 1 for m in members)
+    return bytes(members), p
+
+
+def _literal(c: int) -> bytes:
+    table = bytearray(256)
+    table[c] = 1
+    return bytes(table)
+
+
+@lru_cache(maxsize=1024)
+def _tokens(pattern: bytes) -> tuple[Token, ...]:
+    out: list[Token] = []
+    p, plen = 0, len(pattern)
+    while p < plen:
+        c = pattern[p]
+        if c == 0x2A:
+            if not out or out[-1] is not _STAR:  # a run of stars is one star
+                out.append(_STAR)
+        elif c == 0x3F:
+            out.append(_ANY)
+        elif c == 0x5B:
+            table, p = _class(pattern, p)
+            out.append(table)
         else:
             if c == 0x5C and plen - p >= 2:
                 p += 1
-            if pat[p] != s[i]:
-                return False
-            i += 1
+            out.append(_literal(pattern[p]))
         p += 1
-        if i == slen:
-            while pc(p) == 0x2A:
-                p += 1
-            break
-    return p >= plen and i == slen
+    return tuple(out)
+
+
+def _match(tokens: tuple[Token, ...], s: bytes) -> bool:
+    if not s:
+        return not tokens
+    n, slen = len(tokens), len(s)
+    t = i = 0
+    star, resume = -1, 0
+    while i < slen:
+        tok = tokens[t] if t < n else _ANY
+        if t < n and tok is not _STAR and tok[s[i]]:
+            t += 1
+            i += 1
+        elif t < n and tok is _STAR:
+            star, resume = t, i
+            t += 1
+        elif star >= 0:
+            resume += 1
+            t, i = star + 1, resume
+        else:
+            return False
+    while t < n and tokens[t] is _STAR:
+        t += 1
+    return t == n
 
 
 def stringmatch(pattern: bytes, subject: bytes) -> bool:
-    """The C matcher, for any pattern."""
-    return _match(pattern, 0, subject, 0, [False])
+    """Whether ``subject`` matches ``pattern`` (any pattern)."""
+    return _match(_tokens(pattern), subject)
 
 
 @lru_cache(maxsize=256)
@@ -93,19 +122,8 @@ def compile_glob(pattern: bytes) -> Matcher:
     the empty key: KEYS and the SCAN family special-case it so)."""
     if pattern == b"*":
         return lambda _s: True
-    if b"[" in pattern or b"\\" in pattern or b"\0" in pattern:
-        return lambda s: stringmatch(pattern, s)
-    parts = []
-    for c in pattern:
-        if c == 0x2A:
-            parts.append(b".*")
-        elif c == 0x3F:
-            parts.append(b".")
-        else:
-            parts.append(re.escape(bytes([c])))
-    rx = re.compile(b"".join(parts), re.DOTALL)
-    # The C matcher never matches an empty subject except with an empty pattern.
-    return lambda s: rx.fullmatch(s) is not None if s else not pattern
+    tokens = _tokens(pattern)
+    return lambda s: _match(tokens, s)
 
 
 def literal_prefix(pattern: bytes) -> bytes:

@@ -17,6 +17,7 @@ peer speaking garbage cannot make a node allocate without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import struct
 from typing import Any, TypeAlias
@@ -220,6 +221,14 @@ def decode_frames(buf: bytes, *, max_frame: int = MAX_FRAME) -> tuple[list[Messa
         out.append(decode_body(code, buf[start : start + length]))
         pos = start + length
     return out, pos
+
+
+async def refuse(writer: asyncio.StreamWriter, code: str, reason: str) -> None:
+    """Answer a connection with REFUSE and close it (the peer may be gone already)."""
+    writer.write(encode_message(Refuse(code, reason)))
+    with contextlib.suppress(Exception):
+        await writer.drain()
+    writer.close()
 
 
 async def read_message(reader: asyncio.StreamReader, *, max_frame: int = MAX_FRAME) -> Message:

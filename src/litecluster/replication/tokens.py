@@ -100,7 +100,13 @@ class Tokens:
     def accepts(self, candidate: str | bytes) -> bool:
         """Whether ``candidate`` is one of the accepted tokens (constant time per token, and
         every token compared)."""
-        given = candidate.encode() if isinstance(candidate, str) else candidate
+        # surrogateescape: an HTTP header's bytes that are not UTF-8 arrive as lone surrogates
+        # (aiohttp decodes them so); they are some other token's bytes, not an error.
+        given = (
+            candidate.encode("utf-8", "surrogateescape")
+            if isinstance(candidate, str)
+            else candidate
+        )
         tokens = self._tokens
         found = False
         for token in tokens:

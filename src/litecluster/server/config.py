@@ -98,6 +98,10 @@ class NodeConfig(ReplicationConfig):
     """Unread bytes a pub/sub client may have queued before it is disconnected."""
     http_allow_origin: tuple[str, ...] = ()
     """Origins whose browser requests get CORS headers (``*``: any); empty: no CORS."""
+    queue_max_entries: int = 100_000
+    """Queued writes (``?queue``) this node holds at most before refusing more (503)."""
+    queue_max_bytes: int = 256 * 1024 * 1024
+    """Bytes of queued statements (their JSON) this node holds at most."""
     _sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -232,7 +236,8 @@ def validate(config: NodeConfig) -> None:
     for name in (*positive, "checkpoint_frames", "segment_bytes", "scan_interval",
                  "retention_interval", "max_group", "statement_timeout", "write_timeout",
                  "max_request_bytes", "max_statements", "read_wait_timeout", "max_result_rows",
-                 "max_result_bytes", "replica_retention"):  # fmt: skip
+                 "max_result_bytes", "queue_max_entries", "queue_max_bytes",
+                 "replica_retention"):  # fmt: skip
         if getattr(config, name) <= 0:
             raise _bad(config, name, "must be greater than zero")
     if config.retention_bytes < 0 or config.retention_seconds < 0:

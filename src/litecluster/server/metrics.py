@@ -4,7 +4,7 @@ but the integer counters in :class:`~litecluster.replication.stats.Stats`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,6 +31,14 @@ class ReplicaStatus(Protocol):
         """``databases``, each with ``txid`` and ``lag_records``."""
 
 
+class QueueStatus(Protocol):
+    """The node's write queue as metrics read it (``drain.Drain`` fits)."""
+
+    def status(self) -> dict[str, Any]:
+        """``queued``, ``oldest_age`` and the counters ``applied``, ``duplicates``, ``failed``,
+        ``retries``."""
+
+
 class MetricsSource(Protocol):
     """What the metrics are computed from when scraped."""
 
@@ -48,6 +56,10 @@ class MetricsSource(Protocol):
 
     @property
     def follower(self) -> ReplicaStatus | None: ...
+
+    @property
+    def queue(self) -> QueueStatus | None:
+        """The queued writes (None: the node keeps no queue)."""
 
 
 class NodeCollector:
@@ -117,6 +129,23 @@ class NodeCollector:
                 pos.add_metric([name], float(d["txid"]))
                 lag_r.add_metric([name, node.node_id], float(d["lag_records"]))
         yield from (pos, size, lag_r, lag_s)
+        if node.queue is not None:
+            yield from _queue_metrics(node.queue.status())
+
+
+def _queue_metrics(st: dict[str, Any]) -> Iterator[Metric]:
+    entries = GaugeMetricFamily("litecluster_queue_entries", "Queued writes not applied yet")
+    entries.add_metric([], float(st["queued"]))
+    age = GaugeMetricFamily("litecluster_queue_oldest_age_seconds", "Age of the oldest one")
+    age.add_metric([], float(st["oldest_age"]))
+    yield from (entries, age)
+    for name, doc in (("applied", "Queued writes applied"),
+                      ("duplicates", "Queued writes found applied already"),
+                      ("failed", "Queued writes that failed as SQL (not retried)"),
+                      ("retries", "Queue drain attempts that will be retried")):  # fmt: skip
+        c = CounterMetricFamily(f"litecluster_queue_{name}", doc)
+        c.add_metric([], float(st[name]))
+        yield c
 
 
 def registry_for(node: MetricsSource) -> CollectorRegistry:

@@ -42,7 +42,7 @@ from litecluster.replication.history import Reach
 from litecluster.replication.primary.primary import Primary
 from litecluster.replication.primary.sqlexec import ResultLimits
 from litecluster.replication.primary.upkeep import upkeep
-from litecluster.replication.protocol import Refuse, encode_message
+from litecluster.replication.protocol import refuse
 from litecluster.replication.replica.diskpos import positions_on_disk
 from litecluster.replication.replica.follower import Follower, Upstream
 from litecluster.replication.state import NodeState
@@ -51,8 +51,9 @@ from litecluster.replication.tls import client_context, server_context
 from litecluster.server.addrfile import remove_addr, write_addr
 from litecluster.server.config import NodeConfig, read_tokens, resp_passwords
 from litecluster.server.credentials import Credentials
+from litecluster.server.drain import open_drain
 from litecluster.server.forward import Forwarder
-from litecluster.server.http.app import make_app
+from litecluster.server.http.app import make_app, make_runner
 from litecluster.server.http.sql import SqlDoor
 from litecluster.server.kvstore import KvStore
 from litecluster.server.metrics import registry_for
@@ -120,6 +121,7 @@ class Node:
             timeout=config.statement_timeout + 5, wait_applied=self.wait_applied,
             token=lambda: self.tokens.current,
         )  # fmt: skip
+        self.queue = open_drain(config, self.node_id, self, self.forwarder)  # ?queue writes
         self.failed: BaseException | None = None
         """Why a background task of the node ended on its own (then the node exits with 1)."""
         self.stopping = asyncio.Event()
@@ -156,7 +158,7 @@ class Node:
         return SqlDoor(
             local=self, status=self, cluster=self, switchover=self.ha,
             max_request_bytes=cfg.max_request_bytes, max_statements=cfg.max_statements,
-            statement_timeout=cfg.statement_timeout,
+            statement_timeout=cfg.statement_timeout, queue=self.queue,
             sql_allow_pragma=frozenset(cfg.sql_allow_pragma),
             limits=ResultLimits(cfg.max_result_rows, cfg.max_result_bytes),
         )  # fmt: skip
@@ -176,7 +178,7 @@ class Node:
                        backups=self, allow_origins=cfg.http_allow_origin,
                        open_probes=cfg.http_open_probes,
                        credentials=self.credentials if cfg.http_auth else None)  # fmt: skip
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = make_runner(app)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, self.config.http.host, self.config.http.port, ssl_context=self.server_ssl
@@ -214,6 +216,7 @@ class Node:
                     resp=str(self.config.resp), hint="pick a free port with --resp HOST:PORT",
                 ) from None  # fmt: skip
         self._watch(asyncio.create_task(self.kv.expire_forever(), name="kv-expiry"))
+        self._watch(asyncio.create_task(self.queue.run(), name="queue-drain"))
         self.leadership.identify(self.listen, str(self.http))
         if self.ha is not None:
             self._ha_task = asyncio.create_task(self.ha.run(), name="ha")
@@ -485,10 +488,7 @@ class Node:
     ) -> None:
         """A replica's replication port: refuse, naming the primary."""
         primary = self.follower.config.primary if self.follower else None
-        writer.write(encode_message(Refuse("not_primary", f"primary is {primary or 'unknown'}")))
-        with contextlib.suppress(Exception):
-            await writer.drain()
-        writer.close()
+        await refuse(writer, "not_primary", f"primary is {primary or 'unknown'}")
 
     def reload_credentials(self) -> bool:
         """SIGHUP: read the token file and the users file again (rotation without downtime,
@@ -538,6 +538,7 @@ class Node:
         if self.follower is not None:
             await asyncio.to_thread(self.follower.close)
         self.kv.close()
+        self.queue.close()
         remove_addr(self.config.data_dir)
         self.state.close()
         log.info("node.stopped node_id=%s", self.node_id)
@@ -594,5 +595,6 @@ class Node:
             out.update(self.follower.status())
         if self.ha is not None:
             out["leadership"] = self.ha.status()
+        out["queue"] = self.queue.status()
         out.setdefault("databases", {})  # a candidate between roles serves none
         return out

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from litecluster.engine.position import Position
 from litecluster.replication.config import Address
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.sqlexec import Statement
 from litecluster.replication.primary.writer import Procedure, WriteOutcome
 from litecluster.server.credentials import Identity
@@ -47,9 +48,11 @@ class WritingPrimary(Protocol):
     """The primary role as the doors write through it (``primary.Primary`` fits)."""
 
     async def write(
-        self, name: str, statements: list[Statement], *, transaction: bool
-    ) -> WriteOutcome:
-        """Run SQL statements in the writer of database ``name`` (group commit)."""
+        self, name: str, statements: list[Statement], *, transaction: bool,
+        once: Once | None = None,
+    ) -> WriteOutcome:  # fmt: skip
+        """Run SQL statements in the writer of database ``name`` (group commit); with
+        ``once`` (a queued entry) only if the database holds no record of it yet."""
 
     async def call(self, name: str, procedure: Procedure) -> WriteOutcome:
         """Run ``procedure`` in the writer of database ``name``."""

@@ -32,6 +32,7 @@ from litecluster.errors import (
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.departed import Departed
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
@@ -50,13 +51,13 @@ from litecluster.replication.protocol import (
     Message,
     NeedSnapshot,
     Pos,
-    Refuse,
     SnapshotChunk,
     SnapshotEnd,
     SnapshotStart,
     Welcome,
     encode_message,
     read_message,
+    refuse,
 )
 from litecluster.replication.stats import Stats
 from litecluster.replication.tokens import Tokens
@@ -186,10 +187,12 @@ class Primary:
                 raise NodeError("the database could not be opened (see the log)", db=name)
         return db
 
-    async def write(
-        self, name: str, statements: list[Statement], *, transaction: bool
-    ) -> WriteOutcome:
-        return await self._submit(name, lambda w: w.submit(statements, transaction=transaction))
+    async def write(self, name: str, statements: list[Statement], *, transaction: bool,
+                    once: Once | None = None) -> WriteOutcome:  # fmt: skip
+        """SQL in the writer of ``name``; ``once``: a queued entry, applied at most once."""
+        return await self._submit(
+            name, lambda w: w.submit(statements, transaction=transaction, once=once)
+        )
 
     async def call(self, name: str, procedure: Procedure) -> WriteOutcome:
         """Run ``procedure`` in the writer of database ``name`` (see Writer.call)."""
@@ -354,11 +357,6 @@ class Primary:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _refuse(self, writer: asyncio.StreamWriter, code: str, reason: str) -> None:
-        writer.write(encode_message(Refuse(code, reason)))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-
     async def _admit(
         self, hello: Message, peer: str, writer: asyncio.StreamWriter
     ) -> Session | None:
@@ -367,18 +365,18 @@ class Primary:
         if not self.tokens.accepts(hello.token):
             self.stats.errors["auth"] += 1
             log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
-            await self._refuse(writer, "auth", "wrong or missing cluster token")
+            await refuse(writer, "auth", "wrong or missing cluster token")
             return None
         if hello.version != PROTOCOL_VERSION:
             log.warning("replica.refused peer=%s reason=version version=%s", peer, hello.version)
-            await self._refuse(writer, "version", f"primary speaks version {PROTOCOL_VERSION}")
+            await refuse(writer, "version", f"primary speaks version {PROTOCOL_VERSION}")
             return None
         if hello.cluster != self.config.cluster_id:
             log.warning("replica.refused peer=%s reason=cluster cluster=%s", peer, hello.cluster)
-            await self._refuse(writer, "cluster", f"this is cluster {self.config.cluster_id!r}")
+            await refuse(writer, "cluster", f"this is cluster {self.config.cluster_id!r}")
             return None
         if not DB_NAME.match(hello.node_id) or hello.node_id == self.node_id:
-            await self._refuse(writer, "node_id", f"unusable node id {hello.node_id!r}")
+            await refuse(writer, "node_id", f"unusable node id {hello.node_id!r}")
             return None
         old = self.sessions.get(hello.node_id)
         if old is not None:

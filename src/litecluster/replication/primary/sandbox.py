@@ -7,8 +7,9 @@ internal ATTACH, which is what the authorizer sees), no loading code (``load_ext
 none of sqlean's file functions, no PRAGMA that changes state (only the read-only ones of
 :data:`READ_PRAGMAS` and :data:`QUERY_PRAGMAS`, plus those an operator allows), no temporary
 objects (they would outlive the request on a shared connection, and a temporary trigger would
-run inside other clients' writes), no raw page access through ``sqlite_dbpage``; and a read
-request writes nothing.
+run inside other clients' writes), no raw page access through ``sqlite_dbpage``, no change to litecluster's reserved tables
+(:data:`RESERVED_TABLES`: the exactly-once records of queued writes); and a read request
+writes nothing.
 
 The authorizer runs at every prepare (for each table, column and function a statement
 names), so it is a few frozenset lookups. It is installed once, when the connection is
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from litecluster.engine.sqlite import Connection
+from litecluster.replication.primary.applied import TABLE as APPLIED_TABLE
 
 # SQLite's authorizer action codes and return values (sqlite3.h; stable C API constants).
 _OK, _DENY = 0, 1
@@ -87,6 +89,14 @@ DENIED_TABLES = frozenset({
 DENIED_MODULES = DENIED_TABLES | frozenset({"vsv", "define", "csv"})
 """Virtual table modules a request may not create a table of (``vsv`` and ``csv`` read files)."""
 
+RESERVED_TABLES = frozenset({APPLIED_TABLE})
+"""litecluster's own tables in a user's database: a request may read them, never change,
+drop, alter or hang a trigger on them (that would apply a queued write twice, or never)."""
+
+# (action, which argument names the table) for the changes of a reserved table.
+_RESERVED_ARG = {_INSERT: 1, _UPDATE: 1, _DELETE: 1, _DROP_TABLE: 1, _CREATE_TABLE: 1,
+                 _ALTER_TABLE: 2, _CREATE_TRIGGER: 2, _CREATE_INDEX: 2}  # fmt: skip
+
 VACUUM_ATTACH = "ATTACH, DETACH and VACUUM are not allowed: a request works on its own database"
 
 
@@ -114,6 +124,11 @@ class Sandbox:
             return self._deny(f"{arg1} is not available to requests")
         if action == _READ or (action == _FUNCTION and arg2 not in DENIED_FUNCTIONS):
             return _OK
+        if self.in_request and action in _RESERVED_ARG:
+            table = arg1 if _RESERVED_ARG[action] == 1 else arg2
+            if (table or "").lower() in RESERVED_TABLES:
+                return self._deny(f"{table} is litecluster's own (queued writes' records): "
+                                  "requests may read it, not change it")  # fmt: skip
         if action == _FUNCTION:
             return self._deny(f"the function {arg2}() is not allowed")
         if action == _PRAGMA:

@@ -19,6 +19,7 @@ from typing import Any
 from litecluster.engine.sqlite import Connection
 from litecluster.errors import LiteclusterError
 from litecluster.errors import RequestError as RequestError  # re-exported: defined in the tree
+from litecluster.replication.primary.coltypes import apply_declared, declared_types
 from litecluster.replication.primary.sandbox import VACUUM_ATTACH, Sandbox
 from litecluster.replication.primary.sqlsplit import needs_split, positional_refusal, split_sql
 
@@ -263,11 +264,14 @@ def run_statement(
     stmt: Statement,
     sandbox: Sandbox | None = None,
     limits: ResultLimits = UNLIMITED,
+    types_from: str | None = None,
 ) -> Result:
     """Execute one statement on ``conn``; every error (SQLite's, bindings, several statements
     in one string, a result past ``limits``) is returned in the result, none raised. With
     ``conn``'s ``sandbox``, the statement is a request's: refused by its first keyword
-    (:func:`refusal`) or by the sandbox, which then says why."""
+    (:func:`refusal`) or by the sandbox, which then says why. With ``types_from`` (the path
+    of ``conn``'s database), a query's ``types`` are its columns' declared types, as rqlite
+    reports them (:mod:`coltypes`)."""
     started = time.perf_counter()
     if sandbox is not None:
         refused = refusal(stmt.sql)
@@ -278,6 +282,10 @@ def run_statement(
     result = Result()
     try:
         _execute(conn, stmt, result, limits)
+        if types_from is not None and result.types:
+            declared = declared_types(types_from, stmt.sql, first_keyword(stmt.sql))
+            if declared is not None and len(declared) == len(result.types):
+                apply_declared(declared, result.types, result.values)
     except _TooLarge as exc:
         result.columns = result.types = None
         result.values = []

@@ -29,6 +29,11 @@ and change the database atomically). It returns a value for the caller and annot
 (the keys it changed, messages to publish); the group's annotations travel with its txlog
 record (a msgpack list, one entry per procedure that returned some), so replicas learn what
 changed without diffing pages.
+
+A SQL request may carry a :class:`~.applied.Once` (a queued write, which its node may send more
+than once): the writer then runs it only if the database holds no record of the entry yet, and
+records it in the same savepoint as its statements, so it is applied exactly once whatever the
+retries.
 """
 
 from __future__ import annotations
@@ -50,8 +55,14 @@ import msgspec
 from litecluster.engine.capture.capture import Capture, committed_not_durable
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
-from litecluster.errors import IndeterminateWriteError, LiteclusterError, NotPrimaryError
+from litecluster.errors import (
+    IndeterminateWriteError,
+    LiteclusterError,
+    NotPrimaryError,
+    QueueBookkeepingError,
+)
 from litecluster.errors import WriteError as WriteError  # re-exported: defined in the tree
+from litecluster.replication.primary.applied import DUPLICATE, Once
 from litecluster.replication.primary.sandbox import sandbox
 from litecluster.replication.primary.sqlexec import Result, ResultLimits, Statement, run_statement
 
@@ -121,6 +132,7 @@ class _Request:
     refused: BaseException | None = None
     """Set when the request (a procedure, or SQL too often) must not run again at all."""
     losses: int = 0
+    once: Once | None = None
 
     def reset(self) -> None:
         self.results, self.value, self.annotation, self.error = [], None, b"", None
@@ -143,6 +155,7 @@ class Writer:
     def __init__(self, name: str, capture: Capture, config: WriterConfig | None = None) -> None:
         self.name = name
         self.capture = capture
+        self._path = str(capture.db_path)
         self.config = config or WriterConfig()
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         # The txlog is the durability point: a request is answered only after capture made
@@ -170,9 +183,13 @@ class Writer:
     def _interrupt(self) -> int:
         return 1 if time.monotonic() > self._deadline else 0
 
-    async def submit(self, statements: list[Statement], *, transaction: bool) -> WriteOutcome:
+    async def submit(
+        self, statements: list[Statement], *, transaction: bool, once: Once | None = None
+    ) -> WriteOutcome:
+        """Run SQL in the next group; with ``once`` only if that entry is not applied yet
+        (else nothing runs and the outcome's value is ``DUPLICATE``)."""
         loop = asyncio.get_running_loop()
-        req = _Request(statements, transaction, loop, loop.create_future())
+        req = _Request(statements, transaction, loop, loop.create_future(), once=once)
         self._queue.put(req)
         return await req.future
 
@@ -284,6 +301,8 @@ class Writer:
                     try:
                         if req.procedure is not None:
                             self._run_procedure(req, req.procedure)
+                        elif req.once is not None:
+                            self._run_once(req, req.once)
                         else:
                             req.results = self._run_sql(req)
                     finally:
@@ -352,6 +371,29 @@ class Writer:
             raise _Lost(None, req, -1)
         self.conn.execute("RELEASE proc")
 
+    def _run_once(self, req: _Request, once: Once) -> None:
+        """A queued entry: skipped when already applied, else its statements and its record in
+        one savepoint. A failure of the record (not of a statement) fails this request alone,
+        rolled back; the database's own failures fail the group as usual."""
+        self._savepoint("SAVEPOINT once")
+        try:
+            if once.seen(self.conn):
+                req.value = DUPLICATE
+            else:
+                req.results = self._run_sql(req)
+                once.record(self.conn)
+        except (_Lost, WriteError):
+            raise
+        except Exception as exc:
+            if _disk_full(exc) or not self.conn.in_transaction:
+                raise
+            self.conn.execute("ROLLBACK TO once")
+            req.results = []
+            req.error = QueueBookkeepingError(
+                f"the queued write's exactly-once record failed: {exc}", db=self.name
+            )
+        self._savepoint("RELEASE once")
+
     def _run_sql(self, req: _Request) -> list[Result]:
         """rqlite's semantics: with ``transaction`` the first failing statement ends the
         request and rolls all of it back; without, each statement is applied or rolled back
@@ -384,7 +426,8 @@ class Writer:
         poisoned = req.poisoned.get(index)
         if poisoned is not None:
             return Result(error=poisoned)
-        res = run_statement(self.conn, req.statements[index], self.sandbox, self.config.limits)
+        res = run_statement(self.conn, req.statements[index], self.sandbox, self.config.limits,
+                            types_from=self._path)  # fmt: skip
         if not self.conn.in_transaction:
             raise _Lost(res.error, req, index, res.code)
         if res.code == "SQLITE_INTERRUPT":

@@ -7,20 +7,19 @@ message.
 
 from __future__ import annotations
 
-import json
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
 from litecluster.errors import KvRequestError
 from litecluster.server.credentials import Credentials
 from litecluster.server.forward import Forwarder
-from litecluster.server.http import auth, backup, cluster, cors
+from litecluster.server.http import auth, backup, body, cluster, cors, protocol, strictjson
 from litecluster.server.http import sql as sqlapi
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import identity, needs
-from litecluster.server.http.sql import error_response
 from litecluster.server.metrics import render
 from litecluster.server.ports import KvExec, StatusSource
 
@@ -33,7 +32,7 @@ REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(data, indent=1), status=status, content_type="application/json"
+        text=strictjson.dumps(data, indent=1), status=status, content_type="application/json"
     )
 
 
@@ -83,6 +82,21 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         )  # fmt: skip
 
 
+async def json_refusals(request: web.Request, response: web.StreamResponse) -> None:
+    """aiohttp's own refusals that never pass the middlewares (an unknown ``Expect`` is
+    checked before them) get the port's one JSON error body too."""
+    if isinstance(response, web.HTTPException) and response.status >= 400:
+        detail = response.text if response.text and response.text != response.reason else ""
+        error = error_response(response.status, response.reason, {"path": request.path},
+                               values={"detail": detail} if detail else None,
+                               hint="see docs/http-api.md for the routes and their limits")  # fmt: skip
+        assert isinstance(error.body, bytes)
+        response.body = error.body
+        response.content_type = "application/json"
+        # Set from the old body before this hook runs (aiohttp's Response._start).
+        response.headers[hdrs.CONTENT_LENGTH] = str(len(error.body))
+
+
 def make_app(
     sql: sqlapi.SqlDoor,
     kv: KvExec,
@@ -99,7 +113,8 @@ def make_app(
     reads; browser pages of ``allow_origins`` may call it (CORS). Every route needs
     ``credentials`` (None: authentication off), except the probes while ``open_probes``."""
     app = web.Application(
-        middlewares=[errors, sqlapi.request_errors], client_max_size=sql.max_request_bytes
+        middlewares=[errors, sqlapi.request_errors],
+        client_max_size=sql.max_request_bytes,
     )
     app[STATUS] = sql.status
     app[KV] = kv
@@ -107,13 +122,24 @@ def make_app(
     app.router.add_get("/status", status)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    sqlapi.add_routes(app, sql, forward)
+    sqlapi.add_routes(app, sql, forward, credentials)
     cluster.add_routes(app)
     backup.add_routes(app, backups)
     app.router.add_post("/kv/exec", kv_exec)
+    app.on_response_prepare.append(json_refusals)
     auth.install(app, credentials, open_probes=open_probes)
+    # After authentication: a caller without credentials learns nothing of the body rules.
+    app.middlewares.append(body.limits)
     cors.install(app, allow_origins)
     return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner that serves ``app``: no access log (the node logs events), request bodies
+    never decompressed (:mod:`.body`), aiohttp's refusals of bad HTTP logged as one line
+    (:mod:`.protocol`)."""
+    return web.AppRunner(app, access_log=None, handle_signals=False, logger=protocol.log,
+                         auto_decompress=body.AUTO_DECOMPRESS)  # fmt: skip
 
 
 @needs("query", "execute", any_of=True)

@@ -20,7 +20,6 @@ forward carries the caller's credentials and the primary checks them again.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 
 from aiohttp import hdrs, web
@@ -28,8 +27,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from litecluster.errors import AuthError, PermissionDeniedError
 from litecluster.server.credentials import Credentials, Identity
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import IDENTITY, permission_of
-from litecluster.server.http.sql import error_response
 
 log = logging.getLogger("litecluster.http.auth")
 
@@ -60,7 +59,7 @@ async def authenticate(credentials: Credentials, header: str) -> Identity | None
     if scheme == "basic" and value:
         try:
             raw = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 inside
             return None
         username, sep, password = raw.partition(":")
         if not sep or not username:

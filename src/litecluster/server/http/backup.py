@@ -25,8 +25,8 @@ from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
 from litecluster.errors import RequestError
 from litecluster.replication.config import DB_NAME
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.perms import needs
-from litecluster.server.http.sql import error_response
 
 _SEND = 1 << 20
 

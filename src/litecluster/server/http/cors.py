@@ -17,7 +17,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from litecluster.server.http.sql import error_response
+from litecluster.server.http.errorbody import error_response
 
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Content-Type, X-Litecluster-Position"

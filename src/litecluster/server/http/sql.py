@@ -26,8 +26,6 @@ from aiohttp import web
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection, connect
 from litecluster.errors import (
-    COMMITTED_HINT,
-    INDETERMINATE_HINT,
     AuthError,
     ExcludedByNewerHistoryError,
     LiteclusterError,
@@ -48,12 +46,16 @@ from litecluster.replication.primary.sqlexec import (
     run_statement,
     statement_json,
 )
+from litecluster.server.credentials import Credentials
+from litecluster.server.drain import Drain
 from litecluster.server.forward import (
     NOT_VISIBLE_WARNING,
     Forwarder,
     refusal,
     transport_failure,
 )
+from litecluster.server.http import queued, strictjson
+from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.freshness import check_freshness, freshness_limit
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
@@ -82,6 +84,8 @@ class SqlDoor:
     """PRAGMAs a request may run besides the sandbox's read-only ones."""
     limits: ResultLimits = field(default_factory=ResultLimits)
     """The most one statement's result may hold."""
+    queue: Drain | None = None
+    """The node's write queue and its drain (``?queue``; None: refused)."""
 
 
 DOOR: web.AppKey[SqlDoor] = web.AppKey("sql-door")
@@ -92,43 +96,7 @@ ERROR_KEYS = frozenset({"error", "retryable", "indeterminate", "committed", "hin
 _local = threading.local()
 
 
-def _error(
-    status: int,
-    message: str,
-    context: dict[str, Any] | None = None,
-    *,
-    retryable: bool = False,
-    indeterminate: bool = False,
-    committed: bool = False,
-    hint: str = "",
-    values: dict[str, Any] | None = None,
-) -> web.Response:
-    """The one error body of the HTTP port: ``error``, ``retryable``, ``indeterminate``,
-    ``committed`` and ``hint`` always, plus an error's ``context`` (as strings) and ``values``
-    (as JSON values). The fixed keys win: neither overrides them."""
-    body: dict[str, Any] = {k: str(v) for k, v in (context or {}).items()}
-    body.update(values or {})
-    hint = hint or _fallback_hint(retryable=retryable, indeterminate=indeterminate,
-                                  committed=committed)  # fmt: skip
-    body.update(error=message, retryable=retryable, indeterminate=indeterminate,
-                committed=committed, hint=hint)  # fmt: skip
-    return web.json_response(body, status=status)
-
-
-def _fallback_hint(*, retryable: bool, indeterminate: bool, committed: bool) -> str:
-    """What a client can do, from the flags alone, when the error names no hint of its own
-    (a class without one, a foreign primary's answer): every body carries one."""
-    if indeterminate:
-        return INDETERMINATE_HINT
-    if committed:
-        return COMMITTED_HINT
-    if retryable:
-        return "retry, on the primary or another node"
-    return "the request fails again as is: see the error, the node's log and docs/http-api.md"
-
-
-error_response = _error
-"""The HTTP port's error body, for the other routes of the app (see :func:`_error`)."""
+_error = error_response
 
 
 def flag(request: web.Request, name: str) -> bool:
@@ -138,9 +106,8 @@ def flag(request: web.Request, name: str) -> bool:
 
 
 def pretty_dumps(request: web.Request) -> Any:
-    if flag(request, "pretty"):
-        return lambda obj: json.dumps(obj, indent=4)
-    return json.dumps
+    indent = 4 if flag(request, "pretty") else None
+    return lambda obj: strictjson.dumps(obj, indent=indent)
 
 
 def _respond(request: web.Request, results: list[Result], started: float,
@@ -176,15 +143,8 @@ async def _statements(request: web.Request) -> list[Statement]:
         if not q:
             raise RequestError("missing q parameter")
         return [Statement(sql) for sql in q]
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestError("request too large", limit=door.max_request_bytes) from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise RequestError(f"malformed JSON: {exc}") from None
-    return parse_statements(body, max_statements=door.max_statements)
+    raw = await request.read()  # over max_request_bytes: 413 (body.py)
+    return parse_statements(strictjson.loads(raw), max_statements=door.max_statements)
 
 
 async def _expanded(request: web.Request, statements: list[Statement]) -> list[Statement]:
@@ -241,7 +201,7 @@ def _run_reads(
         for stmt in statements:
             if stmt.continues and string_failed:
                 continue  # a failure ends the rest of its string, as in the writer
-            res = run_statement(conn, stmt, box, limits)
+            res = run_statement(conn, stmt, box, limits, types_from=path)
             if res.code == "SQLITE_INTERRUPT":
                 res.error = f"statement timeout ({timeout:g} s)"
             elif res.error and "readonly" in res.error:
@@ -283,7 +243,9 @@ async def query(request: web.Request) -> web.Response:
         )  # fmt: skip
     if reach is Reach.NOT_YET:
         assert want is not None
-        return _error(504, "timed out waiting for this node to apply the position",
+        # 503, not 504: the port's one status for "not now, retry" (and a client that only
+        # knows rqlite treats every other 5xx as a failure of the node).
+        return _error(503, "timed out waiting for this node to apply the position",
                       values={"min_position": f"{want.epoch}:{want.txid}",
                               "applied": local.applied_txid(db)},
                       retryable=True, hint="retry, or read from the primary (level=weak)")  # fmt: skip
@@ -317,6 +279,8 @@ async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
     primary = request.app[DOOR].local.primary
     db, statements = _db(request), await _statements(request)
+    if queued.wants_queue(request) and request.path == "/db/execute":
+        return await queued.enqueue(request, db, statements)
     if primary is None:
         _redirect(request)
         return await _forward(request, statements, wait=True)
@@ -407,11 +371,18 @@ async def request_errors(request: web.Request, handler: Any) -> web.StreamRespon
                       hint=exc.hint)  # fmt: skip
 
 
-def add_routes(app: web.Application, door: SqlDoor, forward: Forwarder) -> None:
+def add_routes(
+    app: web.Application, door: SqlDoor, forward: Forwarder, users: Credentials | None = None
+) -> None:
     """The SQL API's routes on ``app``, serving from ``door``; a replica sends writes (and
-    weak or stronger reads) to its primary through ``forward``."""
+    weak or stronger reads) to its primary through ``forward``; ``users`` (None:
+    authentication off) check queued entries' users again on the primary."""
     app[DOOR] = door
     app[FORWARD] = forward
+    # A batch holds entries of up to max_request_bytes each (their JSON may grow a little).
+    batch = 4 * door.max_request_bytes + (1 << 16)
+    queued.add_routes(app, queued.QueueDoor(door.local, door.queue, door.max_statements, batch,
+                                            users))  # fmt: skip
     app.router.add_post("/db/execute", execute)
     app.router.add_get("/db/query", query)
     app.router.add_post("/db/query", query)

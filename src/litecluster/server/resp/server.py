@@ -234,8 +234,11 @@ class RespServer:
                     encode_into(out, reply, client.proto)
                 i = j
             if len(out) > FLUSH_BYTES:
-                writer.write(out)
+                # A copy: the transport keeps a view of what it could not send at once, and
+                # clearing the buffer under that view raised BufferError and dropped the client.
+                chunk = bytes(out)
                 out.clear()
+                writer.write(chunk)
                 await writer.drain()
         return False
 
