@@ -4,6 +4,7 @@ primary forgets the replicas that went away."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import httpx
 import pytest
 
@@ -19,7 +21,7 @@ from litecluster.cli.localcluster import LocalNode
 from litecluster.client.sync import Client, Params
 from litecluster.errors import ConfigError
 from support import wait_for
-from support.nodes import Nodes
+from support.nodes import AUTH_ON, Nodes
 
 RETENTION = 2.0
 
@@ -125,9 +127,12 @@ def test_a_populated_directory_serves_reads_while_every_node_is_down(
 
 def test_settings_are_checked_with_a_clear_error(tmp_path: Path) -> None:
     token = "t" * 32
-    with pytest.raises(ConfigError, match="cluster token") as no_token:
-        litecluster.connect("127.0.0.1:1", replica=tmp_path / "a", auth=("ann", "pw"))
-    assert "authenticates HTTP requests" in no_token.value.message
+    with pytest.raises(ConfigError, match="cluster token or a user's login") as no_token:
+        litecluster.connect("127.0.0.1:1", replica=tmp_path / "a")
+    assert "join-read-only" in no_token.value.hint
+    with pytest.raises(ConfigError, match="user's login") as no_password:
+        litecluster.connect("127.0.0.1:1", replica=tmp_path / "a", auth=("ann", ""))
+    assert no_password.value.context["field"] == "auth"
     with pytest.raises(ConfigError, match="too short"):
         litecluster.connect("127.0.0.1:1", replica=tmp_path / "a", token="short")
     with pytest.raises(ConfigError, match="CA file") as ca:
@@ -208,3 +213,33 @@ def test_the_primary_forgets_closed_and_vanished_clients(
     stats = primary.status()["stats"]
     assert stats["replicas_left"] >= 18, stats
     assert stats["replicas_expired"] >= 4, stats
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_a_users_file_login_joins_without_the_cluster_token(tmp_path: Path) -> None:
+    users = [
+        {"username": name, "perms": perms,
+         "password": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()}
+        for name, perms in (("app", ["join-read-only", "query", "execute", "status"]),
+                            ("web", ["query", "execute", "status"]))
+    ]  # fmt: skip
+    users_file = tmp_path / "users.json"
+    users_file.write_text(json.dumps(users))
+    nodes = Nodes(tmp_path)
+    try:
+        primary = nodes.node("p1", env={**AUTH_ON, "LITECLUSTER_USERS_FILE": str(users_file)})
+        with litecluster.connect(primary.http, token_file=nodes.token_file) as remote:
+            remote.execute("CREATE TABLE t(k INTEGER PRIMARY KEY)")
+        app = litecluster.connect([primary.http], replica=tmp_path / "app", auth=("app", PASSWORD))
+        try:
+            app.execute("INSERT INTO t VALUES (1)")  # HTTP Basic as app: execute
+            assert app.query("SELECT k FROM t").rows == [(1,)]  # the stream, as app
+        finally:
+            app.close()
+        with pytest.raises(litecluster.ClientError, match="may not join"):
+            litecluster.connect([primary.http], replica=tmp_path / "web", auth=("web", PASSWORD),
+                                ready_timeout=3)  # fmt: skip
+    finally:
+        nodes.close()

@@ -75,6 +75,7 @@ class EmbeddedReplica:
             self.node_id = self.state.node_id
             self.follower = Follower(config, Tokens([join.token]), self.state, self.node_id,
                                      Stats(), kind="embedded")  # fmt: skip
+            self.follower.user = join.user
             self.follower.open_databases()
         except BaseException:
             self.state.close()

@@ -2,9 +2,10 @@
 
 ``connect(..., replica=DIR)`` gathers its arguments into :class:`Join` through
 :func:`join_settings`, which refuses what cannot work with a :class:`~litecluster.errors.
-ConfigError` naming the argument: no way to find the primary, no cluster token (the
-replication port accepts nothing else: a users-file login authenticates HTTP requests only), a
-token too short, a CA file that does not load, a cluster or node name that is not one.
+ConfigError` naming the argument: no way to find the primary, neither the cluster token nor a
+users-file login (``auth=(user, password)``, admitted on the replication port for a user with
+the ``join-read-only`` permission: replication/primary/admission.py), a token too short, a CA
+file that does not load, a cluster or node name that is not one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class Join:
     """A replication address to try first (any node's: a replica's port names the primary)."""
     cluster: str
     token: str
+    """The cluster token, or the password of ``user``."""
+    user: str
+    """A users-file user presented on the replication port instead of the token ('' none)."""
     ca: str | None
     headers: dict[str, str]
     """The HTTP credentials (for ``/status`` of the seeds)."""
@@ -67,16 +71,20 @@ def join_settings(
         raise ConfigError("an embedded replica needs a way to find the primary",
                           field="url", hint="pass node addresses (any role), etcd=[...] "
                           "endpoints or primary=HOST:PORT")  # fmt: skip
-    if not token:
-        why = ("auth=(user, password) authenticates HTTP requests; the replication stream "
-               "takes the cluster token") if auth else "the replication stream takes it"  # fmt: skip
-        raise ConfigError(f"an embedded replica needs the cluster token: {why}",
-                          field="token", hint="pass token= or token_file= (the nodes' "
-                          "token file, see docs/security.md)")  # fmt: skip
-    try:
-        parse_tokens(token, where="token")
-    except LiteclusterError as exc:
-        raise ConfigError(exc.message, field="token", hint=exc.hint) from None
+    user = ""
+    if token:
+        try:
+            parse_tokens(token, where="token")
+        except LiteclusterError as exc:
+            raise ConfigError(exc.message, field="token", hint=exc.hint) from None
+    elif auth is not None and auth[0] and auth[1]:
+        user, token = auth
+    else:
+        raise ConfigError("an embedded replica needs the cluster token or a user's login for "
+                          "the replication stream", field="token" if auth is None else "auth",
+                          hint="pass token= or token_file= (the nodes' token file), or auth=("
+                          "user, password) of a users-file user with the join-read-only "
+                          "permission (docs/security.md)")  # fmt: skip
     name = cluster or DEFAULT_CLUSTER
     if not DB_NAME.match(name):
         raise ConfigError("not a cluster name (letters, digits, _ and -)", field="cluster",
@@ -104,5 +112,5 @@ def join_settings(
     urls = tuple(base_url(s, scheme) for s in seeds)
     if urls:
         scheme = urls[0].split("://", 1)[0]
-    return Join(Path(directory), urls, endpoints, address, name, token, ca, headers, node_id,
-                scheme)  # fmt: skip
+    return Join(Path(directory), urls, endpoints, address, name, token, user, ca, headers,
+                node_id, scheme)  # fmt: skip

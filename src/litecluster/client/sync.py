@@ -126,7 +126,8 @@ class Client:
     moves to the next one after a failure to connect). Credentials:
     ``token`` / ``token_file`` (the cluster token, ``Authorization: Bearer``) or
     ``auth=(user, password)`` (HTTP Basic, a user of the nodes' users file); an embedded
-    replica needs the token for the replication stream.
+    replica presents the token on the replication stream, or without one the user (who then
+    needs the ``join-read-only`` permission besides those of its requests).
 
     Embedded mode (``replica=DIR``, see docs/client.md) follows the cluster's current primary,
     found from the seeds, from ``etcd`` (endpoints of the cluster's etcd, which names the

@@ -76,6 +76,8 @@ class Hello(msgspec.Struct, frozen=True):
     """Whether the replica fsyncs what it applies before acknowledging it."""
     nofailover: bool = False
     """A node that never runs for primary."""
+    user: str = ""
+    """An embedded replica's users-file login: ``token`` is then its password."""
 
     @property
     def promotable(self) -> bool:

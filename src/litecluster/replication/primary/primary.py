@@ -32,6 +32,7 @@ from litecluster.errors import (
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.admission import Login, refusal
 from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.database import PrimaryDb
 from litecluster.replication.primary.departed import Departed
@@ -84,6 +85,8 @@ class Primary:
         self.config = config
         self.tokens = tokens
         """The cluster tokens a replica may present (reloaded on SIGHUP by the node)."""
+        self.login: Login | None = None
+        """Checks an embedded replica's users-file login (admission.py; None: tokens only)."""
         self.epoch = epoch
         self.node_id = node_id
         self.stats = stats
@@ -362,10 +365,11 @@ class Primary:
     ) -> Session | None:
         if not isinstance(hello, Hello):
             raise ProtocolError("expected HELLO as the first message", got=type(hello).__name__)
-        if not self.tokens.accepts(hello.token):
+        why = await refusal(hello, self.tokens, self.login)
+        if why is not None:
             self.stats.errors["auth"] += 1
-            log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
-            await refuse(writer, "auth", "wrong or missing cluster token")
+            log.warning("auth.refused peer=%s node_id=%s reason=%r", peer, hello.node_id, why)
+            await refuse(writer, "auth", why)
             return None
         if hello.version != PROTOCOL_VERSION:
             log.warning("replica.refused peer=%s reason=version version=%s", peer, hello.version)

@@ -155,6 +155,8 @@ class Follower:
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
         self._apply_failure: BaseException | None = None
+        self.user = ""
+        """A users-file login presented instead of the token (embedded replicas only)."""
         self.leaving = False
         """Set before a clean close: the session's end says goodbye (see protocol.Bye)."""
         self._round = 0
@@ -292,7 +294,7 @@ class Follower:
             hello = Hello(
                 PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.tokens.current, positions,
                 self.http, kind=self.kind, durable=self.config.replica_durable,
-                nofailover=self.config.nofailover,
+                nofailover=self.config.nofailover, user=self.user,
             )  # fmt: skip
             writer.write(encode_message(hello))
             await writer.drain()
