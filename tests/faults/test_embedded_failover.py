@@ -158,9 +158,11 @@ def test_five_kills_of_the_primary_under_load_lose_no_acknowledged_write(
 def test_a_primary_paused_past_its_lease_is_left_for_the_new_one(
     sync_ha_etcd: tuple[list[LocalNode], EtcdServer], tmp_path: Path,
 ) -> None:  # fmt: skip
-    members, _ = sync_ha_etcd
+    members, etcd = sync_ha_etcd
     old = first_primary(members)
-    client = _embedded(members, tmp_path / "app")  # the seeds alone, no etcd
+    # etcd's leader key alone (no seed): the kill test has both.
+    client = litecluster.connect([], replica=tmp_path / "app", etcd=[etcd.url],
+                                 token_file=members[0].token_file, timeout=5)  # fmt: skip
     try:
         client.execute("INSERT INTO t(k) VALUES('before')")
         old.signal(signal.SIGSTOP)
