@@ -143,6 +143,8 @@ def test_settings_are_checked_with_a_clear_error(tmp_path: Path) -> None:
         litecluster.connect("127.0.0.1:1", replica=tmp_path / "a", token=token, cluster="a/b")
     with pytest.raises(ConfigError, match="find the primary"):
         litecluster.connect([], replica=tmp_path / "a", token=token)
+    with pytest.raises(ConfigError, match="settings of an embedded replica"):
+        litecluster.connect("127.0.0.1:1", etcd=["http://127.0.0.1:2379"])
     with pytest.raises(ConfigError, match="etcd endpoint"):
         litecluster.connect([], replica=tmp_path / "a", token=token, etcd=["127.0.0.1:2379"])
 

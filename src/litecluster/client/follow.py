@@ -111,7 +111,10 @@ class Tracker:
         if refused is not None:
             answers.append(refused)
         self.rounds += 1
-        chosen = best(answers, self.follower.state.epoch)
+        # Never back to an older term than the one followed (a lagging seed may still name
+        # the previous primary while the new one is being connected to).
+        floor = max(self.follower.state.epoch, self.found.epoch if self.found else 0)
+        chosen = best(answers, floor)
         if chosen is None:
             return
         target = self.follower.config.primary if self._run is not None else None

@@ -38,7 +38,7 @@ from litecluster.client.join import base_url, join_settings
 from litecluster.client.kv import KV
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import DatabaseError
-from litecluster.errors import NodeError
+from litecluster.errors import ConfigError, NodeError
 from litecluster.replication.history import Reach
 from litecluster.replication.tls import client_context
 
@@ -168,6 +168,10 @@ class Client:
             token = read_token(token_file)
         headers = auth_headers(token, auth=auth)
         join = None
+        if replica is None and (etcd or primary or node_id or cluster):
+            raise ConfigError("etcd=, primary=, node_id= and cluster= are settings of an "
+                              "embedded replica", field="replica",
+                              hint="pass replica=DIR, or leave them out")  # fmt: skip
         if replica is not None:  # checked first: its errors name connect()'s arguments
             join = join_settings(
                 replica, seeds=seeds, etcd=etcd, primary=primary, cluster=cluster,
