@@ -243,5 +243,7 @@ def test_a_users_file_login_joins_without_the_cluster_token(tmp_path: Path) -> N
         with pytest.raises(litecluster.ClientError, match="may not join"):
             litecluster.connect([primary.http], replica=tmp_path / "web", auth=("web", PASSWORD),
                                 ready_timeout=3)  # fmt: skip
+        assert "auth.refused" in primary.log_text
+        assert "reason=bad_user" in primary.log_text
     finally:
         nodes.close()

@@ -15,18 +15,20 @@ from collections.abc import Awaitable, Callable
 from litecluster.replication.protocol import Hello
 from litecluster.replication.tokens import Tokens
 
+BAD_TOKEN = "wrong or missing cluster token"
+
 Login = Callable[[str, str], Awaitable[bool]]
 """``login(user, password)``: the user exists, the password is right and it may join."""
 
 
-async def refusal(hello: Hello, tokens: Tokens, login: Login | None) -> str | None:
-    """Why ``hello`` is not admitted (None: it is)."""
+async def refusal(hello: Hello, tokens: Tokens, login: Login | None) -> tuple[str, str] | None:
+    """Why ``hello`` is not admitted, as (the log's reason, the REFUSE text); None: it is."""
     if not hello.user:
-        return None if tokens.accepts(hello.token) else "wrong or missing cluster token"
+        return None if tokens.accepts(hello.token) else ("bad_token", BAD_TOKEN)
     if hello.kind != "embedded":
-        return "a replica node presents the cluster token, not a user"
+        return "user_not_embedded", "a replica node presents the cluster token, not a user"
     if login is None:
-        return "this primary admits no users on its replication port"
+        return "no_users", "this primary admits no users on its replication port"
     if not await login(hello.user, hello.token):
-        return "wrong user or password, or the user may not join (join-read-only permission)"
+        return "bad_user", "wrong user or password, or the user may not join (join-read-only)"
     return None

@@ -368,8 +368,8 @@ class Primary:
         why = await refusal(hello, self.tokens, self.login)
         if why is not None:
             self.stats.errors["auth"] += 1
-            log.warning("auth.refused peer=%s node_id=%s reason=%r", peer, hello.node_id, why)
-            await refuse(writer, "auth", why)
+            log.warning("auth.refused peer=%s node_id=%s reason=%s", peer, hello.node_id, why[0])
+            await refuse(writer, "auth", why[1])
             return None
         if hello.version != PROTOCOL_VERSION:
             log.warning("replica.refused peer=%s reason=version version=%s", peer, hello.version)
