@@ -329,6 +329,7 @@ def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets
 
     from litecluster.client.embedded import EmbeddedReplica
     from litecluster.client.join import join_settings
+    from litecluster.errors import NodeError
 
     with socket.socket() as bound:  # bound but not listening: connections are refused
         bound.bind(("127.0.0.1", 0))
@@ -349,6 +350,9 @@ def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets
             assert replica.wait_ready(0.2, allow_stale=False) is not None
             assert replica.connection("main") is None
             assert replica.applied("main") == 0
+            with pytest.raises(NodeError, match="another node is running") as second:
+                EmbeddedReplica(join)
+            assert "one process per replica directory" in second.value.hint
         finally:
             replica.close()
 

@@ -147,7 +147,8 @@ def test_five_kills_of_the_primary_under_load_lose_no_acknowledged_write(
         assert all(r <= WRITES_RESUME for r in resumed), resumed
         assert all(f <= FOLLOWS for f in followed), followed
         assert not load.read_errors, (len(load.read_errors), load.read_errors[:3], kills)
-        assert load.read_gap < 1.0, f"local reads stopped for {load.read_gap:.2f} s"
+        # Well under a failover (about 3 s here): no read waited for one.
+        assert load.read_gap < 1.5, f"local reads stopped for {load.read_gap:.2f} s"
         client.wait_ready(30)
         missing = {k for _, k in load.acked} - _local_keys(client)
         assert not missing, f"{len(missing)} acknowledged writes missing locally"

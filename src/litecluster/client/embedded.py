@@ -24,6 +24,7 @@ from litecluster.client.locate import Locator
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
 from litecluster.engine.sqlite import connect as sqlite_connect
+from litecluster.errors import NodeError
 from litecluster.replication.config import Address, ReplicationConfig
 from litecluster.replication.history import Reach
 from litecluster.replication.replica.follower import Follower
@@ -68,7 +69,11 @@ class EmbeddedReplica:
         )  # fmt: skip
         self.join = join
         self.data_dir = join.directory
-        self.state = NodeState(join.directory)
+        try:
+            self.state = NodeState(join.directory)
+        except NodeError as exc:
+            raise NodeError(exc.message, **exc.context, hint="one process per replica "
+                            "directory: give each process its own replica=DIR") from None  # fmt: skip
         try:
             wanted = join.node_id or self.state.node_id or "embedded-" + secrets.token_hex(4)
             self.state.adopt(wanted, join.cluster, 0)
@@ -238,6 +243,8 @@ class EmbeddedReplica:
         if self._task is not None:
             self._loop.call_soon_threadsafe(self._task.cancel)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
         for conn in self._conns.values():
             conn.close()
         self.follower.close()
