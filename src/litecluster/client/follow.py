@@ -27,6 +27,10 @@ from litecluster.replication.replica.follower import Follower, Upstream
 
 log = logging.getLogger("litecluster.embedded")
 
+OUTAGE_ROUNDS = 40
+"""Searches in a row (10 s at the usual interval) after which the interval grows."""
+OUTAGE_INTERVAL = 0.5
+
 NO_PRIMARY = "no primary"
 """The upstream state while no primary is known at all."""
 
@@ -85,12 +89,16 @@ class Tracker:
             self.follower.upstream = Upstream("", state=NO_PRIMARY)
         try:
             next_check = 0.0
+            unhealthy = 0
             while True:
                 now = time.monotonic()
-                if not self.healthy() or now >= next_check:
+                unhealthy = 0 if self.healthy() else unhealthy + 1
+                if unhealthy or now >= next_check:
                     await self._search()
                     next_check = now + self.healthy_check
-                await asyncio.sleep(self.interval)
+                # A long outage is asked about less often (every node of a fleet polls the
+                # seeds), still well within the second a failover may take to be followed.
+                await asyncio.sleep(self.interval if unhealthy < OUTAGE_ROUNDS else OUTAGE_INTERVAL)
         finally:
             await self._stop()
             if self.locator is not None:
