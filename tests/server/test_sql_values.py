@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
     try:
         p = n.node("p1", env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
         r = n.node("r1", p, env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         yield p.http, r.http
     finally:
         n.close()
