@@ -459,11 +459,9 @@ class Node:
             await self._not_primary(reader, writer)
 
     def _watch(self, task: asyncio.Task[None], *, cancel_ok: bool = False) -> None:
-        """These tasks run until the node stops: one that ends by itself is a bug; the node
-        then stops (exit status 1) so that its supervisor restarts it, instead of running on
-        without replicating. Role tasks are cancelled when the role changes (``cancel_ok``);
-        one cancelled by anything else (it is still the role task then) failed too: a follower
-        ended that way once and the replica stopped following, alive and silent."""
+        """These tasks run until the node stops: one that ends by itself is a bug, and the node
+        stops (exit status 1) so that its supervisor restarts it. Only a role change cancels a
+        role task (``cancel_ok``): one cancelled otherwise left a replica alive, not following."""
 
         def done(t: asyncio.Task[None]) -> None:
             if t.cancelled() and (not self.ready or (cancel_ok and t is not self._role_task)):
