@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from support import checksum, wait_for
-from support.nodes import Nodes, wait_converged
+from support.nodes import Nodes, wait_converged, wait_streaming
 
 Cluster = tuple[Any, Any]
 TEN_MB = (
@@ -30,8 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         p = n.node("p1")
         r = n.node("r1", p)
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         yield p, r
     finally:
         n.close()

@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes, wait_converged
+from support.nodes import Nodes, wait_converged, wait_streaming
 
 BUDGET = 0.5
 FOREVER = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
@@ -26,8 +25,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nodes, s
     try:
         p = n.node("p1", env=env)
         r = n.node("r1", p, env=env)
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         _post(p.http, "/db/execute", ["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"])
         yield n, p.http, r.http
     finally:

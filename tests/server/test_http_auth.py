@@ -25,9 +25,8 @@ from litecluster.server.forward import Forwarder
 from litecluster.server.http.app import make_app
 from litecluster.server.http.perms import Permission, permission_of
 from litecluster.server.metrics import registry_for
-from support import wait_for
 from support.doors import FakeNode
-from support.nodes import AUTH_ON, Nodes
+from support.nodes import AUTH_ON, Nodes, wait_streaming
 
 PASSWORD = "correct horse battery staple"
 USERS = {
@@ -126,8 +125,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNod
         token = primary.headers
         httpx.post(f"http://{primary.http}/db/execute", json=["CREATE TABLE t(x)"],
                    headers=token, timeout=30).raise_for_status()  # fmt: skip
-        wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-                 "replica streaming")  # fmt: skip
+        wait_streaming(replica)
         yield primary, replica
     finally:
         n.close()

@@ -19,7 +19,7 @@ import pytest
 
 from litecluster.cli.localcluster import LocalNode
 from support import wait_for
-from support.nodes import AUTH_ON, Nodes
+from support.nodes import AUTH_ON, Nodes, wait_streaming
 from support.rawhttp import Answer, build, exchange
 
 LIMIT = 64 * 1024
@@ -32,8 +32,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNode, 
     try:  # nodes that failed to get ready are killed too
         primary = n.node("p1", env=env)
         replica = n.node("r1", primary, env=env)
-        wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-                 "the replica to stream from its primary")  # fmt: skip
+        wait_streaming(replica)
         httpx.post(f"http://{primary.http}/db/execute",
                    json=["CREATE TABLE t(id INTEGER PRIMARY KEY, v)"]).raise_for_status()  # fmt: skip
         yield primary, replica

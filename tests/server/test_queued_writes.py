@@ -15,7 +15,7 @@ import pytest
 
 from litecluster.cli.localcluster import LocalNode
 from support import wait_for
-from support.nodes import Nodes, wait_converged
+from support.nodes import Nodes, wait_converged, wait_streaming
 
 
 @pytest.fixture
@@ -24,8 +24,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Nodes, LocalNode, LocalNode]]:
     env = {"LITECLUSTER_QUEUE_MAX_ENTRIES": "50"}
     primary = n.node("p1", env=env)
     replica = n.node("r1", primary, env=env)
-    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-             "the replica to stream from its primary")  # fmt: skip
+    wait_streaming(replica)
     httpx.post(f"http://{primary.http}/db/execute",
                json=["CREATE TABLE t(k TEXT PRIMARY KEY, via TEXT)"]).raise_for_status()  # fmt: skip
     yield n, primary, replica

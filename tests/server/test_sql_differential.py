@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 
 _tables = itertools.count()
 
@@ -30,8 +29,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
     try:
         p = n.node("p1", env={"LITECLUSTER_READ_WAIT_TIMEOUT": "10"})
         r = n.node("r1", p, env={"LITECLUSTER_READ_WAIT_TIMEOUT": "10"})
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         yield p.http, r.http
     finally:
         n.close()

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes, wait_converged
+from support.nodes import Nodes, wait_converged, wait_streaming
 
 # How long the bad client keeps going while the good writers write (issue 17 asks for 30 s).
 BAD_CLIENT_SECONDS = 30.0
@@ -31,8 +30,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Nodes, str, str]]:
     env = {"LITECLUSTER_READ_WAIT_TIMEOUT": "5", "LITECLUSTER_STATEMENT_TIMEOUT": STATEMENT_TIMEOUT}
     primary = n.node("p1", env=env)
     replica = n.node("r1", primary, env=env)
-    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-             "the replica to stream from its primary")  # fmt: skip
+    wait_streaming(replica)
     r = httpx.post(f"http://{primary.http}/db/execute", json=[
         "CREATE TABLE t(k TEXT PRIMARY KEY, v INTEGER NOT NULL DEFAULT 0)",
         "CREATE TABLE guarded(k TEXT PRIMARY KEY)",

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 
 MILLION = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000) "
@@ -37,8 +36,7 @@ def small(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         p = n.node("p1", env=env)
         r = n.node("r1", p, env=env)
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         post(p.http, "/db/execute", ["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"])
         yield p.http, r.http
     finally:
@@ -112,8 +110,7 @@ def test_a_million_row_query_is_refused_in_bounded_memory_without_stalling_other
     try:
         p = n.node("p1")
         r = n.node("r1", p)
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         post(p.http, "/db/execute", ["CREATE TABLE t(x)"])
         for node, level in ((p, "weak"), (r, "none")):
             assert node.proc is not None

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes, wait_converged
+from support.nodes import Nodes, wait_converged, wait_streaming
 
 Cluster = tuple[Nodes, str, str, Path]
 
@@ -25,8 +24,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     env = {"LITECLUSTER_READ_WAIT_TIMEOUT": "2", "LITECLUSTER_SQL_ALLOW_PRAGMA": "user_version"}
     primary = n.node("p1", env=env)
     replica = n.node("r1", primary, env=env)
-    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-             "the replica to stream from its primary")  # fmt: skip
+    wait_streaming(replica)
     httpx.post(f"http://{primary.http}/db/execute",
                json=["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"]).raise_for_status()  # fmt: skip
     targets = tmp_path / "targets"

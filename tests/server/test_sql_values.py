@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]
     try:
         p = n.node("p1", env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
         r = n.node("r1", p, env={"LITECLUSTER_READ_WAIT_TIMEOUT": "5"})
-        wait_for(lambda: httpx.get(f"http://{r.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(r)
         yield p.http, r.http
     finally:
         n.close()
@@ -122,3 +120,21 @@ def test_pyrqlite_reads_declared_dates_as_datetimes(nodes: tuple[str, str]) -> N
     cur.execute("SELECT at FROM events")
     (at,) = cur.fetchone()
     assert at == dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=at.tzinfo)
+
+
+@pytest.mark.parametrize("via", ["primary", "replica"])
+def test_raw_sql_in_a_text_plain_body(nodes: tuple[str, str], via: str) -> None:
+    http = nodes[0] if via == "primary" else nodes[1]
+    table = f"raw_{via}"
+    sql = f"CREATE TABLE {table}(x); INSERT INTO {table} VALUES (1); INSERT INTO {table} VALUES (2)"
+    got = httpx.post(f"http://{http}/db/execute", content=sql.encode(),
+                     headers={"Content-Type": "text/plain; charset=utf-8"})  # fmt: skip
+    assert got.status_code == 200, got.text
+    assert [r.get("rows_affected") for r in got.json()["results"]] == [0, 1, 1]
+    read = httpx.post(f"http://{http}/db/query", content=f"SELECT sum(x) FROM {table}",
+                      headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert read.json()["results"][0]["values"] == [[3]]
+    for bad in (b"\xff\xfe", b"   "):
+        refused = httpx.post(f"http://{http}/db/execute", content=bad,
+                             headers={"Content-Type": "text/plain"})  # fmt: skip
+        assert refused.status_code == 400, refused.text

@@ -14,7 +14,7 @@ import pytest
 
 from support import wait_for
 from support.errortree import error_tree
-from support.nodes import Nodes, db_file, wait_converged
+from support.nodes import Nodes, db_file, wait_converged, wait_streaming
 
 
 @pytest.fixture
@@ -24,8 +24,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Nodes, str, str]]:
     primary = n.node("p1", env=env)
     replica = n.node("r1", primary, env=env)
     # Started is not streaming yet: a write forwarded before would get a retryable 503.
-    wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-             "the replica to stream from its primary")  # fmt: skip
+    wait_streaming(replica)
     yield n, primary.http, replica.http
     n.close()
 

@@ -22,7 +22,7 @@ import pytest
 from litecluster.cli.localcluster import LocalNode
 from litecluster.replication.protocol import Ack, Heartbeat, MsgType, Pos, decode_body
 from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 
 SYNC_TIMEOUT = 1.5
 
@@ -34,8 +34,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[LocalNode, LocalNode]]:
         primary = n.node("p1", args=["--sync-replicas", "1"],
                          env={"LITECLUSTER_SYNC_TIMEOUT": str(SYNC_TIMEOUT)})  # fmt: skip
         replica = n.node("r1", primary)
-        wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(replica)
         yield primary, replica
     finally:
         for node in n.all:

@@ -22,7 +22,7 @@ import pytest
 
 from litecluster.cli.localcluster import LocalNode
 from support import wait_for
-from support.nodes import Nodes
+from support.nodes import Nodes, wait_streaming
 from support.strong_reads import read_register
 
 SYNC_TIMEOUT = 2.0
@@ -35,8 +35,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[LocalNode, LocalNode]]:
         primary = n.node("p1", args=["--sync-replicas", "1"],
                          env={"LITECLUSTER_SYNC_TIMEOUT": str(SYNC_TIMEOUT)})  # fmt: skip
         replica = n.node("r1", primary)
-        wait_for(lambda: httpx.get(f"http://{replica.http}/readyz").status_code == 200, 30,
-                 "the replica to stream")  # fmt: skip
+        wait_streaming(replica)
         yield primary, replica
     finally:
         for node in n.all:

@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from litecluster.cli.localcluster import LocalNode
 from litecluster.engine.sqlite import connect
 from support import checksum, wait_for
@@ -60,6 +62,13 @@ class Nodes:
     def close(self) -> None:
         for n in self.all:
             n.kill()
+
+
+def wait_streaming(replica: LocalNode, timeout: float = 30.0) -> None:
+    """Until ``replica`` serves: ``/readyz`` answers 200 once it streams from its primary (a
+    write forwarded before that gets a retryable 503)."""
+    wait_for(lambda: httpx.get(f"{replica.url}/readyz", timeout=5).status_code == 200, timeout,
+             f"{replica.node_id} to stream from its primary")  # fmt: skip
 
 
 def db_file(node: LocalNode, db: str = "main") -> Path:

@@ -432,10 +432,10 @@ class Node:
     async def end_role(self) -> None:
         """Stop being primary or replica: the node is between roles afterwards."""
         if self._role_task is not None:
-            self._role_task.cancel()
+            task, self._role_task = self._role_task, None  # first: see _watch
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await self._role_task
-            self._role_task = None
+                await task
         if self.primary is not None:
             primary, self.primary = self.primary, None
             self.resting = None  # closing captures the last commits: read the files again
@@ -454,12 +454,12 @@ class Node:
             await self._not_primary(reader, writer)
 
     def _watch(self, task: asyncio.Task[None], *, cancel_ok: bool = False) -> None:
-        """These tasks run until the node stops: one that ends by itself is a bug; the node
-        then stops (exit status 1) so that its supervisor restarts it, instead of running on
-        without replicating. Role tasks are cancelled when the role changes (``cancel_ok``)."""
+        """These tasks run until the node stops: one that ends by itself is a bug, and the node
+        stops (exit status 1) so that its supervisor restarts it. Only a role change cancels a
+        role task (``cancel_ok``): one cancelled otherwise left a replica alive, not following."""
 
         def done(t: asyncio.Task[None]) -> None:
-            if t.cancelled() and (cancel_ok or not self.ready):
+            if t.cancelled() and (not self.ready or (cancel_ok and t is not self._role_task)):
                 return
             self.failed = (None if t.cancelled() else t.exception()) or NodeError(
                 f"background task {t.get_name()} ended unexpectedly"

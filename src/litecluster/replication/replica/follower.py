@@ -63,6 +63,13 @@ from litecluster.replication.protocol import (
 )
 from litecluster.replication.replica.diskpos import open_replica
 from litecluster.replication.replica.status import replica_status
+from litecluster.replication.replica.tasks import (
+    ApplyFailed,
+    first_line,
+    in_thread,
+    read_in_own_task,
+    session_error,
+)
 from litecluster.replication.state import NodeState
 from litecluster.replication.stats import Stats
 from litecluster.replication.tls import client_context
@@ -105,20 +112,6 @@ class Upstream:
     last_error: str = ""
 
 
-def _stop_if_cancelled() -> None:
-    """Python 3.11's ``wait_for`` returns the result when a cancellation arrives as the awaited
-    operation completes, and the cancellation is gone: a SIGTERM while the replica connected
-    left a node that never exited. The task still counts the request (``cancelling``)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 class Follower:
     def __init__(
         self,
@@ -154,7 +147,6 @@ class Follower:
         self._diverged: set[str] = set()
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
-        self._apply_failure: BaseException | None = None
         self.user = ""
         """A users-file login presented instead of the token (embedded replicas only)."""
         self.leaving = False
@@ -216,26 +208,13 @@ class Follower:
             started = time.monotonic()
             try:
                 await self._session()
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                failure, self._apply_failure = self._apply_failure, None
-                if failure is not None and task is not None:
-                    # The apply loop failed (disk full, I/O error) and cancelled the reader,
-                    # which may have been waiting on a full queue: reconnect and retry.
-                    task.uncancel()
-                    self.stats.error(failure)
-                    self.upstream.last_error = _first_line(failure)
-                    log.error("replica.apply_failed error=%r", self.upstream.last_error)
-                elif task is None or task.cancelling():
-                    raise
-                # Python 3.11's wait_for can raise CancelledError when its timeout and the
-                # awaited read complete together (after a long pause such as SIGSTOP): that is
-                # a lost connection, not a request to stop.
-                self.upstream.last_error = "connection timed out"
-                log.info("replication.disconnected primary=%s error=timeout", self.upstream.address)
+            except ApplyFailed as exc:
+                self.stats.error(exc.cause)
+                self.upstream.last_error = str(exc)
+                log.error("replica.apply_failed error=%r", self.upstream.last_error)
             except (PeerRefusedError, StaleEpochError) as exc:
                 self.stats.error(exc)
-                self.upstream.last_error = _first_line(exc)
+                self.upstream.last_error = first_line(exc)
                 log.error(
                     "replication.refused primary=%s error=%r", self.upstream.address, exc.message
                 )
@@ -249,7 +228,7 @@ class Follower:
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError) as exc:
                 if isinstance(exc, ProtocolError):
                     self.stats.error(exc)
-                error = _first_line(exc)
+                error = first_line(exc)
                 # While the primary stays down, say so once, not at every retry.
                 log.log(
                     logging.DEBUG if error == self.upstream.last_error else logging.INFO,
@@ -258,7 +237,7 @@ class Follower:
                 self.upstream.last_error = error
             except LiteclusterError as exc:
                 self.stats.error(exc)
-                self.upstream.last_error = _first_line(exc)
+                self.upstream.last_error = first_line(exc)
                 log.error("replication.failed primary=%s error=%r", self.upstream.address, str(exc))
             except Exception as exc:  # a bug costs one connection, never the replica
                 self.stats.error(exc)
@@ -271,9 +250,9 @@ class Follower:
             attempt += 1
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                # Python 3.11's wait_for can swallow a cancellation that arrives as its inner
-                # read completes; the request to stop must still end this loop (a node stuck
-                # here never finished its SIGTERM).
+                # A request to stop that arrived while the session was waiting for its tasks
+                # was absorbed there; it must still end this loop (a node stuck here never
+                # finished its SIGTERM). Nothing else cancels this task, so this is a stop.
                 raise asyncio.CancelledError
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
@@ -281,15 +260,14 @@ class Follower:
         assert self.config.primary is not None
         host, port = self.config.primary.host, self.config.primary.port
         self.upstream.state = "connecting"
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the awaited operation completes, or turn a timeout into one.
+        async with asyncio.timeout(self.config.peer_timeout):
+            reader, writer = await asyncio.open_connection(
                 host, port, ssl=self._ssl, server_hostname=host if self._ssl else None
-            ),
-            self.config.peer_timeout,
-        )
+            )
         tasks: list[asyncio.Task[None]] = []
         try:
-            _stop_if_cancelled()
             positions = {name: Pos.of(r.position) for name, r in self.replicas.items()}
             hello = Hello(
                 PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.tokens.current, positions,
@@ -298,8 +276,8 @@ class Follower:
             )  # fmt: skip
             writer.write(encode_message(hello))
             await writer.drain()
-            msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
-            _stop_if_cancelled()
+            async with asyncio.timeout(self.config.peer_timeout):
+                msg = await read_message(reader)
             if isinstance(msg, Refuse):
                 raise PeerRefusedError(
                     f"primary refused the connection: {msg.reason}", code=msg.code
@@ -315,12 +293,11 @@ class Follower:
                 "replication.connected primary=%s primary_id=%s epoch=%d databases=%s",
                 up.address, msg.node_id, msg.epoch, ",".join(msg.databases),
             )  # fmt: skip
-            queues: dict[str, asyncio.Queue[object]] = {}
             for name in msg.databases:
                 self._replica(name)
             self._round = 0  # rounds are numbered per connection (per primary term)
             tasks.append(asyncio.create_task(self._keepalive(writer)))
-            await self._receive(reader, writer, queues, tasks)
+            await read_in_own_task(lambda failed: self._receive(reader, writer, tasks, failed))
         finally:
             for task in tasks:
                 task.cancel()
@@ -337,10 +314,11 @@ class Follower:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        queues: dict[str, asyncio.Queue[object]],
         tasks: list[asyncio.Task[None]],
+        failed: Callable[[asyncio.Task[None]], None],
     ) -> None:
         incoming: dict[str, _Incoming] = {}
+        queues: dict[str, asyncio.Queue[object]] = {}
 
         def queue(db: str) -> asyncio.Queue[object]:
             q = queues.get(db)
@@ -352,21 +330,14 @@ class Follower:
                 tasks.append(task)
             return q
 
-        reader_task = asyncio.current_task()
-
-        def failed(t: asyncio.Task[None]) -> None:
-            if not t.cancelled() and t.exception() is not None and reader_task is not None:
-                self._apply_failure = t.exception()
-                reader_task.cancel()
-
         try:
             while True:
                 for task in tasks:
                     if task.done():
                         exc = task.exception()
-                        raise exc if exc else ProtocolError("apply loop ended")
-                msg = await asyncio.wait_for(read_message(reader), self.config.peer_timeout)
-                _stop_if_cancelled()
+                        raise session_error(exc) if exc else ProtocolError("apply loop ended")
+                async with asyncio.timeout(self.config.peer_timeout):
+                    msg = await read_message(reader)
                 self.upstream.last_message_at = time.time()
                 await self._dispatch(msg, queue, incoming, writer)
         finally:
@@ -416,7 +387,7 @@ class Follower:
                 raise ProtocolError("unexpected snapshot chunk", db=msg.db)
             # In a thread: with gigabytes being written, the kernel may hold a write back for
             # a long while (dirty page throttling), and the loop serves reads and heartbeats.
-            await asyncio.to_thread(inc.file.write, msg.data)
+            await in_thread(inc.file.write, msg.data)
             inc.received += len(msg.data)
             self.stats.snapshot_bytes_received = inc.received
         elif isinstance(msg, SnapshotEnd):
@@ -436,7 +407,15 @@ class Follower:
 
     async def _ack(self, writer: asyncio.StreamWriter, dbs: list[str]) -> None:
         positions = {db: Pos.of(self.replicas[db].position) for db in dbs}
-        writer.write(encode_message(Ack(positions, self._round)))
+        await self._send(writer, Ack(positions, self._round))
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, msg: Message) -> None:
+        if writer.is_closing():
+            # uvloop raises RuntimeError ("the handler is closed") for a write to a closed
+            # transport: say what it is, a lost connection.
+            raise ConnectionResetError("connection to the primary lost")
+        writer.write(encode_message(msg))
         await writer.drain()
 
     # ---- applying -------------------------------------------------------------------------------
@@ -491,23 +470,25 @@ class Follower:
                     )
             return len(records), sum(len(d) for d in batch)
 
+        before = replica.position
         try:
-            n, size = await asyncio.to_thread(work)
+            n, size = await in_thread(work)
         except (ReplicaError, SnapshotError) as exc:
-            self._announce(db, applied_notes)
             # Divergence, a log restart (RESET), a record that does not follow: re-snapshot.
             self.stats.error(exc)
             if isinstance(exc, DivergenceError):
                 self._diverged.add(db)
             log.warning("replica.needs_snapshot db=%s reason=%r", db, exc.message)
-            writer.write(encode_message(NeedSnapshot(db, exc.message)))
-            await writer.drain()
+            await self._send(writer, NeedSnapshot(db, exc.message))
             return True
-        self._announce(db, applied_notes)
+        finally:
+            # Whatever the end (a failure, the session's end): what was applied is visible.
+            self._announce(db, applied_notes)
+            if replica.position != before:
+                for listener in self.on_apply:
+                    listener(db, replica.position)
         self.stats.records_applied += n
         self.stats.bytes_applied += size
-        for listener in self.on_apply:
-            listener(db, replica.position)
         await self._ack(writer, [db])
         return False
 
@@ -524,7 +505,7 @@ class Follower:
         history = self.histories[db]
         # Forgotten while the file is replaced: a crash in between leaves an unknown history
         # (a careful primary later), never the old file's history on the new file.
-        await asyncio.to_thread(history.replace, [])
+        await in_thread(history.replace, [])
         if inc.diverged or db in self._diverged:
             # Known divergence (here or by the primary) wins over "could not be checked".
             unverified = inc.unverified and db not in self._diverged
@@ -535,7 +516,7 @@ class Follower:
                 if unverified
                 else f"diverged from {up}"
             )
-            kept = await asyncio.to_thread(self._set_aside, db, replica, why)
+            kept = await in_thread(self._set_aside, db, replica, why)
             if unverified:
                 # Likely clean (a replica that lagged across several failovers): said as such,
                 # so that an operator does not go looking for lost writes that may not exist.
@@ -552,10 +533,10 @@ class Follower:
                     kept,
                 )  # fmt: skip
         try:
-            pos = await asyncio.to_thread(install_snapshot, replica, inc.path)
+            pos = await in_thread(install_snapshot, replica, inc.path)
         finally:
             inc.path.unlink(missing_ok=True)
-        await asyncio.to_thread(history.replace, inc.history)
+        await in_thread(history.replace, inc.history)
         self.stats.snapshots_installed += 1
         log.info(
             "snapshot.installed db=%s position=%s bytes=%d seconds=%.2f",

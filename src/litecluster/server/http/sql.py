@@ -144,6 +144,15 @@ async def _statements(request: web.Request) -> list[Statement]:
             raise RequestError("missing q parameter")
         return [Statement(sql) for sql in q]
     raw = await request.read()  # over max_request_bytes: 413 (body.py)
+    if request.content_type == "text/plain":
+        # rqlite takes raw SQL too: the body is one statement string (split like any other).
+        try:
+            sql = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestError("a text/plain body must be UTF-8 SQL", offset=exc.start) from None
+        if not sql.strip():
+            raise RequestError("the request has no statements")
+        return [Statement(sql)]
     return parse_statements(strictjson.loads(raw), max_statements=door.max_statements)
 
 
