@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import litecluster
@@ -231,10 +232,15 @@ def test_the_flags_are_the_servers_not_the_status() -> None:
     assert busy.value.retryable
 
 
+class _Tracker:
+    primary_http = "node.invalid:80"
+
+
 class _LateReplica:
     """An embedded replica that never applies the write in time."""
 
     follower = None
+    tracker = _Tracker()
     reach = Reach.NOT_YET
 
     def wait_for(self, db: str, position: Position, timeout: float) -> Reach:
@@ -244,59 +250,56 @@ class _LateReplica:
         pass
 
 
-def test_a_write_the_local_replica_has_not_applied_is_committed_not_retryable() -> None:
-    import httpx
-
-    from litecluster.client.kv import KvError
+def _committing(request: httpx.Request) -> httpx.Response:
+    from litecluster.kv.reply import OK, dumps
     from litecluster.kv.wire import ExecReply, encode
 
-    def committed(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/kv/exec":
-            return httpx.Response(200, content=encode(ExecReply([b"+OK\r\n"], 9, 1)))
-        return httpx.Response(200, json={"results": [{"rows_affected": 1}],
-                                         "position": {"epoch": 1, "txid": 9}})  # fmt: skip
+    if request.url.path == "/kv/exec":
+        return httpx.Response(200, content=encode(ExecReply([dumps(OK)], 9, 1)))
+    return httpx.Response(200, json={"results": [{"rows_affected": 1}],
+                                     "position": {"epoch": 1, "txid": 9}})  # fmt: skip
 
-    client = _client_answering(committed)
+
+def test_a_committed_write_succeeds_and_the_next_local_read_waits_for_it() -> None:
+    from litecluster.client.kv import KvError
+
+    client = _client_answering(_committing)
     client._embedded = _LateReplica()  # type: ignore[assignment]
-    with pytest.raises(litecluster.ClientError) as info:
-        client.execute("INSERT INTO t VALUES (1)")
+    r = client.execute("INSERT INTO t VALUES (1)")
+    assert r.position == Position(1, 9), "committed: success with its position, not an error"
+    with pytest.raises(litecluster.StaleReadError) as info:
+        client.query("SELECT * FROM t")
     assert (info.value.retryable, info.value.indeterminate, info.value.committed) == (
-        False, False, True,
+        True, False, False,
     )  # fmt: skip
-    assert "do not send it again" in info.value.hint
+    assert info.value.context["position"] == "1:9"
+    assert client.kv.set("k", "v") is True
     with pytest.raises(KvError) as kv:
-        client.kv.set("k", "v")
-    assert (kv.value.retryable, kv.value.committed, kv.value.context["txid"]) == (False, True, 9)
+        client._settle(client.kv_db, KvError)
+    assert isinstance(kv.value, litecluster.StaleReadError)
+    assert kv.value.retryable
     client._embedded = None
 
 
 def test_a_write_the_local_replicas_newer_history_excludes_is_lost_not_committed() -> None:
-    import httpx
-
     from litecluster.client.kv import KvError
-    from litecluster.kv.wire import ExecReply, encode
 
-    def deposed(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/kv/exec":
-            return httpx.Response(200, content=encode(ExecReply([b"+OK\r\n"], 9, 1)))
-        return httpx.Response(200, json={"results": [{"rows_affected": 1}],
-                                         "position": {"epoch": 1, "txid": 9}})  # fmt: skip
-
-    client = _client_answering(deposed)
+    client = _client_answering(_committing)
     lost = _LateReplica()
     lost.reach = Reach.EXCLUDED
     client._embedded = lost  # type: ignore[assignment]
+    client.execute("INSERT INTO t VALUES (1)")
     with pytest.raises(litecluster.ClientError) as info:
-        client.execute("INSERT INTO t VALUES (1)")
+        client.query("SELECT * FROM t")
     flags = (info.value.retryable, info.value.indeterminate, info.value.committed)
     assert flags == (False, False, False), "known lost: neither retry blindly nor check"
     assert info.value.context == {"status": 409, "position": "1:9"}
     assert "lost" in info.value.message
+    assert client._pending == {}, "said once: the next read is served"
+    client.kv.set("k", "v")
     with pytest.raises(KvError) as kv:
-        client.kv.set("k", "v")
-    assert (kv.value.committed, kv.value.context["epoch"], kv.value.context["txid"]) == (
-        False, 1, 9,
-    )  # fmt: skip
+        client._settle(client.kv_db, KvError)
+    assert (kv.value.committed, kv.value.context["status"]) == (False, 409)
     client._embedded = None
 
 
@@ -325,6 +328,8 @@ def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets
     import socket
 
     from litecluster.client.embedded import EmbeddedReplica
+    from litecluster.client.join import join_settings
+    from litecluster.errors import NodeError
 
     with socket.socket() as bound:  # bound but not listening: connections are refused
         bound.bind(("127.0.0.1", 0))
@@ -332,15 +337,37 @@ def test_an_embedded_replica_that_cannot_reach_its_primary_is_retryable_and_lets
         with pytest.raises(litecluster.ClientError) as info:
             litecluster.connect(
                 "127.0.0.1:1", replica=tmp_path / "r", primary=primary, token="t" * 32,
-                timeout=0.5,
+                timeout=0.5, ready_timeout=0.5,
             )  # fmt: skip
         assert info.value.retryable
-        assert f"could not connect to {primary}" in str(info.value)
+        assert f"not ready after 0.5 s ({primary})" in str(info.value)
         # The failed client released the data directory: another replica may open it.
-        replica = EmbeddedReplica(tmp_path / "r", primary, "t" * 32, None)
+        join = join_settings(tmp_path / "r", seeds=[], etcd=None, primary=primary,
+                             cluster=None, token="t" * 32, ca=None, headers={}, node_id=None,
+                             auth=None)  # fmt: skip
+        replica = EmbeddedReplica(join)
         try:
-            assert replica.wait_streaming(0.2) is not None
+            assert replica.wait_ready(0.2, allow_stale=False) is not None
             assert replica.connection("main") is None
             assert replica.applied("main") == 0
+            with pytest.raises(NodeError, match="another node is running") as second:
+                EmbeddedReplica(join)
+            assert "one process per replica directory" in second.value.hint
         finally:
             replica.close()
+
+
+def test_a_remote_client_given_several_nodes_moves_on_from_one_it_cannot_reach() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "down.invalid":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"results": [{"columns": ["1"], "values": [[1]]}]})
+
+    client = litecluster.connect(["http://down.invalid:4002", "http://up.invalid:4002"])
+    client._http = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(litecluster.ClientError) as down:
+        client.query("SELECT 1")
+    assert down.value.retryable, "the failed request is not retried behind the caller's back"
+    assert client.query("SELECT 1").rows == [(1,)]
+    assert client.url == "http://up.invalid:4002"
+    client.close()

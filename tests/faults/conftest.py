@@ -58,6 +58,15 @@ def sync_ha(tmp_path: Path) -> Iterator[list[LocalNode]]:
 
 
 @pytest.fixture
+def sync_ha_etcd(tmp_path: Path) -> Iterator[tuple[list[LocalNode], EtcdServer]]:
+    """``sync_ha``, and its etcd (whose leader key an embedded replica may read)."""
+    for _, members, etcd in _cluster(
+        tmp_path, ["--sync-replicas", "1"], {"LITECLUSTER_SYNC_TIMEOUT": "3"}
+    ):
+        yield members, etcd
+
+
+@pytest.fixture
 def sync_ha_resp(tmp_path: Path) -> Iterator[list[LocalNode]]:
     """``sync_ha`` with a RESP port on each node (its address in the node's ``node.addr``)."""
     for _, members, _ in _cluster(

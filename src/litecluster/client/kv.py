@@ -1,8 +1,9 @@
 """The key/value API of the Python client: ``client.kv``.
 
 With an embedded replica (``litecluster.connect(..., replica=DIR)``) reads run on the local
-copy of the ``kv`` database in microseconds, and writes go to the cluster (``POST /kv/exec``)
-and return once the local copy has applied them, so the application reads its own writes.
+copy of the ``kv`` database in microseconds, and writes go to the current primary (``POST
+/kv/exec``) and return once it committed them; the next local read waits until the local copy
+holds them, so the application reads its own writes.
 Without one, every command goes to the node. The commands and their semantics are Redis's
 (see docs/kv.md); values are returned as ``str`` (``decode=False`` for ``bytes``).
 
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from litecluster.client.errors import ClientError, response_error, transport_error
 from litecluster.client.errors import KvError as KvError  # re-exported (public)
-from litecluster.client.errors import response_error, settle_error, transport_error
 from litecluster.engine.position import Position
 from litecluster.kv.commands import classify
 from litecluster.kv.glob import stringmatch
@@ -67,6 +68,18 @@ class KvHost(Protocol):
 
     @property
     def _embedded(self) -> _LocalReplica | None: ...
+
+    def _base(self, *, write: bool, cls: type[ClientError]) -> str:
+        """The base URL a request goes to (embedded mode: the current primary)."""
+
+    def _unreachable(self, base: str, exc: httpx.HTTPError) -> None:
+        """A request could not connect to ``base`` (the client may move to another node)."""
+
+    def _note(self, db: str, position: Position | None) -> None:
+        """Remember a write's position: the next local read of ``db`` waits for it."""
+
+    def _settle(self, db: str, cls: type[ClientError]) -> None:
+        """Wait for this client's last write to ``db`` before a local read of it."""
 
 
 READ_LEVELS = ("none", "strong", "linearizable")
@@ -127,6 +140,7 @@ class KV:
         reads = all(kind is Kind.READ for kind in kinds)
         reader = self._reader if self.read_level == "none" else None
         if reads and reader is not None:
+            self._client._settle(self._client.kv_db, KvError)
             now = time.time_ns() // 1_000_000
             replies = reader.read([(self.db_index, c) for c in commands], now)
         else:
@@ -139,23 +153,19 @@ class KV:
         got = self._post(encode(ExecRequest(wire, [], 0, [], atomic, level)), write=write)
         if got.replies is None:
             raise KvError("the transaction was aborted")
-        embedded = self._client._embedded
-        wait = write and embedded is not None and self._client.read_your_writes
-        if wait:
-            position = Position(got.epoch, got.txid)
-            reach = embedded.wait_for(self._client.kv_db, position, self._client.timeout)  # type: ignore[union-attr]
-            error = settle_error(reach, KvError, txid=got.txid, epoch=got.epoch)
-            if error is not None:
-                raise error
+        if write and got.txid:
+            self._client._note(self._client.kv_db, Position(got.epoch, got.txid))
         return [loads(r) for r in got.replies]
 
     def _post(self, body: bytes, *, write: bool) -> ExecReply:
+        base = self._client._base(write=write, cls=KvError)
         try:
             resp = self._client._http.post(
-                "/kv/exec", content=body, headers={"Content-Type": "application/msgpack"}
+                base + "/kv/exec", content=body, headers={"Content-Type": "application/msgpack"}
             )
         except httpx.HTTPError as exc:
-            raise transport_error(self._client.url, exc, write=write, cls=KvError) from None
+            self._client._unreachable(base, exc)
+            raise transport_error(base, exc, write=write, cls=KvError) from None
         if resp.status_code != 200:
             try:
                 data = resp.json()
@@ -191,6 +201,7 @@ class KV:
         reader = self._reader
         if reader is None or self.read_level != "none":
             return self.execute("GET", key)
+        self._client._settle(self._client.kv_db, KvError)
         return self._convert(reader.get(self.db_index, _arg(key), time.time_ns() // 1_000_000))
 
     def set(self, key: Value, value: Value, *, ttl: float | None = None, nx: bool = False,

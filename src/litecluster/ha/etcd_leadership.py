@@ -41,6 +41,17 @@ from litecluster.replication.config import Address
 log = logging.getLogger("litecluster.leadership")
 
 
+def leader_key(cluster: str) -> str:
+    """The key naming the primary of ``cluster`` (read by embedded replicas to find it)."""
+    return f"/litecluster/{cluster}/leader"
+
+
+async def read_leader(client: EtcdClient, cluster: str) -> Leader | None:
+    """The primary of ``cluster`` as its leader key names it (None: no leader right now)."""
+    kv = await client.get(leader_key(cluster))
+    return _leader(kv) if kv else None
+
+
 def _leader(kv: KeyValue) -> Leader | None:
     try:
         d = json.loads(kv.value)
@@ -74,7 +85,7 @@ class EtcdLeadership:
             raise ConfigError("lease TTL must be at least 2 s (etcd's minimum)", field="lease_ttl")
         self.client = client
         prefix = f"/litecluster/{cluster}/"
-        self.key = prefix + "leader"
+        self.key = leader_key(cluster)
         self.members_prefix = prefix + "members/"
         self.sync_key = prefix + "sync"
         self.switchover_key = prefix + "switchover"

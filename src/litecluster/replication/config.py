@@ -77,5 +77,7 @@ class ReplicationConfig:
     sync_replicas: int = 0
     """Synchronous mode: a write is acknowledged once this many replicas hold it."""
     sync_timeout: float = 10.0
+    replica_retention: float = 300.0
+    """Seconds a disconnected replica stays in the primary's status and metrics."""
     nofailover: bool = False
     """Never run for primary (declared to the primary: its acks do not count in sync mode)."""

@@ -45,6 +45,7 @@ class MsgType(enum.IntEnum):
     HEARTBEAT = 8
     ACK = 9
     NEED_SNAPSHOT = 10
+    BYE = 11
 
 
 class Pos(msgspec.Struct, array_like=True, frozen=True):
@@ -75,6 +76,8 @@ class Hello(msgspec.Struct, frozen=True):
     """Whether the replica fsyncs what it applies before acknowledging it."""
     nofailover: bool = False
     """A node that never runs for primary."""
+    user: str = ""
+    """An embedded replica's users-file login: ``token`` is then its password."""
 
     @property
     def promotable(self) -> bool:
@@ -148,6 +151,11 @@ class NeedSnapshot(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Bye(msgspec.Struct, frozen=True):
+    """The replica closes for good (an embedded replica's clean close): the primary forgets
+    it at once instead of listing it as disconnected."""
+
+
 Message: TypeAlias = (
     Hello
     | Welcome
@@ -159,6 +167,7 @@ Message: TypeAlias = (
     | Heartbeat
     | Ack
     | NeedSnapshot
+    | Bye
 )
 
 _TYPES: dict[MsgType, type[Any]] = {
@@ -172,6 +181,7 @@ _TYPES: dict[MsgType, type[Any]] = {
     MsgType.HEARTBEAT: Heartbeat,
     MsgType.ACK: Ack,
     MsgType.NEED_SNAPSHOT: NeedSnapshot,
+    MsgType.BYE: Bye,
 }
 _CODES: dict[type[Any], MsgType] = {cls: t for t, cls in _TYPES.items()}
 _DECODERS = {t: msgspec.msgpack.Decoder(cls) for t, cls in _TYPES.items()}

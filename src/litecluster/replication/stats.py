@@ -18,6 +18,10 @@ class Stats:
     snapshot_bytes_received: int = 0
     snapshot_bytes_expected: int = 0
     reconnects: int = 0
+    replicas_left: int = 0
+    """Replicas that closed their connection cleanly (deregistered at once)."""
+    replicas_expired: int = 0
+    """Disconnected replicas dropped from status and metrics past ``replica_retention``."""
     errors: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:

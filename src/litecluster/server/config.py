@@ -236,7 +236,8 @@ def validate(config: NodeConfig) -> None:
     for name in (*positive, "checkpoint_frames", "segment_bytes", "scan_interval",
                  "retention_interval", "max_group", "statement_timeout", "write_timeout",
                  "max_request_bytes", "max_statements", "read_wait_timeout", "max_result_rows",
-                 "max_result_bytes", "queue_max_entries", "queue_max_bytes"):  # fmt: skip
+                 "max_result_bytes", "queue_max_entries", "queue_max_bytes",
+                 "replica_retention"):  # fmt: skip
         if getattr(config, name) <= 0:
             raise _bad(config, name, "must be greater than zero")
     if config.retention_bytes < 0 or config.retention_seconds < 0:

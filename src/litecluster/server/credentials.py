@@ -209,6 +209,11 @@ class Credentials:
         async with self._hashing:
             return await asyncio.to_thread(self.check_password, username, password)
 
+    async def replica_login(self, username: str, password: str) -> bool:
+        """An embedded replica's login on the replication port: a user that may join."""
+        who = await self.user(username, password)
+        return who is not None and (who.may("join-read-only") or who.may("join"))
+
     def reload(self) -> None:
         """Read the token file and the users file again. A file that does not load raises
         :class:`~litecluster.errors.ConfigError` and changes nothing."""

@@ -82,6 +82,12 @@ class NodeCollector:
             ("snapshots_sent", "Snapshots sent to replicas", stats.snapshots_sent),
             ("snapshots_installed", "Snapshots installed here", stats.snapshots_installed),
             ("reconnects", "Connections to the primary lost or refused", stats.reconnects),
+            ("replicas_left", "Replicas that closed cleanly (deregistered)", stats.replicas_left),
+            (
+                "replicas_expired",
+                "Disconnected replicas dropped from status and metrics past replica_retention",
+                stats.replicas_expired,
+            ),
         ):
             c = CounterMetricFamily(f"litecluster_{name}", doc)
             c.add_metric([], float(value))

@@ -249,15 +249,10 @@ class Node:
         start_txids = {name: pos.txid for name, pos in start.items()}
         await self.end_role()
         self.state.see_epoch(epoch)
-        self.primary = Primary(
-            self.config.replication(),
-            self.tokens,
-            epoch,
-            self.node_id,
-            self.stats,
-            start_txids=start_txids,
-        )
+        self.primary = Primary(self.config.replication(), self.tokens, epoch, self.node_id,
+                               self.stats, start_txids=start_txids)  # fmt: skip
         self.primary.http = str(self.http)
+        self.primary.login = self.credentials.replica_login
         self.primary.sync_members = sync_members
         self.primary.promoted_at = dict(start)
         self.primary.may_write = self.may_write

@@ -32,8 +32,10 @@ from litecluster.errors import (
 )
 from litecluster.replication.config import DB_NAME, ReplicationConfig
 from litecluster.replication.history import Reach
+from litecluster.replication.primary.admission import Login, refusal
 from litecluster.replication.primary.applied import Once
 from litecluster.replication.primary.database import PrimaryDb
+from litecluster.replication.primary.departed import Departed
 from litecluster.replication.primary.lineage import Start, ack_counts, ack_covers, stream_start
 from litecluster.replication.primary.readconfirm import ReadConfirm
 from litecluster.replication.primary.session import Session
@@ -44,18 +46,19 @@ from litecluster.replication.protocol import (
     MAX_HELLO,
     PROTOCOL_VERSION,
     Ack,
+    Bye,
     Heartbeat,
     Hello,
     Message,
     NeedSnapshot,
     Pos,
-    Refuse,
     SnapshotChunk,
     SnapshotEnd,
     SnapshotStart,
     Welcome,
     encode_message,
     read_message,
+    refuse,
 )
 from litecluster.replication.stats import Stats
 from litecluster.replication.tokens import Tokens
@@ -63,7 +66,6 @@ from litecluster.replication.tokens import Tokens
 log = logging.getLogger("litecluster.primary")
 
 SNAPSHOT_CHUNK = 1 << 20
-MAX_DEPARTED = 256
 _ZERO = Position()
 
 
@@ -83,6 +85,8 @@ class Primary:
         self.config = config
         self.tokens = tokens
         """The cluster tokens a replica may present (reloaded on SIGHUP by the node)."""
+        self.login: Login | None = None
+        """Checks an embedded replica's users-file login (admission.py; None: tokens only)."""
         self.epoch = epoch
         self.node_id = node_id
         self.stats = stats
@@ -111,7 +115,7 @@ class Primary:
         self.on_durable: list[Callable[[str, int], None]] = []
         """Called on the event loop with (database, durable txid) as records become durable."""
         self.sessions: dict[str, Session] = {}
-        self.departed: dict[str, Session] = {}
+        self.departed = Departed(config.replica_retention, stats)
         self.tmp = config.data_dir / "tmp"
         self.writer_config = WriterConfig(
             max_group=config.max_group,
@@ -356,31 +360,27 @@ class Primary:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _refuse(self, writer: asyncio.StreamWriter, code: str, reason: str) -> None:
-        writer.write(encode_message(Refuse(code, reason)))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-
     async def _admit(
         self, hello: Message, peer: str, writer: asyncio.StreamWriter
     ) -> Session | None:
         if not isinstance(hello, Hello):
             raise ProtocolError("expected HELLO as the first message", got=type(hello).__name__)
-        if not self.tokens.accepts(hello.token):
+        why = await refusal(hello, self.tokens, self.login)
+        if why is not None:
             self.stats.errors["auth"] += 1
-            log.warning("auth.refused peer=%s node_id=%s reason=bad_token", peer, hello.node_id)
-            await self._refuse(writer, "auth", "wrong or missing cluster token")
+            log.warning("auth.refused peer=%s node_id=%s reason=%s", peer, hello.node_id, why[0])
+            await refuse(writer, "auth", why[1])
             return None
         if hello.version != PROTOCOL_VERSION:
             log.warning("replica.refused peer=%s reason=version version=%s", peer, hello.version)
-            await self._refuse(writer, "version", f"primary speaks version {PROTOCOL_VERSION}")
+            await refuse(writer, "version", f"primary speaks version {PROTOCOL_VERSION}")
             return None
         if hello.cluster != self.config.cluster_id:
             log.warning("replica.refused peer=%s reason=cluster cluster=%s", peer, hello.cluster)
-            await self._refuse(writer, "cluster", f"this is cluster {self.config.cluster_id!r}")
+            await refuse(writer, "cluster", f"this is cluster {self.config.cluster_id!r}")
             return None
         if not DB_NAME.match(hello.node_id) or hello.node_id == self.node_id:
-            await self._refuse(writer, "node_id", f"unusable node id {hello.node_id!r}")
+            await refuse(writer, "node_id", f"unusable node id {hello.node_id!r}")
             return None
         old = self.sessions.get(hello.node_id)
         if old is not None:
@@ -390,7 +390,7 @@ class Primary:
                           promotable=hello.promotable, kind=hello.kind)  # fmt: skip
         self.sessions[hello.node_id] = session
         self.sessions_changed.set()
-        self.departed.pop(hello.node_id, None)
+        self.departed.pop(hello.node_id)
         writer.write(encode_message(Welcome(self.node_id, self.epoch, sorted(self.dbs), self.http)))
         await writer.drain()
         log.info(
@@ -436,10 +436,7 @@ class Primary:
         if self.sessions.get(session.node_id) is session:
             del self.sessions[session.node_id]
             self.sessions_changed.set()
-            session.state = "disconnected"
-            self.departed[session.node_id] = session
-            while len(self.departed) > MAX_DEPARTED:  # status remembers the most recent ones
-                del self.departed[next(iter(self.departed))]
+            self.departed.add(session)
 
     def _start_stream(self, session: Session, db: PrimaryDb) -> None:
         if session.writer is None:
@@ -483,6 +480,9 @@ class Primary:
                 )  # fmt: skip
                 session.snapshot_wanted.add(msg.db)
                 db.wake()
+            elif isinstance(msg, Bye):
+                session.left = True
+                return
             else:
                 raise ProtocolError("unexpected message from a replica", got=type(msg).__name__)
 
@@ -595,5 +595,5 @@ class Primary:
 
     def status(self) -> dict[str, object]:
         return primary_status(
-            self.epoch, self.dbs, [*self.sessions.values(), *self.departed.values()], self.writers
+            self.epoch, self.dbs, [*self.sessions.values(), *self.departed.current()], self.writers
         )

@@ -41,3 +41,6 @@ class Session:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.StreamWriter | None = None
+    left: bool = False
+    """The replica said goodbye (a clean close): it is not kept among the departed."""
+    disconnected_at: float = 0.0

@@ -24,6 +24,7 @@ async def upkeep(primary: Primary, scan_interval: float, stats: Stats) -> None:
         try:
             primary.discover()
             primary.check_captures()
+            primary.departed.current()  # drops (and counts) replicas past their retention
             if time.monotonic() >= next_retention:
                 primary.enforce_retention()
                 next_retention = time.monotonic() + primary.config.retention_interval

@@ -45,6 +45,7 @@ from litecluster.replication.primary.writer import decode_annotations
 from litecluster.replication.protocol import (
     PROTOCOL_VERSION,
     Ack,
+    Bye,
     Heartbeat,
     Hello,
     Message,
@@ -146,6 +147,10 @@ class Follower:
         self._diverged: set[str] = set()
         """Databases whose applied records contradicted the primary's stream."""
         self.on_apply: list[Callable[[str, Position], None]] = []
+        self.user = ""
+        """A users-file login presented instead of the token (embedded replicas only)."""
+        self.leaving = False
+        """Set before a clean close: the session's end says goodbye (see protocol.Bye)."""
         self._round = 0
         """The newest round (Heartbeat.round) the primary sent on this connection."""
         self._ssl = client_context(
@@ -267,7 +272,7 @@ class Follower:
             hello = Hello(
                 PROTOCOL_VERSION, self.config.cluster_id, self.node_id, self.tokens.current, positions,
                 self.http, kind=self.kind, durable=self.config.replica_durable,
-                nofailover=self.config.nofailover,
+                nofailover=self.config.nofailover, user=self.user,
             )  # fmt: skip
             writer.write(encode_message(hello))
             await writer.drain()
@@ -299,6 +304,8 @@ class Follower:
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
+            if self.leaving:
+                writer.write(encode_message(Bye()))
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
