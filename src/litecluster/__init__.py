@@ -6,7 +6,7 @@ applies them to a replica file through SQLite's own pager.
 """
 
 from litecluster.client.helpers import ConfigValues, FeatureFlags, SessionStore
-from litecluster.client.sync import Client, ClientError, StaleReadError, connect
+from litecluster.client.sync import Client, ClientError, LocalCopyBehindError, connect
 from litecluster.engine.apply import Replica, ReplicaConfig
 from litecluster.engine.capture.capture import Capture, CaptureConfig
 from litecluster.engine.checksum import PageHashes, page_hash
@@ -40,7 +40,7 @@ __all__ = [
     "Capture",
     "Client",
     "ClientError",
-    "StaleReadError",
+    "LocalCopyBehindError",
     "CaptureConfig",
     "CaptureGapError",
     "ConfigError",

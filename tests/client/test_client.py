@@ -267,7 +267,7 @@ def test_a_committed_write_succeeds_and_the_next_local_read_waits_for_it() -> No
     client._embedded = _LateReplica()  # type: ignore[assignment]
     r = client.execute("INSERT INTO t VALUES (1)")
     assert r.position == Position(1, 9), "committed: success with its position, not an error"
-    with pytest.raises(litecluster.StaleReadError) as info:
+    with pytest.raises(litecluster.LocalCopyBehindError) as info:
         client.query("SELECT * FROM t")
     assert (info.value.retryable, info.value.indeterminate, info.value.committed) == (
         True, False, False,
@@ -276,7 +276,7 @@ def test_a_committed_write_succeeds_and_the_next_local_read_waits_for_it() -> No
     assert client.kv.set("k", "v") is True
     with pytest.raises(KvError) as kv:
         client._settle(client.kv_db, KvError)
-    assert isinstance(kv.value, litecluster.StaleReadError)
+    assert isinstance(kv.value, litecluster.LocalCopyBehindError)
     assert kv.value.retryable
     client._embedded = None
 

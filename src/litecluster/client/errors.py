@@ -92,19 +92,19 @@ def excluded_error(cls: type[ClientError] = ClientError, **context: Any) -> Clie
                "does not hold it", status=409, hint=EXCLUDED_HINT, **context)  # fmt: skip
 
 
-class StaleReadError(ClientError):
+class LocalCopyBehindError(ClientError):
     """A local read of the embedded replica waited for this client's last write (session
     consistency) and the local copy had not applied it in time: retryable (the write
     committed; the read may be sent again, or sent to the primary with ``level="strong"``)."""
 
 
-class StaleKvReadError(StaleReadError, KvError):
-    """:class:`StaleReadError` of ``client.kv``."""
+class LocalCopyBehindKvError(LocalCopyBehindError, KvError):
+    """:class:`LocalCopyBehindError` of ``client.kv``."""
 
 
 def stale_read_error(cls: type[ClientError] = ClientError, **context: Any) -> ClientError:
     """The error for a local read that waited in vain for the client's last write."""
-    kind = StaleKvReadError if issubclass(cls, KvError) else StaleReadError
+    kind = LocalCopyBehindKvError if issubclass(cls, KvError) else LocalCopyBehindError
     return kind("the local replica has not applied this client's last write yet",
                 retryable=True, hint="retry the read, or read from the primary "
                 "(level='strong')", **context)  # fmt: skip

@@ -27,7 +27,9 @@ import httpx
 
 from litecluster.client.embedded import EmbeddedReplica, Lag
 from litecluster.client.errors import ClientError as ClientError  # re-exported (public)
-from litecluster.client.errors import StaleReadError as StaleReadError  # re-exported (public)
+from litecluster.client.errors import (
+    LocalCopyBehindError as LocalCopyBehindError,  # re-exported (public)
+)
 from litecluster.client.errors import (
     response_error,
     settle_error,

@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from litecluster.errors import ReplicaError
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,7 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class ApplyFailed(Exception):
+class ApplyFailed(ReplicaError):
     """An apply loop failed (disk full, I/O error): the session ends and the replica retries."""
 
     def __init__(self, cause: BaseException) -> None:
