@@ -26,15 +26,15 @@ def first_line(exc: BaseException) -> str:
 class ApplyFailed(ReplicaError):
     """An apply loop failed (disk full, I/O error): the session ends and the replica retries."""
 
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(first_line(cause))
-        self.cause = cause
+    def __init__(self, message: str, *, cause: BaseException | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.cause: BaseException = cause if cause is not None else self
 
 
 def session_error(exc: BaseException) -> BaseException:
     """What an apply loop's failure ends the session with."""
     # Its acks written after the connection dropped fail too: that is the lost connection.
-    return exc if isinstance(exc, ConnectionError) else ApplyFailed(exc)
+    return exc if isinstance(exc, ConnectionError) else ApplyFailed(first_line(exc), cause=exc)
 
 
 async def read_in_own_task(
