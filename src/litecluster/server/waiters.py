@@ -76,8 +76,11 @@ class Waiters:
         deadline = loop.time() + self._timeout
         try:
             while (left := deadline - loop.time()) > 0:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that arrives as the future completes (the request then hangs on).
                 try:
-                    return await asyncio.wait_for(asyncio.shield(fut), min(left, RECHECK))
+                    async with asyncio.timeout(min(left, RECHECK)):
+                        return await asyncio.shield(fut)
                 except TimeoutError:
                     got = self.reach(db, position)
                     if got is not Reach.NOT_YET:
