@@ -24,8 +24,8 @@ from litecluster.engine.backup import BackupInfo, Format, write_backup
 from litecluster.engine.position import Position
 from litecluster.engine.sqlite import Connection
 from litecluster.errors import RequestError
-from litecluster.replication.config import DB_NAME
 from litecluster.server.http.errorbody import error_response
+from litecluster.server.http.params import database, flag
 from litecluster.server.http.perms import needs
 
 _SEND = 1 << 20
@@ -51,15 +51,11 @@ def add_routes(app: web.Application, backups: Backups) -> None:
 
 
 def _query(request: web.Request) -> tuple[str, Format, bool]:
-    db = request.query.get("db", "main")
-    if not DB_NAME.match(db):
-        raise RequestError("bad database name", db=db[:80])
+    db = database(request)
     fmt = request.query.get("fmt", "sqlite") or "sqlite"
     if fmt not in ("sqlite", "binary", "sql"):
         raise RequestError("fmt must be sql (a dump) or absent (the SQLite file)", value=fmt[:80])
-    compress = request.query.get("compress")
-    on = compress is not None and compress.lower() not in ("false", "0", "no")
-    return db, "sql" if fmt == "sql" else "sqlite", on
+    return db, "sql" if fmt == "sql" else "sqlite", flag(request, "compress")
 
 
 @needs("backup")

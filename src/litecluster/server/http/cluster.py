@@ -18,8 +18,9 @@ from aiohttp import web
 
 from litecluster.errors import NotPrimaryError, RequestError
 from litecluster.replication.config import Address
+from litecluster.server.http.params import flag
 from litecluster.server.http.perms import needs
-from litecluster.server.http.sql import DOOR, flag, pretty_dumps
+from litecluster.server.http.sql import DOOR, pretty_dumps
 
 
 def add_routes(app: web.Application) -> None:

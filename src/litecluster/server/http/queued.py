@@ -31,6 +31,7 @@ from litecluster.server.credentials import ANYONE, TOKEN_HOLDER, Credentials, Id
 from litecluster.server.drain import APPLY_PATH, FAILED, Drain, Outcome, apply_entries
 from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.freshness import go_duration
+from litecluster.server.http.params import flag
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import Local
 
@@ -53,13 +54,8 @@ class QueueDoor:
 QUEUE: web.AppKey[QueueDoor] = web.AppKey("sql-queue")
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name)
-    return value is not None and value.lower() not in ("false", "0", "no")
-
-
 def wants_queue(request: web.Request) -> bool:
-    return _flag(request, "queue")
+    return flag(request, "queue")
 
 
 async def enqueue(request: web.Request, db: str, statements: list[Statement]) -> web.Response:
@@ -68,10 +64,10 @@ async def enqueue(request: web.Request, db: str, statements: list[Statement]) ->
     drain = door.drain
     if drain is None:
         raise RequestError("this node keeps no write queue", hint="write without ?queue")
-    wait = _flag(request, "wait")
+    wait = flag(request, "wait")
     timeout = _timeout(request.query.get("timeout", "30s")) if wait else 0.0
     body = [statement_json(s) for s in statements]
-    transaction = _flag(request, "transaction")
+    transaction = flag(request, "transaction")
     who = identity(request)
     user = "" if who in (TOKEN_HOLDER, ANYONE) else who.name
     seq = await asyncio.to_thread(drain.queue.add, db, body, transaction, user)

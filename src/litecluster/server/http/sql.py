@@ -33,7 +33,6 @@ from litecluster.errors import (
     PermissionDeniedError,
     RequestError,
 )
-from litecluster.replication.config import DB_NAME
 from litecluster.replication.history import Reach
 from litecluster.replication.primary.sandbox import Sandbox, sandbox
 from litecluster.replication.primary.sqlexec import (
@@ -57,6 +56,7 @@ from litecluster.server.forward import (
 from litecluster.server.http import queued, strictjson
 from litecluster.server.http.errorbody import error_response
 from litecluster.server.http.freshness import check_freshness, freshness_limit
+from litecluster.server.http.params import database, flag
 from litecluster.server.http.perms import identity, needs
 from litecluster.server.ports import (
     ClusterOps,
@@ -99,12 +99,6 @@ _local = threading.local()
 _error = error_response
 
 
-def flag(request: web.Request, name: str) -> bool:
-    """A boolean query parameter as rqlite reads them: present and not false/0/no."""
-    value = request.query.get(name)
-    return value is not None and value.lower() not in ("false", "0", "no")
-
-
 def pretty_dumps(request: web.Request) -> Any:
     indent = 4 if flag(request, "pretty") else None
     return lambda obj: strictjson.dumps(obj, indent=indent)
@@ -127,13 +121,6 @@ def _respond(request: web.Request, results: list[Result], started: float,
     if timings:
         body["time"] = time.perf_counter() - started
     return web.json_response(body, dumps=pretty_dumps(request))
-
-
-def _db(request: web.Request) -> str:
-    name = request.query.get("db", "main")
-    if not DB_NAME.match(name):
-        raise RequestError("bad database name", db=name)
-    return name
 
 
 async def _statements(request: web.Request) -> list[Statement]:
@@ -229,7 +216,7 @@ async def query(request: web.Request) -> web.Response:
     started = time.perf_counter()
     door = request.app[DOOR]
     local = door.local
-    db, statements = _db(request), await _statements(request)
+    db, statements = database(request), await _statements(request)
     level = request.query.get("level", "weak")
     check_level(level, LEVELS)
     if level == "auto":  # rqlite: a local read on a read-only node, weak on the others
@@ -287,7 +274,7 @@ async def query(request: web.Request) -> web.Response:
 async def execute(request: web.Request) -> web.Response:
     started = time.perf_counter()
     primary = request.app[DOOR].local.primary
-    db, statements = _db(request), await _statements(request)
+    db, statements = database(request), await _statements(request)
     if queued.wants_queue(request) and request.path == "/db/execute":
         return await queued.enqueue(request, db, statements)
     if primary is None:
@@ -346,7 +333,7 @@ async def _forward(
         # Answer once this node has the write too: the client reads its write here.
         pos = data["position"]
         visible = await forwarder.settle(
-            _db(request), Position(int(pos["epoch"]), int(pos["txid"]))
+            database(request), Position(int(pos["epoch"]), int(pos["txid"]))
         )
         if not visible:
             data["warning"] = NOT_VISIBLE_WARNING
